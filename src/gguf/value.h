@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -48,6 +49,30 @@ struct Value {
   bool as_bool() const;
   const std::string& as_string() const;
   const Array& as_array() const;
+
+  // Typed constructors, so that callers state the GGUF width explicitly.
+  static Value from_u8(std::uint8_t v) { return {ValueType::kUint8, std::uint64_t{v}}; }
+  static Value from_i8(std::int8_t v) { return {ValueType::kInt8, std::int64_t{v}}; }
+  static Value from_u16(std::uint16_t v) { return {ValueType::kUint16, std::uint64_t{v}}; }
+  static Value from_i16(std::int16_t v) { return {ValueType::kInt16, std::int64_t{v}}; }
+  static Value from_u32(std::uint32_t v) { return {ValueType::kUint32, std::uint64_t{v}}; }
+  static Value from_i32(std::int32_t v) { return {ValueType::kInt32, std::int64_t{v}}; }
+  static Value from_u64(std::uint64_t v) { return {ValueType::kUint64, v}; }
+  static Value from_i64(std::int64_t v) { return {ValueType::kInt64, v}; }
+  static Value from_f32(float v) { return {ValueType::kFloat32, double{v}}; }
+  static Value from_f64(double v) { return {ValueType::kFloat64, v}; }
+  static Value from_bool(bool v) { return {ValueType::kBool, v}; }
+  static Value from_string(std::string v) { return {ValueType::kString, std::move(v)}; }
+  // Every item must have type `element_type` (checked when written).
+  static Value from_array(ValueType element_type, std::vector<Value> items) {
+    return {ValueType::kArray, Array{element_type, std::move(items)}};
+  }
 };
+
+// Structural equality (same type, same payload), used by tests and copy checks.
+bool operator==(const Value& a, const Value& b);
+inline bool operator==(const Array& a, const Array& b) {
+  return a.element_type == b.element_type && a.items == b.items;
+}
 
 }  // namespace herd::gguf

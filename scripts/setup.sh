@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs herd's build dependencies from Debian's apt and builds it into build/.
+#   scripts/setup.sh            install packages (needs root or sudo) and build
+#   scripts/setup.sh --deps     install packages only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcpp-httplib-dev libssl-dev libucx-dev libicu-dev
+  iproute2 procps
+)
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then
+    echo "setup: all packages present"
+    return
+  fi
+  local sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_packages
+if [[ "${1:-}" == "--deps" ]]; then exit 0; fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build -j"$(nproc)" herd
+echo "setup: built build/herd"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds everything and runs the whole test suite (unit, golden-model, multi-process) with ctest,
+# then the file-format corruption tests again under AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --deps
+jobs=$(nproc)
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs" --timeout 900)
+
+# Untrusted-input parsers under sanitizers: a crash here is a bug even if the Release run passed.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERD_SANITIZE=ON -DHERD_BUILD_BENCH=OFF >/dev/null
+ninja -C build-asan -j"$jobs" herd_gguf_tests
+(cd build-asan && ctest --output-on-failure -R '^(Gguf|Corrupt|Fuzz)' -j"$jobs" --timeout 900)
