@@ -15,8 +15,13 @@ namespace herd::gguf {
 
 class Writer {
  public:
-  explicit Writer(std::uint64_t alignment = 32) : alignment_(alignment) {}
+  // Throws herd::InvalidArgument unless alignment is a non-zero power of two.
+  explicit Writer(std::uint64_t alignment = 32);
 
+  std::uint64_t alignment() const { return alignment_; }
+
+  // Adds or replaces a key (order of first insertion is kept). Setting "general.alignment"
+  // changes the alignment the file is written with.
   void set(const std::string& key, Value value);
   void set_u32(const std::string& key, std::uint32_t v);
   void set_i32(const std::string& key, std::int32_t v);
@@ -39,10 +44,15 @@ class Writer {
                       std::span<const float> values);
 
   std::vector<std::uint8_t> to_bytes() const;
+  // Size in bytes that to_bytes() / write() will produce.
+  std::uint64_t size_bytes() const;
   // Streams to disk (writes a temporary file and renames it, so a crash leaves no half file).
   void write(const std::string& path) const;
 
  private:
+  // Header, metadata, tensor infos and the padding before the data section.
+  std::vector<std::uint8_t> header_bytes() const;
+
   struct PendingTensor {
     std::string name;
     tensor::Type type;

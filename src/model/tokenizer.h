@@ -25,6 +25,8 @@ class Tokenizer {
   static std::unique_ptr<Tokenizer> from_gguf(const gguf::Metadata& metadata);
   // Builds from a Hugging Face tokenizer.json (BPE models), e.g. Llama 3 or Qwen3.
   static std::unique_ptr<Tokenizer> from_tokenizer_json(const std::string& path);
+  // A .json path goes to from_tokenizer_json, anything else is opened as a GGUF file.
+  static std::unique_ptr<Tokenizer> from_file(const std::string& path);
 
   // add_special: prepend BOS (and append EOS) as the vocabulary asks.
   // parse_special: text like "<|im_start|>" becomes its special token instead of plain text.
@@ -33,6 +35,7 @@ class Tokenizer {
   // The bytes a token stands for (byte-fallback tokens give their byte; may be partial UTF-8).
   virtual std::string token_to_piece(std::int32_t id) const = 0;
   // Concatenated pieces; SentencePiece's leading space after BOS is removed as llama.cpp does.
+  // Control tokens (BOS, EOS, <|im_end|> ...) are left out; token_to_piece gives their text.
   virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
 
   virtual std::int32_t n_vocab() const = 0;
@@ -45,6 +48,8 @@ class Tokenizer {
   virtual const std::string& token_text(std::int32_t id) const = 0;
   // Id of a token by its exact text, -1 when absent.
   virtual std::int32_t find_token(std::string_view text) const = 0;
+  // Control tokens (BOS, EOS, chat markers): not text, matched in input only with parse_special.
+  virtual bool is_control(std::int32_t id) const { return false; }
 };
 
 }  // namespace herd::model

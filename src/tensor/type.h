@@ -59,4 +59,9 @@ std::optional<Type> type_from_name(std::string_view name);
 // Bytes of a row of n elements. Precondition: n is a multiple of the block size.
 std::size_t row_bytes(Type type, std::int64_t n);
 
+// Table lookups with checks: herd::Error when the type has no converter, InvalidArgument when
+// count is not a whole number of blocks.
+void dequantize(Type type, const void* src, float* dst, std::int64_t count);
+void quantize(Type type, const float* src, void* dst, std::int64_t count);
+
 }  // namespace herd::tensor

@@ -1,0 +1,179 @@
+// herd bench: prompt processing and generation speed, with generation's weight-read bandwidth
+// as a share of this machine's read bandwidth measured in the same run.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "engine/local_pipeline.h"
+#include "util/error.h"
+#include "util/memory_bandwidth.h"
+#include "util/thread_pool.h"
+
+namespace herd::cli {
+namespace {
+
+struct BenchOptions {
+  std::vector<std::string> models;
+  int n_prompt = 512;
+  int n_gen = 128;
+  int reps = 3;
+  std::vector<int> threads;
+  bool json = false;
+};
+
+struct BenchResult {
+  std::string model;
+  std::string type;
+  int threads = 0;
+  double pp_tps = 0, tg_tps = 0;
+  double tg_gbs = 0, measured_gbs = 0, pct = 0;
+  double pp_gflops = 0;
+  double params_b = 0;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// The type holding most of the weight bytes, as llama-bench labels a model.
+std::string dominant_type(const gguf::File& file) {
+  std::map<std::string, std::uint64_t> bytes;
+  for (const auto& t : file.tensors()) bytes[std::string(tensor::type_name(t.type))] += t.n_bytes;
+  auto it = std::max_element(bytes.begin(), bytes.end(),
+                             [](auto& a, auto& b) { return a.second < b.second; });
+  return it == bytes.end() ? "?" : it->first;
+}
+
+std::vector<std::int32_t> bench_tokens(int n, int n_vocab) {
+  std::vector<std::int32_t> ids(n);
+  std::uint32_t x = 12345;
+  for (auto& id : ids) {
+    x = x * 1664525u + 1013904223u;
+    id = static_cast<std::int32_t>((x >> 8) % static_cast<std::uint32_t>(n_vocab));
+  }
+  return ids;
+}
+
+BenchResult bench_one(const std::string& path, int threads, const BenchOptions& o) {
+  auto model = load_model(path);
+  ThreadPool pool(threads);
+  BenchResult r;
+  r.model = model->hparams().name.empty() ? path : model->hparams().name;
+  r.type = dominant_type(model->file());
+  r.threads = threads;
+  std::int64_t params = 0;
+  for (const auto& t : model->file().tensors()) params += t.n_elements;
+  r.params_b = params / 1e9;
+
+  std::fprintf(stderr, "bench: %s, %d thread(s): measuring memory bandwidth...\n",
+               r.model.c_str(), threads);
+  r.measured_gbs = measure_memory_bandwidth(pool).read_gb_per_s;
+
+  engine::LocalPipeline pipeline(model, o.n_prompt + o.n_gen + 1, pool);
+  std::vector<float> logits;
+  auto prompt = bench_tokens(o.n_prompt, model->n_vocab());
+  // Warm-up: page the mapped weights in so the first timed run does not measure the disk.
+  pipeline.forward(std::span(prompt).first(std::min<std::size_t>(prompt.size(), 16)), 0, false,
+                   logits);
+
+  std::vector<double> pp, tg;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    std::fprintf(stderr, "bench: run %d/%d: pp%d", rep + 1, o.reps, o.n_prompt);
+    pipeline.truncate(0);
+    auto t0 = std::chrono::steady_clock::now();
+    if (o.n_prompt > 0) pipeline.forward(prompt, 0, false, logits);
+    double pp_s = seconds_since(t0);
+    if (o.n_prompt > 0) pp.push_back(o.n_prompt / pp_s);
+    std::fprintf(stderr, " %.1f t/s, tg%d", o.n_prompt ? o.n_prompt / pp_s : 0.0, o.n_gen);
+    pipeline.truncate(0);
+    std::int32_t token = prompt.empty() ? 1 : prompt[0];
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.n_gen; ++i) {
+      pipeline.forward(std::span(&token, 1), i, false, logits);
+      token = static_cast<std::int32_t>(
+          std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+    double tg_s = seconds_since(t0);
+    if (o.n_gen > 0) tg.push_back(o.n_gen / tg_s);
+    std::fprintf(stderr, " %.2f t/s\n", o.n_gen ? o.n_gen / tg_s : 0.0);
+  }
+  if (!pp.empty()) r.pp_tps = median(pp);
+  if (!tg.empty()) r.tg_tps = median(tg);
+  // Bytes streamed per generated token: every layer's weights and the output head (the
+  // embedding contributes one row, negligible).
+  double bytes_per_token = static_cast<double>(model->head_bytes());
+  for (int il = 0; il < model->n_layer(); ++il) bytes_per_token += model->layer_bytes(il);
+  r.tg_gbs = bytes_per_token * r.tg_tps / 1e9;
+  r.pct = r.measured_gbs > 0 ? 100.0 * r.tg_gbs / r.measured_gbs : 0;
+  // Prefill work: 2 flops per weight per token (attention's share is small at 512).
+  r.pp_gflops = 2.0 * static_cast<double>(params) * r.pp_tps / 1e9;
+  return r;
+}
+
+int run_bench(BenchOptions o) {
+  if (o.threads.empty()) o.threads = {ThreadPool::default_thread_count()};
+  if (o.reps < 1) fail_argument("-r must be at least 1");
+  if (o.n_prompt < 0 || o.n_gen < 0) fail_argument("-p and -n must not be negative");
+  std::vector<BenchResult> results;
+  for (const auto& path : o.models)
+    for (int t : o.threads) results.push_back(bench_one(path, t, o));
+
+  if (o.json) {
+    for (const auto& r : results) {
+      nlohmann::json j = {{"model", r.model},          {"type", r.type},
+                          {"threads", r.threads},      {"n_prompt", o.n_prompt},
+                          {"n_gen", o.n_gen},          {"reps", o.reps},
+                          {"pp_tokens_per_s", r.pp_tps}, {"tg_tokens_per_s", r.tg_tps},
+                          {"tg_gbs", r.tg_gbs},        {"measured_gbs", r.measured_gbs},
+                          {"tg_bandwidth_pct", r.pct}, {"pp_gflops", r.pp_gflops},
+                          {"params_b", r.params_b}};
+      fmt::print("{}\n", j.dump());
+    }
+    return 0;
+  }
+  fmt::print("| {:<28} | {:<5} | {:>7} | {:>10} | {:>10} | {:>8} | {:>11} | {:>6} | {:>10} |\n",
+             "model", "type", "threads", fmt::format("pp{} t/s", o.n_prompt),
+             fmt::format("tg{} t/s", o.n_gen), "tg GB/s", "measured GB/s", "% bw", "pp GFLOP/s");
+  fmt::print("|{:-<30}|{:-<7}|{:-<9}|{:-<12}|{:-<12}|{:-<10}|{:-<13}|{:-<8}|{:-<12}|\n", "", "", "",
+             "", "", "", "", "", "");
+  for (const auto& r : results)
+    fmt::print("| {:<28} | {:<5} | {:>7} | {:>10.1f} | {:>10.2f} | {:>8.1f} | {:>13.1f} | {:>5.1f}% | "
+               "{:>10.1f} |\n",
+               r.model.substr(0, 28), r.type, r.threads, r.pp_tps, r.tg_tps, r.tg_gbs,
+               r.measured_gbs, r.pct, r.pp_gflops);
+  fmt::print("(medians of {} runs; % bw = generation's weight reads / read bandwidth measured "
+             "in this run)\n", o.reps);
+  return 0;
+}
+
+}  // namespace
+
+CommandFn add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* cmd = app.add_subcommand("bench", "Measure prompt processing and generation speed");
+  cmd->add_option("-m,--model", o->models, "GGUF model file(s)")->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("-p,--prompt", o->n_prompt, "Prompt tokens processed in one batch")
+      ->capture_default_str();
+  cmd->add_option("-n,--gen", o->n_gen, "Tokens generated one at a time")->capture_default_str();
+  cmd->add_option("-r,--reps", o->reps, "Repetitions (the median is reported)")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "Thread counts to test, e.g. -t 1,2")
+      ->delimiter(',');
+  cmd->add_flag("--json", o->json, "One JSON object per configuration, one per line");
+  return [o] { return run_bench(*o); };
+}
+
+}  // namespace herd::cli

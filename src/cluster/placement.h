@@ -1,0 +1,75 @@
+// Placement: which node runs which layers. A pure function of the model's sizes and the members'
+// memory, speed and links — no sockets, no clocks — so it is tested table-driven. The algorithm
+// and its choices are explained in docs/cluster.md ("Placement").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace herd::cluster {
+
+struct ModelShape {
+  std::vector<std::uint64_t> layer_bytes;  // weights of each transformer block, in order
+  std::uint64_t embedding_bytes = 0;       // token embedding (first stage)
+  std::uint64_t head_bytes = 0;            // final norm + output projection (last stage)
+  std::uint64_t kv_bytes_per_token_per_layer = 0;  // K and V of one position in one layer
+  std::int64_t n_ctx = 0;                  // positions the KV cache must hold
+  std::uint64_t activation_bytes = 0;      // hidden state sent between stages per token
+};
+
+struct LinkEstimate {
+  double latency_s = 0;            // one-way, to the rest of the cluster (link_probe: rtt / 2)
+  double bandwidth_bytes_per_s = 0;  // 0 = unknown (transfer time ignored)
+};
+
+struct PlacementMember {
+  std::string id;
+  std::uint64_t usable_memory_bytes = 0;
+  double bandwidth_bytes_per_s = 0;  // measured memory read speed: the decode speed limit
+  LinkEstimate link;
+};
+
+struct PlacementOptions {
+  // Scratch buffers, activations, runtime and the OS page cache headroom on every node used.
+  std::uint64_t per_node_overhead_bytes = std::uint64_t{512} << 20;
+  // Plans whose estimated token time is within this fraction count as equally fast; the one with
+  // fewer stages (hops) wins.
+  double equal_speed_tolerance = 0.02;
+  // Every subset of members is tried up to this many members; above it, prefixes of the members
+  // sorted by speed and by memory.
+  int exhaustive_member_limit = 10;
+};
+
+struct Stage {
+  std::string node_id;
+  int first_layer = 0;  // [first_layer, last_layer)
+  int last_layer = 0;
+  std::uint64_t weight_bytes = 0;  // layers, plus embedding (first) and head (last)
+  std::uint64_t kv_bytes = 0;
+  std::uint64_t total_bytes = 0;   // weights + KV + overhead: what the node must have
+  std::uint64_t usable_bytes = 0;  // what it has
+  double seconds_per_token = 0;    // bytes read per token / bandwidth
+  std::string reason;
+};
+
+struct Plan {
+  std::vector<Stage> stages;  // in pipeline order
+  double seconds_per_token = 0;  // single stream: all stages plus the hops between them
+  double bottleneck_seconds = 0; // slowest stage: bounds throughput with several streams
+  std::vector<std::string> unused;  // "id: why" for members not in the plan
+  std::string summary;
+
+  // A table of which node holds which layers and why, for `herd cluster plan` and the logs.
+  std::string explain() const;
+};
+
+// Throws herd::Error when the cluster cannot hold the model, with the numbers and what to do;
+// InvalidArgument on an empty model, no members, duplicate ids or a member without a speed.
+Plan plan(const ModelShape& model, const std::vector<PlacementMember>& members,
+          const PlacementOptions& options = {});
+
+// "14.2 GiB", "512 MiB": for messages.
+std::string format_bytes(std::uint64_t bytes);
+
+}  // namespace herd::cluster

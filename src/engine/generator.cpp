@@ -1,0 +1,209 @@
+#include "engine/generator.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "engine/utf8.h"
+#include "model/tokenizer.h"
+#include "util/error.h"
+
+namespace herd::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Turns the bytes of generated tokens into text that is safe to show: cut between UTF-8
+// characters, with any tail that could be the start of a stop string held back until the
+// following tokens decide it.
+class TextStream {
+ public:
+  explicit TextStream(const std::vector<std::string>& stops) {
+    for (const std::string& s : stops) {
+      if (!s.empty()) stops_.push_back(s);
+    }
+  }
+
+  // Appends bytes; returns the text that became final. `stopped` is set when a stop string
+  // completed: the text before it is returned and the rest is dropped.
+  std::string push(std::string_view bytes, bool& stopped) {
+    pending_ += bytes;
+    std::size_t match = std::string::npos;
+    for (const std::string& s : stops_) match = std::min(match, pending_.find(s));
+    if (match != std::string::npos) {
+      stopped = true;
+      std::string out = utf8_sanitize(std::string_view(pending_).substr(0, match));
+      pending_.clear();
+      return out;
+    }
+    std::size_t cut = std::min(utf8_complete_prefix(pending_), held_from());
+    std::string out = pending_.substr(0, cut);
+    pending_.erase(0, cut);
+    return out;
+  }
+
+  // At the end of generation: whatever is held back is final after all.
+  std::string flush() {
+    std::string out = utf8_sanitize(pending_);
+    pending_.clear();
+    return out;
+  }
+
+ private:
+  // Start of the longest tail of pending_ that is a proper prefix of some stop string.
+  std::size_t held_from() const {
+    std::size_t from = pending_.size();
+    for (const std::string& s : stops_) {
+      std::size_t longest = std::min(s.size() - 1, pending_.size());
+      for (std::size_t len = longest; len > 0; --len) {
+        if (pending_.compare(pending_.size() - len, len, s, 0, len) == 0) {
+          from = std::min(from, pending_.size() - len);
+          break;
+        }
+      }
+    }
+    return from;
+  }
+
+  std::vector<std::string> stops_;
+  std::string pending_;
+};
+
+}  // namespace
+
+Generator::Generator(const model::Tokenizer& tokenizer, Pipeline& pipeline)
+    : tokenizer_(tokenizer), pipeline_(pipeline) {}
+
+void Generator::reset_cache() {
+  cached_.clear();
+  cache_known_ = false;
+}
+
+GenerationResult Generator::generate(std::string_view prompt, const GenerationParams& params,
+                                     const TextCallback& on_text) {
+  std::vector<std::int32_t> ids = tokenizer_.encode(prompt, params.add_special, params.parse_special);
+  // A chat template that already wrote BOS, plus the tokenizer adding one, gives two; the
+  // model was trained with one.
+  const std::int32_t bos = tokenizer_.bos();
+  if (params.add_special && bos >= 0 && ids.size() >= 2 && ids[0] == bos && ids[1] == bos) {
+    ids.erase(ids.begin());
+  }
+  return generate(std::span<const std::int32_t>(ids), params, on_text);
+}
+
+void Generator::check_logits(const std::vector<float>& logits) const {
+  if (logits.size() != static_cast<std::size_t>(pipeline_.n_vocab())) {
+    fail("the pipeline returned {} logits but the vocabulary has {} tokens", logits.size(),
+         pipeline_.n_vocab());
+  }
+}
+
+// Runs the part of `prompt` that is not cached yet; returns how many positions were reused.
+std::int32_t Generator::prefill(std::span<const std::int32_t> prompt, std::vector<float>& logits) {
+  std::size_t keep = 0;
+  if (cache_known_) {
+    while (keep < cached_.size() && keep < prompt.size() && cached_[keep] == prompt[keep]) ++keep;
+  }
+  // The last prompt token must run again: its logits are what the first sample needs.
+  keep = std::min(keep, prompt.size() - 1);
+  if (!cache_known_ || keep < cached_.size()) pipeline_.truncate(static_cast<std::int32_t>(keep));
+  cached_.resize(keep);
+  cache_known_ = true;
+  auto rest = prompt.subspan(keep);
+  pipeline_.forward(rest, static_cast<std::int32_t>(keep), false, logits);
+  cached_.insert(cached_.end(), rest.begin(), rest.end());
+  check_logits(logits);
+  return static_cast<std::int32_t>(keep);
+}
+
+GenerationResult Generator::generate(std::span<const std::int32_t> prompt,
+                                     const GenerationParams& params, const TextCallback& on_text) {
+  const Clock::time_point start = Clock::now();
+  const std::int32_t n_ctx = pipeline_.n_ctx();
+  const std::int32_t n_vocab = pipeline_.n_vocab();
+  const auto n_prompt = static_cast<std::int64_t>(prompt.size());
+  if (prompt.empty()) fail_argument("the prompt is empty: generation needs at least one token");
+  for (std::int32_t id : prompt) {
+    if (id < 0 || id >= n_vocab) {
+      fail_argument("prompt token id {} is outside the vocabulary (0..{})", id, n_vocab - 1);
+    }
+  }
+  std::int64_t max_tokens = params.max_tokens < 0 ? n_ctx - n_prompt : params.max_tokens;
+  if (n_prompt + max_tokens > n_ctx || (params.max_tokens < 0 && max_tokens <= 0)) {
+    fail_argument("the prompt has {} tokens and {} more were requested, but the context holds {}; "
+                  "shorten the prompt or ask for fewer tokens (max_tokens)",
+                  n_prompt, params.max_tokens < 0 ? std::int64_t{1} : max_tokens, n_ctx);
+  }
+
+  GenerationResult result;
+  GenerationStats& stats = result.stats;
+  stats.prompt_tokens = static_cast<std::int32_t>(n_prompt);
+  stats.finish_reason = "length";
+  Sampler sampler(params.sampling);
+  for (std::int32_t id : prompt) sampler.accept(id);
+  TextStream stream(params.stop);
+  auto emit = [&](const std::string& text) {
+    if (text.empty()) return true;
+    result.text += text;
+    return on_text ? on_text(text) : true;
+  };
+
+  if (max_tokens == 0) return result;
+  std::vector<float> logits;
+  Clock::time_point first_token_at;
+  try {
+    const Clock::time_point prefill_start = Clock::now();
+    stats.cached_prompt_tokens = prefill(prompt, logits);
+    const double prefill_ms = ms_between(prefill_start, Clock::now());
+    const std::int32_t prefilled = stats.prompt_tokens - stats.cached_prompt_tokens;
+    if (prefill_ms > 0) stats.prefill_tokens_per_s = prefilled / (prefill_ms / 1000.0);
+
+    for (;;) {
+      const std::int32_t token = sampler.sample(logits);
+      sampler.accept(token);
+      if (++stats.generated_tokens == 1) {
+        first_token_at = Clock::now();
+        stats.time_to_first_token_ms = ms_between(start, first_token_at);
+      }
+      if (!params.ignore_eos && tokenizer_.is_end_of_generation(token)) {
+        stats.finish_reason = "stop";
+        break;
+      }
+      result.tokens.push_back(token);
+      bool stopped = false;
+      bool keep_going = emit(stream.push(tokenizer_.token_to_piece(token), stopped));
+      if (stopped) {
+        stats.finish_reason = "stop";
+        break;
+      }
+      if (!keep_going) {
+        stats.finish_reason = "cancelled";
+        break;
+      }
+      if (stats.generated_tokens >= max_tokens) break;
+      const std::int32_t pos = static_cast<std::int32_t>(cached_.size());
+      pipeline_.forward(std::span<const std::int32_t>(&token, 1), pos, false, logits);
+      cached_.push_back(token);
+      check_logits(logits);
+    }
+  } catch (...) {
+    reset_cache();  // the pipeline's cache state is unknown after a failure
+    throw;
+  }
+  if (stats.finish_reason != "stop" || !stats.generated_tokens || result.tokens.empty() ||
+      !params.stop.empty()) {
+    // Held-back text was not a stop string after all (a matched stop string left nothing).
+  }
+  emit(stream.flush());
+
+  const double decode_ms = ms_between(first_token_at, Clock::now());
+  if (stats.generated_tokens > 1 && decode_ms > 0) {
+    stats.decode_tokens_per_s = (stats.generated_tokens - 1) / (decode_ms / 1000.0);
+  }
+  return result;
+}
+
+}  // namespace herd::engine

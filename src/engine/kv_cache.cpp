@@ -1,0 +1,27 @@
+#include "engine/kv_cache.h"
+
+#include "util/error.h"
+
+namespace herd::engine {
+
+KvCache::KvCache(const model::Model& model, int n_ctx)
+    : n_ctx_(n_ctx), n_layers_(model.range().size()), width_(model.kv_width()) {
+  if (n_ctx <= 0) fail_argument("context size must be positive, got {}", n_ctx);
+  const auto per_layer_k = static_cast<std::size_t>(n_ctx) * width_.k;
+  const auto per_layer_v = static_cast<std::size_t>(n_ctx) * width_.v;
+  k_.assign(per_layer_k * n_layers_, 0.0f);
+  v_.assign(per_layer_v * n_layers_, 0.0f);
+}
+
+model::LayerKv KvCache::layer(int i) {
+  HERD_CHECK(i >= 0 && i < n_layers_);
+  model::LayerKv kv;
+  kv.k = k_.data() + static_cast<std::size_t>(i) * n_ctx_ * width_.k;
+  kv.v = v_.data() + static_cast<std::size_t>(i) * n_ctx_ * width_.v;
+  kv.k_stride = width_.k;
+  kv.v_stride = width_.v;
+  kv.n_ctx = n_ctx_;
+  return kv;
+}
+
+}  // namespace herd::engine

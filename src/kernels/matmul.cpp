@@ -1,0 +1,153 @@
+// Matrix products: pick the instruction set's kernel for the weight type, round the activations
+// once per call to the format it wants, then walk the weights in tiles.
+//
+// Decode (1 token): rows are split over threads and every weight byte is streamed once.
+// Prefill: each thread walks its rows in groups of kRowGroup (a few KiB of weights, kept in L1/L2)
+// and, for each group, every tile of kMaxTileTokens tokens; a tile decodes a weight row once for
+// all its tokens, so weights are decoded n_tokens / 8 times instead of n_tokens times.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/dot.h"
+#include "tensor/type.h"
+#include "util/cpu_features.h"
+#include "util/error.h"
+
+namespace herd::kernels {
+namespace {
+
+constexpr std::int64_t kRowGroup = 16;
+
+const tensor::TypeTraits& checked_traits(const Matrix& w) {
+  const tensor::TypeTraits& t = tensor::traits(w.type);
+  if (!t.supported || !t.dequantize) {
+    fail("matmul: weight type {} is not supported by herd's kernels", t.name);
+  }
+  if (w.cols % t.block_size != 0) {
+    fail("matmul: a row of {} elements is not a whole number of {}-element {} blocks", w.cols,
+         t.block_size, t.name);
+  }
+  return t;
+}
+
+// The kernel for this weight type on the active instruction set, scalar when it has none;
+// null for types only reachable through dequantization (Q8_1, Q8_K weights).
+struct Plan {
+  const DotKernel* kernel = nullptr;
+  QuantizeRowFn quantize = nullptr;
+};
+
+Plan plan_for(tensor::Type type) {
+  const KernelTable& table = kernels_for(active_isa());
+  Plan p;
+  p.kernel = table.find(type);
+  const KernelTable* source = &table;
+  if (!p.kernel) {
+    source = &scalar_kernels();
+    p.kernel = source->find(type);
+  }
+  if (p.kernel) p.quantize = source->quantizer(p.kernel->activation);
+  return p;
+}
+
+// Activations in the kernel's format: [n_tokens] rows of `stride` bytes.
+struct Activations {
+  const std::uint8_t* data = nullptr;
+  std::size_t stride = 0;
+};
+
+// Scratch for the rounded activations, reused across calls on the same calling thread.
+std::vector<std::uint8_t>& activation_scratch() {
+  thread_local std::vector<std::uint8_t> buffer;
+  return buffer;
+}
+
+Activations prepare_activations(const Plan& plan, std::int64_t cols, const float* x,
+                                std::int64_t n_tokens, std::int64_t ldx, ThreadPool* pool) {
+  if (plan.kernel->activation == ActivationFormat::kF32) {
+    return {reinterpret_cast<const std::uint8_t*>(x), static_cast<std::size_t>(ldx) * sizeof(float)};
+  }
+  const std::size_t stride = activation_row_bytes(plan.kernel->activation, cols);
+  std::vector<std::uint8_t>& buffer = activation_scratch();
+  if (buffer.size() < stride * static_cast<std::size_t>(n_tokens)) {
+    buffer.resize(stride * static_cast<std::size_t>(n_tokens));
+  }
+  std::uint8_t* out = buffer.data();
+  auto quantize = [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) plan.quantize(x + t * ldx, out + t * stride, cols);
+  };
+  if (pool && n_tokens >= 8) pool->parallel_for(n_tokens, 4, quantize);
+  else quantize(0, n_tokens);
+  return {out, stride};
+}
+
+void run_tiles(const Plan& plan, const Matrix& w, const Activations& act, std::int64_t n_tokens,
+               float* y, std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end) {
+  const DotTileFn tile = plan.kernel->tile;
+  for (std::int64_t g = row_begin; g < row_end; g += kRowGroup) {
+    const std::int64_t g_end = std::min(row_end, g + kRowGroup);
+    for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTileTokens) {
+      const int nc = static_cast<int>(std::min<std::int64_t>(kMaxTileTokens, n_tokens - t0));
+      const std::uint8_t* x = act.data + static_cast<std::size_t>(t0) * act.stride;
+      for (std::int64_t r = g; r < g_end; ++r) {
+        tile(w.cols, w.row(r), x, act.stride, nc, y + t0 * ldy + r, ldy);
+      }
+    }
+  }
+}
+
+// For weight types without a dot kernel: dequantize each row, then float dots.
+void dequantized_rows(const tensor::TypeTraits& t, const Matrix& w, const float* x,
+                      std::int64_t n_tokens, std::int64_t ldx, float* y, std::int64_t ldy,
+                      std::int64_t row_begin, std::int64_t row_end) {
+  std::vector<float> row(static_cast<std::size_t>(w.cols));
+  const Matrix as_f32{tensor::Type::kF32, row.data(), 1, w.cols, row.size() * sizeof(float)};
+  const Plan f32 = plan_for(tensor::Type::kF32);
+  const Activations act{reinterpret_cast<const std::uint8_t*>(x),
+                        static_cast<std::size_t>(ldx) * sizeof(float)};
+  for (std::int64_t r = row_begin; r < row_end; ++r) {
+    t.dequantize(w.row(r), row.data(), w.cols);
+    run_tiles(f32, as_f32, act, n_tokens, y + r, ldy, 0, 1);
+  }
+}
+
+}  // namespace
+
+void dequantize_row(const Matrix& w, std::int64_t r, float* out) {
+  checked_traits(w).dequantize(w.row(r), out, w.cols);
+}
+
+void matmul_rows(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx,
+                 float* y, std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end) {
+  const tensor::TypeTraits& t = checked_traits(w);
+  if (n_tokens <= 0 || row_begin >= row_end) return;
+  const Plan plan = plan_for(w.type);
+  if (!plan.kernel) {
+    dequantized_rows(t, w, x, n_tokens, ldx, y, ldy, row_begin, row_end);
+    return;
+  }
+  const Activations act = prepare_activations(plan, w.cols, x, n_tokens, ldx, nullptr);
+  run_tiles(plan, w, act, n_tokens, y, ldy, row_begin, row_end);
+}
+
+void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
+            std::int64_t ldy, ThreadPool& pool) {
+  const tensor::TypeTraits& t = checked_traits(w);
+  HERD_CHECK(ldx >= w.cols && ldy >= w.rows);
+  if (n_tokens <= 0 || w.rows <= 0) return;
+  const Plan plan = plan_for(w.type);
+  if (!plan.kernel) {
+    pool.parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {
+      dequantized_rows(t, w, x, n_tokens, ldx, y, ldy, begin, end);
+    });
+    return;
+  }
+  const Activations act = prepare_activations(plan, w.cols, x, n_tokens, ldx, &pool);
+  pool.parallel_for(w.rows, 8, [&](std::int64_t begin, std::int64_t end) {
+    run_tiles(plan, w, act, n_tokens, y, ldy, begin, end);
+  });
+}
+
+}  // namespace herd::kernels

@@ -1,0 +1,154 @@
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "util/error.h"
+
+namespace herd::kernels {
+
+void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
+  double sum = 0.0;  // double: long rows of large activations lose bits in a float sum
+  for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + eps));
+  if (w) {
+    for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * scale;
+  }
+}
+
+void rms_norm_rows(float* x, const float* w, std::int64_t rows, std::int64_t n,
+                   std::int64_t stride, float eps) {
+  for (std::int64_t r = 0; r < rows; ++r) rms_norm(x + r * stride, w, x + r * stride, n, eps);
+}
+
+namespace {
+
+// YaRN correction range (ggml_rope_yarn_corr_dims): the dimensions whose wavelength lies between
+// beta_fast and beta_slow rotations over the original context are interpolated gradually.
+float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rotations, float base) {
+  return static_cast<float>(n_dims) *
+         std::log(static_cast<float>(n_ctx_orig) / (n_rotations * 2.0f * std::numbers::pi_v<float>)) /
+         (2.0f * std::log(base));
+}
+
+float yarn_ramp(float low, float high, int i0) {
+  const float y = (static_cast<float>(i0 / 2) - low) / std::max(0.001f, high - low);
+  return 1.0f - std::min(1.0f, std::max(0.0f, y));
+}
+
+}  // namespace
+
+void rope_cos_sin(const RopeConfig& c, std::int64_t pos, float* cos_sin) {
+  const int n_dims = c.n_rot;
+  float corr_low = 0.0f, corr_high = 0.0f;
+  if (c.ext_factor != 0.0f) {
+    corr_low = std::max(0.0f, std::floor(yarn_corr_dim(n_dims, c.n_ctx_orig, c.beta_fast, c.freq_base)));
+    corr_high = std::min(static_cast<float>(n_dims - 1),
+                         std::ceil(yarn_corr_dim(n_dims, c.n_ctx_orig, c.beta_slow, c.freq_base)));
+  }
+  const float theta_scale = std::pow(c.freq_base, -2.0f / static_cast<float>(n_dims));
+  // theta is advanced by repeated multiplication in float, as ggml does, to match its rounding.
+  float theta_base = static_cast<float>(pos);
+  for (int i0 = 0; i0 < n_dims; i0 += 2) {
+    const float ff = c.freq_factors ? c.freq_factors[i0 / 2] : 1.0f;
+    const float theta_extrap = theta_base / ff;
+    const float theta_interp = c.freq_scale * theta_extrap;
+    float theta = theta_interp;
+    float mscale = c.attn_factor;
+    if (c.ext_factor != 0.0f) {
+      const float ramp_mix = yarn_ramp(corr_low, corr_high, i0) * c.ext_factor;
+      theta = theta_interp * (1.0f - ramp_mix) + theta_extrap * ramp_mix;
+      mscale *= 1.0f + 0.1f * std::log(1.0f / c.freq_scale);
+    }
+    cos_sin[i0] = std::cos(theta) * mscale;
+    cos_sin[i0 + 1] = std::sin(theta) * mscale;
+    theta_base *= theta_scale;
+  }
+}
+
+void rope_apply(const RopeConfig& c, const float* cos_sin, float* x, int n_heads, int head_dim) {
+  const int half = c.n_rot / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* head = x + static_cast<std::int64_t>(h) * head_dim;
+    for (int i0 = 0; i0 < c.n_rot; i0 += 2) {
+      const float cs = cos_sin[i0];
+      const float sn = cos_sin[i0 + 1];
+      float* a = c.neox ? head + i0 / 2 : head + i0;
+      float* b = c.neox ? head + i0 / 2 + half : head + i0 + 1;
+      const float x0 = *a;
+      const float x1 = *b;
+      *a = x0 * cs - x1 * sn;
+      *b = x0 * sn + x1 * cs;
+    }
+  }
+}
+
+void softmax(float* x, std::int64_t n) {
+  float max = -INFINITY;
+  for (std::int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  double sum = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (std::int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+}
+
+namespace {
+
+float dot(const float* a, const float* b, int n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+// One query head of one token: scores over the visible positions, softmax, weighted sum of V.
+void attend_one(const AttentionArgs& a, int t, int h, float* scores) {
+  const int group = a.n_head / a.n_head_kv;
+  const int g = h / group;
+  const int n_visible = a.pos0 + t + 1;
+  const float* q = a.q + t * a.q_stride + static_cast<std::int64_t>(h) * a.head_dim_k;
+  const float* k = a.k + static_cast<std::int64_t>(g) * a.head_dim_k;
+  for (int p = 0; p < n_visible; ++p) scores[p] = dot(q, k + p * a.k_stride, a.head_dim_k) * a.scale;
+  softmax(scores, n_visible);
+  float* out = a.out + t * a.out_stride + static_cast<std::int64_t>(h) * a.head_dim_v;
+  std::fill(out, out + a.head_dim_v, 0.0f);
+  const float* v = a.v + static_cast<std::int64_t>(g) * a.head_dim_v;
+  for (int p = 0; p < n_visible; ++p) {
+    const float w = scores[p];
+    const float* vp = v + p * a.v_stride;
+    for (int i = 0; i < a.head_dim_v; ++i) out[i] += w * vp[i];
+  }
+}
+
+}  // namespace
+
+void attention(const AttentionArgs& a, ThreadPool& pool) {
+  HERD_CHECK(a.n_head_kv > 0 && a.n_head % a.n_head_kv == 0);
+  HERD_CHECK(a.scratch_stride >= a.pos0 + a.n_tokens);
+  const std::int64_t n_items = static_cast<std::int64_t>(a.n_tokens) * a.n_head;
+  pool.run([&](int thread, int n_threads) {
+    float* scores = a.scratch + thread * a.scratch_stride;
+    // Interleaved split: later tokens see more positions, so contiguous chunks would be uneven.
+    for (std::int64_t item = thread; item < n_items; item += n_threads) {
+      attend_one(a, static_cast<int>(item / a.n_head), static_cast<int>(item % a.n_head), scores);
+    }
+  });
+}
+
+}  // namespace herd::kernels

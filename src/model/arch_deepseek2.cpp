@@ -1,0 +1,224 @@
+// deepseek2 (DeepSeek V2/V3, Kimi K2): multi-head latent attention and DeepSeekMoE
+// (llama.cpp build_deepseek2).
+//
+// Attention: the query comes from a low-rank path (attn_q_a -> RMS norm -> attn_q_b) or a plain
+// attn_q; keys and values from a compressed latent c = rms_norm(first kv_lora_rank of
+// attn_kv_a_mqa x), expanded per head either by attn_kv_b (older files) or by the split
+// attn_k_b / attn_v_b (newer files, where attn_k_b is stored transposed). The last n_rot outputs
+// of attn_kv_a_mqa are a single rotary key shared by all heads. Each head's key is
+// [k_nope (key_length - n_rot), k_rope (n_rot)]; we cache these full per-head K and V rows.
+//
+// Feed-forward: leading_dense_block_count dense layers, then routed experts (softmax or sigmoid
+// router; exp_probs_b biases the choice only; weights optionally normalised, then scaled by
+// expert_weights_scale) plus expert_shared_count always-on shared experts.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/matmul.h"
+#include "model/arch_registry.h"
+#include "model/blocks.h"
+#include "model/model.h"
+
+namespace herd::model {
+
+namespace {
+
+using kernels::matmul;
+
+int nope_dim(const HParams& hp) { return hp.head_dim_k - hp.n_rot; }
+
+// y[t * ldy + c] = sum_r W[r, c] * x[t * ldx + r]: the product with a transposed weight, one
+// dequantized row at a time (attn_k_b is stored as [nope, kv_lora] per head).
+void matmul_transposed(const Matrix& w, const float* x, int n_tokens, std::int64_t ldx, float* y,
+                       std::int64_t ldy, float* row) {
+  for (int t = 0; t < n_tokens; ++t) std::fill(y + t * ldy, y + t * ldy + w.cols, 0.0f);
+  for (std::int64_t r = 0; r < w.rows; ++r) {
+    kernels::dequantize_row(w, r, row);
+    for (int t = 0; t < n_tokens; ++t) {
+      const float xr = x[t * ldx + r];
+      float* yt = y + t * ldy;
+      for (std::int64_t c = 0; c < w.cols; ++c) yt[c] += xr * row[c];
+    }
+  }
+}
+
+class DeepSeek2 final : public Architecture {
+ public:
+  void check_hparams(const gguf::File& file, HParams& hp) const override {
+    if (hp.kv_lora_rank <= 0) {
+      fail_format("{}: deepseek2.attention.kv_lora_rank is missing or 0", file.path());
+    }
+    if (hp.n_rot <= 0 || hp.n_rot >= hp.head_dim_k) {
+      fail_format("{}: deepseek2.rope.dimension_count ({}) must be below attention.key_length ({})",
+                  file.path(), hp.n_rot, hp.head_dim_k);
+    }
+  }
+
+  kernels::RopeConfig rope_config(const HParams& hp) const override {
+    kernels::RopeConfig c = Architecture::rope_config(hp);
+    // YaRN's magnitude correction is applied through the attention scale instead (see kq_scale),
+    // so the rotation itself is divided by it again, as llama.cpp does for deepseek2.
+    c.attn_factor = 1.0f / (1.0f + 0.1f * std::log(1.0f / hp.rope_freq_scale));
+    return c;
+  }
+
+  KvWidth kv_width(const HParams& hp) const override {
+    return {static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k,
+            static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v};
+  }
+
+  void bind_layer(TensorBinder& b, const HParams& hp, int il, LayerWeights& w) const override {
+    const std::int64_t q_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k;
+    w.attn_norm = b.vector(layer_tensor(il, "attn_norm.weight"), hp.n_embd);
+    if (hp.q_lora_rank > 0) {
+      w.wq_a = b.matrix(layer_tensor(il, "attn_q_a.weight"), hp.n_embd, hp.q_lora_rank);
+      w.q_a_norm = b.vector(layer_tensor(il, "attn_q_a_norm.weight"), hp.q_lora_rank);
+      w.wq_b = b.matrix(layer_tensor(il, "attn_q_b.weight"), hp.q_lora_rank, q_dim);
+    } else {
+      w.wq = b.matrix(layer_tensor(il, "attn_q.weight"), hp.n_embd, q_dim);
+    }
+    w.wkv_a_mqa = b.matrix(layer_tensor(il, "attn_kv_a_mqa.weight"), hp.n_embd,
+                           hp.kv_lora_rank + hp.n_rot);
+    w.kv_a_norm = b.vector(layer_tensor(il, "attn_kv_a_norm.weight"), hp.kv_lora_rank);
+    const std::string kv_b = layer_tensor(il, "attn_kv_b.weight");
+    if (b.has(kv_b) || !b.has(layer_tensor(il, "attn_k_b.weight"))) {
+      w.wkv_b = b.matrix(kv_b, hp.kv_lora_rank,
+                         static_cast<std::int64_t>(hp.n_head) * (nope_dim(hp) + hp.head_dim_v));
+    } else {
+      w.wk_b = b.stack(layer_tensor(il, "attn_k_b.weight"), nope_dim(hp), hp.kv_lora_rank, hp.n_head);
+      w.wv_b = b.stack(layer_tensor(il, "attn_v_b.weight"), hp.kv_lora_rank, hp.head_dim_v, hp.n_head);
+    }
+    w.wo = b.matrix(layer_tensor(il, "attn_output.weight"),
+                    static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v, hp.n_embd);
+    if (hp.is_moe_layer(il)) {
+      bind_moe_ffn(b, hp, il, w, hp.n_ff_exp * std::max(1, hp.n_expert_shared), false);
+    } else {
+      bind_dense_ffn(b, hp, il, w);
+    }
+  }
+
+  void forward_layer(const LayerForward& f) const override {
+    attention_mla(f);
+    const HParams& hp = f.model.hparams();
+    feed_forward(f, {.gating = hp.expert_gating,
+                     .normalize = hp.expert_weights_norm,
+                     .scale = hp.expert_weights_scale});
+  }
+
+ protected:
+  bool rope_neox() const override { return false; }
+
+ private:
+  void attention_mla(const LayerForward& f) const;
+  void expand_latent(const LayerForward& f, const float* latent, std::int64_t ld_latent) const;
+};
+
+// Writes the per-head K (nope part) and V rows of the new positions into the cache.
+void DeepSeek2::expand_latent(const LayerForward& f, const float* latent,
+                              std::int64_t ld_latent) const {
+  const HParams& hp = f.model.hparams();
+  const int T = f.n_tokens;
+  const int nope = nope_dim(hp);
+  float* k = f.kv.k + static_cast<std::int64_t>(f.pos0) * f.kv.k_stride;
+  float* v = f.kv.v + static_cast<std::int64_t>(f.pos0) * f.kv.v_stride;
+  if (f.w.wkv_b.data) {
+    const std::int64_t width = static_cast<std::int64_t>(hp.n_head) * (nope + hp.head_dim_v);
+    float* kv = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * width);
+    matmul(f.w.wkv_b, latent, T, ld_latent, kv, width, f.pool);
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < hp.n_head; ++h) {
+        const float* src = kv + t * width + static_cast<std::int64_t>(h) * (nope + hp.head_dim_v);
+        std::memcpy(k + t * f.kv.k_stride + h * hp.head_dim_k, src, nope * sizeof(float));
+        std::memcpy(v + t * f.kv.v_stride + h * hp.head_dim_v, src + nope,
+                    hp.head_dim_v * sizeof(float));
+      }
+    }
+    return;
+  }
+  float* row = f.ws.floats(Workspace::kK, static_cast<std::size_t>(nope));
+  for (int h = 0; h < hp.n_head; ++h) {
+    matmul_transposed(f.w.wk_b.at(h), latent, T, ld_latent, k + h * hp.head_dim_k, f.kv.k_stride, row);
+    matmul(f.w.wv_b.at(h), latent, T, ld_latent, v + h * hp.head_dim_v, f.kv.v_stride, f.pool);
+  }
+}
+
+void DeepSeek2::attention_mla(const LayerForward& f) const {
+  const HParams& hp = f.model.hparams();
+  const auto& w = f.w;
+  const int T = f.n_tokens;
+  const std::int64_t n_embd = hp.n_embd;
+  const int nope = nope_dim(hp);
+  const std::int64_t q_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k;
+  const std::int64_t o_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v;
+  const std::int64_t lat_dim = hp.kv_lora_rank + hp.n_rot;
+
+  float* x = f.ws.floats(Workspace::kNorm, static_cast<std::size_t>(T) * n_embd);
+  for (int t = 0; t < T; ++t) {
+    kernels::rms_norm(f.hidden + t * n_embd, w.attn_norm.data, x + t * n_embd, n_embd, hp.rms_eps);
+  }
+  float* q = f.ws.floats(Workspace::kQ, static_cast<std::size_t>(T) * q_dim);
+  if (w.wq_a.data) {
+    float* ql = f.ws.floats(Workspace::kQLora, static_cast<std::size_t>(T) * hp.q_lora_rank);
+    matmul(w.wq_a, x, T, n_embd, ql, hp.q_lora_rank, f.pool);
+    kernels::rms_norm_rows(ql, w.q_a_norm.data, T, hp.q_lora_rank, hp.q_lora_rank, hp.rms_eps);
+    matmul(w.wq_b, ql, T, hp.q_lora_rank, q, q_dim, f.pool);
+  } else {
+    matmul(w.wq, x, T, n_embd, q, q_dim, f.pool);
+  }
+  float* latent = f.ws.floats(Workspace::kLatent, static_cast<std::size_t>(T) * lat_dim);
+  matmul(w.wkv_a_mqa, x, T, n_embd, latent, lat_dim, f.pool);
+  kernels::rms_norm_rows(latent, w.kv_a_norm.data, T, hp.kv_lora_rank, lat_dim, hp.rms_eps);
+  expand_latent(f, latent, lat_dim);
+
+  const auto& rope = f.model.rope();
+  float* cos_sin = f.ws.floats(Workspace::kRope, static_cast<std::size_t>(hp.n_rot));
+  for (int t = 0; t < T; ++t) {
+    kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
+    // The rotary part sits after the nope part of each query head.
+    kernels::rope_apply(rope, cos_sin, q + t * q_dim + nope, hp.n_head, hp.head_dim_k);
+    float* k_pe = latent + t * lat_dim + hp.kv_lora_rank;
+    kernels::rope_apply(rope, cos_sin, k_pe, 1, hp.n_rot);
+    float* k = f.kv.k + static_cast<std::int64_t>(f.pos0 + t) * f.kv.k_stride;
+    for (int h = 0; h < hp.n_head; ++h) {
+      std::memcpy(k + h * hp.head_dim_k + nope, k_pe, hp.n_rot * sizeof(float));
+    }
+  }
+
+  // YaRN: the attention temperature grows with the context extension (DeepSeek's mscale).
+  const float mscale =
+      hp.rope_attn_factor * (1.0f + hp.rope_yarn_log_mul * std::log(1.0f / hp.rope_freq_scale));
+  float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
+  kernels::AttentionArgs a;
+  a.q = q;
+  a.q_stride = q_dim;
+  a.k = f.kv.k;
+  a.k_stride = f.kv.k_stride;
+  a.v = f.kv.v;
+  a.v_stride = f.kv.v_stride;
+  a.out = attn;
+  a.out_stride = o_dim;
+  a.n_tokens = T;
+  a.pos0 = f.pos0;
+  a.n_head = hp.n_head;
+  a.n_head_kv = hp.n_head;
+  a.head_dim_k = hp.head_dim_k;
+  a.head_dim_v = hp.head_dim_v;
+  a.scale = mscale * mscale / std::sqrt(static_cast<float>(hp.head_dim_k));
+  a.scratch_stride = f.kv.n_ctx;
+  a.scratch = f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
+  kernels::attention(a, f.pool);
+
+  float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
+  matmul(w.wo, attn, T, o_dim, proj, n_embd, f.pool);
+  add_residual(f.hidden, proj, T * n_embd);
+}
+
+}  // namespace
+
+const Architecture& deepseek2_architecture() {
+  static const DeepSeek2 arch;
+  return arch;
+}
+
+}  // namespace herd::model

@@ -1,0 +1,273 @@
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "util/error.h"
+
+namespace herd::model {
+
+using kernels::matmul;
+
+void bind_attention(TensorBinder& b, const HParams& hp, int il, LayerWeights& w,
+                    const AttentionOptions& o) {
+  const std::int64_t q_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k;
+  const std::int64_t k_dim = static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_k;
+  const std::int64_t v_dim = static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_v;
+  const std::int64_t o_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v;
+  w.attn_norm = b.vector(layer_tensor(il, "attn_norm.weight"), hp.n_embd);
+  w.wq = b.matrix(layer_tensor(il, "attn_q.weight"), hp.n_embd, q_dim);
+  w.wk = b.matrix(layer_tensor(il, "attn_k.weight"), hp.n_embd, k_dim);
+  w.wv = b.matrix(layer_tensor(il, "attn_v.weight"), hp.n_embd, v_dim);
+  w.wo = b.matrix(layer_tensor(il, "attn_output.weight"), o_dim, hp.n_embd);
+  // Biases are optional even where usual (llama.cpp loads them as optional too).
+  w.bq = b.vector(layer_tensor(il, "attn_q.bias"), q_dim, o.biases ? Need::kRequired : Need::kOptional);
+  w.bk = b.vector(layer_tensor(il, "attn_k.bias"), k_dim, o.biases ? Need::kRequired : Need::kOptional);
+  w.bv = b.vector(layer_tensor(il, "attn_v.bias"), v_dim, o.biases ? Need::kRequired : Need::kOptional);
+  if (o.qk_norm) {
+    w.q_norm = b.vector(layer_tensor(il, "attn_q_norm.weight"), hp.head_dim_k);
+    w.k_norm = b.vector(layer_tensor(il, "attn_k_norm.weight"), hp.head_dim_k);
+  }
+}
+
+void bind_dense_ffn(TensorBinder& b, const HParams& hp, int il, LayerWeights& w) {
+  if (hp.n_ff <= 0) {
+    fail_format("{}.feed_forward_length is missing or 0, but layer {} is a dense layer", hp.arch, il);
+  }
+  w.ffn_norm = b.vector(layer_tensor(il, "ffn_norm.weight"), hp.n_embd);
+  w.ffn_gate = b.matrix(layer_tensor(il, "ffn_gate.weight"), hp.n_embd, hp.n_ff);
+  w.ffn_up = b.matrix(layer_tensor(il, "ffn_up.weight"), hp.n_embd, hp.n_ff);
+  w.ffn_down = b.matrix(layer_tensor(il, "ffn_down.weight"), hp.n_ff, hp.n_embd);
+}
+
+void bind_moe_ffn(TensorBinder& b, const HParams& hp, int il, LayerWeights& w, int n_ff_shared,
+                  bool gated_shared) {
+  if (hp.n_ff_exp <= 0) {
+    fail_format("{}.expert_feed_forward_length is missing or 0 in a mixture-of-experts model",
+                hp.arch);
+  }
+  const int n_exp = hp.n_expert;
+  w.ffn_norm = b.vector(layer_tensor(il, "ffn_norm.weight"), hp.n_embd);
+  w.gate_inp = b.matrix(layer_tensor(il, "ffn_gate_inp.weight"), hp.n_embd, n_exp);
+  w.exp_probs_b = b.vector(layer_tensor(il, "exp_probs_b.bias"), n_exp, Need::kOptional);
+  w.gate_exps = b.stack(layer_tensor(il, "ffn_gate_exps.weight"), hp.n_embd, hp.n_ff_exp, n_exp);
+  w.up_exps = b.stack(layer_tensor(il, "ffn_up_exps.weight"), hp.n_embd, hp.n_ff_exp, n_exp);
+  w.down_exps = b.stack(layer_tensor(il, "ffn_down_exps.weight"), hp.n_ff_exp, hp.n_embd, n_exp);
+  if (n_ff_shared > 0) {
+    w.gate_shexp = b.matrix(layer_tensor(il, "ffn_gate_shexp.weight"), hp.n_embd, n_ff_shared);
+    w.up_shexp = b.matrix(layer_tensor(il, "ffn_up_shexp.weight"), hp.n_embd, n_ff_shared);
+    w.down_shexp = b.matrix(layer_tensor(il, "ffn_down_shexp.weight"), n_ff_shared, hp.n_embd);
+    if (gated_shared) {
+      w.gate_inp_shexp = b.matrix(layer_tensor(il, "ffn_gate_inp_shexp.weight"), hp.n_embd, 1);
+    }
+  }
+}
+
+void add_residual(float* hidden, const float* delta, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) hidden[i] += delta[i];
+}
+
+void add_bias(float* y, const Vector& b, int n_tokens, std::int64_t ld) {
+  if (!b) return;
+  for (int t = 0; t < n_tokens; ++t) {
+    float* row = y + t * ld;
+    for (std::int64_t i = 0; i < b.n; ++i) row[i] += b.data[i];
+  }
+}
+
+namespace {
+
+// dst[t] = rms_norm(hidden[t]) * w for each token.
+float* normed_input(const LayerForward& f, const Vector& w) {
+  const int n_embd = f.model.n_embd();
+  float* x = f.ws.floats(Workspace::kNorm, static_cast<std::size_t>(f.n_tokens) * n_embd);
+  for (int t = 0; t < f.n_tokens; ++t) {
+    kernels::rms_norm(f.hidden + static_cast<std::int64_t>(t) * n_embd, w.data,
+                      x + static_cast<std::int64_t>(t) * n_embd, n_embd, f.model.hparams().rms_eps);
+  }
+  return x;
+}
+
+// out[T, n_embd] = down(swiglu(gate x, up x)), the gate/up buffers sized for `width`.
+void swiglu_ffn(const LayerForward& f, const Matrix& gate, const Matrix& up, const Matrix& down,
+                const float* x, int n_tokens, float* out, Workspace::Slot gate_slot,
+                Workspace::Slot up_slot) {
+  const std::int64_t n_embd = f.model.n_embd();
+  const std::int64_t width = gate.rows;
+  float* g = f.ws.floats(gate_slot, static_cast<std::size_t>(n_tokens) * width);
+  float* u = f.ws.floats(up_slot, static_cast<std::size_t>(n_tokens) * width);
+  matmul(gate, x, n_tokens, n_embd, g, width, f.pool);
+  matmul(up, x, n_tokens, n_embd, u, width, f.pool);
+  kernels::swiglu(g, u, g, n_tokens * width);
+  matmul(down, g, n_tokens, width, out, n_embd, f.pool);
+}
+
+// Router: per token, the chosen experts and their weights (llama.cpp build_moe_ffn).
+void route(const LayerForward& f, const MoeOptions& o, const float* x, std::int32_t* ids,
+           float* weights) {
+  const HParams& hp = f.model.hparams();
+  const int n_exp = hp.n_expert;
+  const int k = hp.n_expert_used;
+  float* logits = f.ws.floats(Workspace::kRouter, static_cast<std::size_t>(f.n_tokens) * n_exp * 2);
+  float* select = logits + static_cast<std::size_t>(f.n_tokens) * n_exp;
+  matmul(f.w.gate_inp, x, f.n_tokens, hp.n_embd, logits, n_exp, f.pool);
+  for (int t = 0; t < f.n_tokens; ++t) {
+    float* probs = logits + t * n_exp;
+    float* sel = select + t * n_exp;
+    if (o.gating == ExpertGating::kSoftmax) {
+      kernels::softmax(probs, n_exp);
+    } else {
+      for (int e = 0; e < n_exp; ++e) probs[e] = kernels::sigmoid(probs[e]);
+    }
+    // The selection bias (DeepSeek V3) only changes which experts are chosen, not their weights.
+    for (int e = 0; e < n_exp; ++e) sel[e] = probs[e] + (f.w.exp_probs_b ? f.w.exp_probs_b.data[e] : 0.0f);
+    std::int32_t* tid = ids + t * k;
+    float* tw = weights + t * k;
+    for (int j = 0; j < k; ++j) {
+      int best = -1;
+      for (int e = 0; e < n_exp; ++e) {
+        if (std::find(tid, tid + j, e) != tid + j) continue;
+        if (best < 0 || sel[e] > sel[best]) best = e;
+      }
+      tid[j] = best;
+      tw[j] = probs[best];
+    }
+    if (o.normalize) {
+      float sum = 0.0f;
+      for (int j = 0; j < k; ++j) sum += tw[j];
+      for (int j = 0; j < k; ++j) tw[j] /= sum;
+    }
+    if (o.scale != 0.0f) {
+      for (int j = 0; j < k; ++j) tw[j] *= o.scale;
+    }
+  }
+}
+
+void moe_ffn(const LayerForward& f, const MoeOptions& o, const float* x, float* out) {
+  const HParams& hp = f.model.hparams();
+  const int n_tokens = f.n_tokens;
+  const int k = hp.n_expert_used;
+  const std::int64_t n_embd = hp.n_embd;
+  std::int32_t* ids = f.ws.ints(Workspace::kRouteIds, static_cast<std::size_t>(n_tokens) * k);
+  float* weights = f.ws.floats(Workspace::kRouteWeights, static_cast<std::size_t>(n_tokens) * k);
+  route(f, o, x, ids, weights);
+
+  std::fill(out, out + n_tokens * n_embd, 0.0f);
+  std::int32_t* slots = f.ws.ints(Workspace::kExpertTokens, static_cast<std::size_t>(n_tokens));
+  float* in = f.ws.floats(Workspace::kExpertIn, static_cast<std::size_t>(n_tokens) * n_embd);
+  float* res = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(n_tokens) * n_embd);
+  for (int e = 0; e < hp.n_expert; ++e) {
+    // Gather the tokens routed to expert e (slot = t * k + j) and run them as one batch.
+    int m = 0;
+    for (int s = 0; s < n_tokens * k; ++s) {
+      if (ids[s] == e) slots[m++] = s;
+    }
+    if (m == 0) continue;
+    for (int i = 0; i < m; ++i) {
+      std::memcpy(in + i * n_embd, x + (slots[i] / k) * n_embd, n_embd * sizeof(float));
+    }
+    swiglu_ffn(f, f.w.gate_exps.at(e), f.w.up_exps.at(e), f.w.down_exps.at(e), in, m, res,
+               Workspace::kExpertGate, Workspace::kExpertUp);
+    for (int i = 0; i < m; ++i) {
+      const float wgt = weights[slots[i]];
+      float* dst = out + (slots[i] / k) * n_embd;
+      const float* src = res + i * n_embd;
+      for (std::int64_t c = 0; c < n_embd; ++c) dst[c] += wgt * src[c];
+    }
+  }
+
+  if (f.w.gate_shexp.data) {
+    swiglu_ffn(f, f.w.gate_shexp, f.w.up_shexp, f.w.down_shexp, x, n_tokens, res,
+               Workspace::kGate, Workspace::kUp);
+    float* gate = nullptr;
+    if (f.w.gate_inp_shexp.data) {
+      gate = f.ws.floats(Workspace::kShexpGate, static_cast<std::size_t>(n_tokens));
+      matmul(f.w.gate_inp_shexp, x, n_tokens, n_embd, gate, 1, f.pool);
+    }
+    for (int t = 0; t < n_tokens; ++t) {
+      const float g = gate ? kernels::sigmoid(gate[t]) : 1.0f;
+      for (std::int64_t c = 0; c < n_embd; ++c) out[t * n_embd + c] += g * res[t * n_embd + c];
+    }
+  }
+}
+
+}  // namespace
+
+void attention_gqa(const LayerForward& f) {
+  const HParams& hp = f.model.hparams();
+  const auto& w = f.w;
+  const int T = f.n_tokens;
+  const std::int64_t n_embd = hp.n_embd;
+  const std::int64_t q_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k;
+  const std::int64_t o_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v;
+  const float* x = normed_input(f, w.attn_norm);
+
+  float* q = f.ws.floats(Workspace::kQ, static_cast<std::size_t>(T) * q_dim);
+  // K and V of the new positions go straight into their cache rows.
+  float* k = f.kv.k + static_cast<std::int64_t>(f.pos0) * f.kv.k_stride;
+  float* v = f.kv.v + static_cast<std::int64_t>(f.pos0) * f.kv.v_stride;
+  matmul(w.wq, x, T, n_embd, q, q_dim, f.pool);
+  matmul(w.wk, x, T, n_embd, k, f.kv.k_stride, f.pool);
+  matmul(w.wv, x, T, n_embd, v, f.kv.v_stride, f.pool);
+  add_bias(q, w.bq, T, q_dim);
+  add_bias(k, w.bk, T, f.kv.k_stride);
+  add_bias(v, w.bv, T, f.kv.v_stride);
+
+  const auto& rope = f.model.rope();
+  float* cos_sin = f.ws.floats(Workspace::kRope, static_cast<std::size_t>(hp.n_rot));
+  for (int t = 0; t < T; ++t) {
+    float* qt = q + t * q_dim;
+    float* kt = k + t * f.kv.k_stride;
+    if (w.q_norm) kernels::rms_norm_rows(qt, w.q_norm.data, hp.n_head, hp.head_dim_k, hp.head_dim_k, hp.rms_eps);
+    if (w.k_norm) kernels::rms_norm_rows(kt, w.k_norm.data, hp.n_head_kv, hp.head_dim_k, hp.head_dim_k, hp.rms_eps);
+    kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
+    kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
+    kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
+  }
+
+  float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
+  kernels::AttentionArgs a;
+  a.q = q;
+  a.q_stride = q_dim;
+  a.k = f.kv.k;
+  a.k_stride = f.kv.k_stride;
+  a.v = f.kv.v;
+  a.v_stride = f.kv.v_stride;
+  a.out = attn;
+  a.out_stride = o_dim;
+  a.n_tokens = T;
+  a.pos0 = f.pos0;
+  a.n_head = hp.n_head;
+  a.n_head_kv = hp.n_head_kv;
+  a.head_dim_k = hp.head_dim_k;
+  a.head_dim_v = hp.head_dim_v;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
+  a.scratch_stride = f.kv.n_ctx;  // fixed size: no reallocation as the context grows
+  a.scratch = f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
+  kernels::attention(a, f.pool);
+
+  float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
+  matmul(w.wo, attn, T, o_dim, proj, n_embd, f.pool);
+  add_residual(f.hidden, proj, T * n_embd);
+}
+
+void feed_forward(const LayerForward& f, const MoeOptions& moe) {
+  const std::int64_t n_embd = f.model.n_embd();
+  const int T = f.n_tokens;
+  const float* x = normed_input(f, f.w.ffn_norm);
+  if (f.w.gate_exps) {
+    float* out = f.ws.floats(Workspace::kExpertOut, static_cast<std::size_t>(T) * n_embd);
+    moe_ffn(f, moe, x, out);
+    add_residual(f.hidden, out, T * n_embd);
+  } else {
+    float* out = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
+    swiglu_ffn(f, f.w.ffn_gate, f.w.ffn_up, f.w.ffn_down, x, T, out, Workspace::kGate, Workspace::kUp);
+    add_residual(f.hidden, out, T * n_embd);
+  }
+}
+
+}  // namespace herd::model

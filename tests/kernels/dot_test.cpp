@@ -1,0 +1,196 @@
+// The dot kernels, one level below matmul:
+// - the scalar kernels equal sum(dequantized weight * dequantized activation) up to float
+//   rounding: their integer formulas are an exact rewrite of that sum (tolerance 2e-6 relative
+//   to sum |w x|, i.e. a few dozen float roundings);
+// - every vector instruction set rounds activations to the very same bytes and computes the
+//   same per-block integers, so it matches the scalar kernel to float summation order (same 2e-6);
+// - odd block counts, every tile width 1..8, misaligned rows.
+#include "kernels/dot.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tensor/blocks.h"
+#include "tensor/type.h"
+
+namespace herd::kernels {
+namespace {
+
+using tensor::Type;
+
+std::vector<float> gaussian(std::int64_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<Isa> vector_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
+    if (isa_supported(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+const Type kTypes[] = {Type::kF32,  Type::kF16,  Type::kBF16, Type::kQ8_0, Type::kQ4_0,
+                       Type::kQ4_1, Type::kQ5_0, Type::kQ5_1, Type::kQ2_K, Type::kQ3_K,
+                       Type::kQ4_K, Type::kQ5_K, Type::kQ6_K};
+
+// Activation rows in a kernel's format, each at a deliberately odd address.
+struct Prepared {
+  std::vector<std::uint8_t> bytes;
+  std::size_t stride = 0;
+  const std::uint8_t* data() const { return bytes.data() + 3; }
+};
+
+Prepared prepare(const KernelTable& table, ActivationFormat format, const std::vector<float>& x,
+                 std::int64_t n, int tokens) {
+  Prepared p;
+  p.stride = activation_row_bytes(format, n) + 5;
+  p.bytes.assign(p.stride * tokens + 3, 0);
+  for (int t = 0; t < tokens; ++t) {
+    std::uint8_t* dst = p.bytes.data() + 3 + t * p.stride;
+    if (format == ActivationFormat::kF32) std::memcpy(dst, x.data() + t * n, n * sizeof(float));
+    else table.quantizer(format)(x.data() + t * n, dst, n);
+  }
+  return p;
+}
+
+std::vector<float> dequantize_activation(ActivationFormat format, const std::uint8_t* row,
+                                         std::int64_t n) {
+  std::vector<float> out(static_cast<std::size_t>(n));
+  if (format == ActivationFormat::kF32) {
+    std::memcpy(out.data(), row, n * sizeof(float));
+  } else if (format == ActivationFormat::kQ8A) {
+    for (std::int64_t b = 0; b < n / 32; ++b) {
+      BlockQ8A blk;
+      std::memcpy(&blk, row + b * sizeof(BlockQ8A), sizeof blk);
+      for (int j = 0; j < 32; ++j) out[b * 32 + j] = blk.d * blk.qs[j];
+    }
+  } else {
+    tensor::dequantize(Type::kQ8_K, row, out.data(), n);
+  }
+  return out;
+}
+
+struct Fixture {
+  std::int64_t n;
+  std::vector<std::uint8_t> w;  // one row at offset 1
+  std::vector<float> w_float;
+  std::vector<float> x;         // 8 tokens
+};
+
+Fixture make(Type type, unsigned seed) {
+  Fixture f;
+  const std::int64_t block = tensor::traits(type).block_size;
+  f.n = block == 1 ? 77 : (block == 32 ? 32 * 13 : 256 * 3);
+  const auto src = gaussian(f.n, seed, 0.3f);
+  f.w.assign(tensor::row_bytes(type, f.n) + 1, 0);
+  tensor::quantize(type, src.data(), f.w.data() + 1, f.n);
+  f.w_float.resize(f.n);
+  tensor::dequantize(type, f.w.data() + 1, f.w_float.data(), f.n);
+  f.x = gaussian(f.n * kMaxTileTokens, seed + 1);
+  return f;
+}
+
+TEST(Dot, EveryVectorIsaHasAKernelForEveryType) {
+  for (Isa isa : vector_isas()) {
+    for (Type t : kTypes) {
+      EXPECT_NE(kernels_for(isa).find(t), nullptr) << isa_name(isa) << " " << tensor::type_name(t);
+    }
+  }
+  for (Type t : kTypes) EXPECT_NE(scalar_kernels().find(t), nullptr) << tensor::type_name(t);
+}
+
+TEST(Dot, ScalarKernelsEqualDequantizedSum) {
+  for (Type type : kTypes) {
+    const Fixture f = make(type, 3);
+    const DotKernel& k = *scalar_kernels().find(type);
+    const Prepared act = prepare(scalar_kernels(), k.activation, f.x, f.n, kMaxTileTokens);
+    float y[kMaxTileTokens];
+    k.tile(f.n, f.w.data() + 1, act.data(), act.stride, kMaxTileTokens, y, 1);
+    for (int t = 0; t < kMaxTileTokens; ++t) {
+      const auto xa = dequantize_activation(k.activation, act.data() + t * act.stride, f.n);
+      double ref = 0, mag = 0;
+      for (std::int64_t j = 0; j < f.n; ++j) {
+        ref += static_cast<double>(f.w_float[j]) * xa[j];
+        mag += std::fabs(static_cast<double>(f.w_float[j]) * xa[j]);
+      }
+      EXPECT_NEAR(y[t], ref, 2e-6 * mag) << tensor::type_name(type) << " token " << t;
+    }
+  }
+}
+
+TEST(Dot, VectorIsasQuantizeActivationsToTheSameBytes) {
+  for (Isa isa : vector_isas()) {
+    const KernelTable& table = kernels_for(isa);
+    for (ActivationFormat format : {ActivationFormat::kQ8A, ActivationFormat::kQ8K}) {
+      for (unsigned seed = 0; seed < 20; ++seed) {
+        auto x = gaussian(512, seed, seed % 2 ? 1e-3f : 10.0f);
+        if (seed == 5) std::fill(x.begin(), x.begin() + 256, 0.0f);  // an all-zero block
+        if (seed == 6) x[17] = 0.5f / (127.0f / 3.0f);                 // near a rounding tie
+        std::vector<std::uint8_t> a(activation_row_bytes(format, 512));
+        std::vector<std::uint8_t> b(a.size());
+        scalar_kernels().quantizer(format)(x.data(), a.data(), 512);
+        table.quantizer(format)(x.data(), b.data(), 512);
+        ASSERT_EQ(a, b) << isa_name(isa) << " format " << static_cast<int>(format) << " seed " << seed;
+      }
+    }
+  }
+}
+
+TEST(Dot, VectorIsasMatchScalarForEveryTileWidth) {
+  for (Isa isa : vector_isas()) {
+    for (Type type : kTypes) {
+      const Fixture f = make(type, 21);
+      const DotKernel& ref = *scalar_kernels().find(type);
+      const DotKernel& k = *kernels_for(isa).find(type);
+      ASSERT_EQ(k.activation, ref.activation);
+      const Prepared act = prepare(scalar_kernels(), k.activation, f.x, f.n, kMaxTileTokens);
+      float want[kMaxTileTokens];
+      ref.tile(f.n, f.w.data() + 1, act.data(), act.stride, kMaxTileTokens, want, 1);
+      for (int nc = 1; nc <= kMaxTileTokens; ++nc) {
+        std::vector<float> got(static_cast<std::size_t>(nc * 3), NAN);
+        k.tile(f.n, f.w.data() + 1, act.data(), act.stride, nc, got.data(), 3);
+        for (int t = 0; t < nc; ++t) {
+          const auto xa = dequantize_activation(k.activation, act.data() + t * act.stride, f.n);
+          double mag = 0;
+          for (std::int64_t j = 0; j < f.n; ++j) mag += std::fabs(f.w_float[j] * xa[j]);
+          EXPECT_NEAR(got[t * 3], want[t], 2e-6 * mag)
+              << isa_name(isa) << " " << tensor::type_name(type) << " nc " << nc << " t " << t;
+        }
+      }
+    }
+  }
+}
+
+// Extremes: full-range int8 weights against full-range activations must not saturate.
+TEST(Dot, Q8_0ExtremesDoNotSaturate) {
+  std::vector<tensor::BlockQ8_0> w(2);
+  for (auto& b : w) {
+    b.d = 0x3C00;  // 1.0
+    for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<std::int8_t>(j % 2 ? -128 : -127);
+  }
+  std::vector<float> x(64, -1.0f);
+  for (Isa isa : vector_isas()) {
+    const KernelTable& table = kernels_for(isa);
+    const DotKernel& k = *table.find(Type::kQ8_0);
+    std::vector<std::uint8_t> act(activation_row_bytes(k.activation, 64));
+    table.quantizer(k.activation)(x.data(), act.data(), 64);
+    float y = 0;
+    k.tile(64, w.data(), act.data(), act.size(), 1, &y, 1);
+    // Each element: w * (-127 * d_x) with d_x = 1/127 rounded to half.
+    const float dx = reinterpret_cast<const BlockQ8A*>(act.data())->d;
+    EXPECT_NEAR(y, 32.0 * (127 + 128) * 127 * dx, 1e-3) << isa_name(isa);
+  }
+}
+
+}  // namespace
+}  // namespace herd::kernels
