@@ -14,5 +14,8 @@ CommandFn add_logits_command(CLI::App& app);
 CommandFn add_inspect_command(CLI::App& app);
 CommandFn add_bench_command(CLI::App& app);
 CommandFn add_synth_command(CLI::App& app);
+CommandFn add_serve_command(CLI::App& app);
+CommandFn add_demo_command(CLI::App& app);
+CommandFn add_cluster_command(CLI::App& app);
 
 }  // namespace herd::cli

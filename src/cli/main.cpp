@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   add(herd::cli::add_inspect_command);
   add(herd::cli::add_bench_command);
   add(herd::cli::add_synth_command);
+  add(herd::cli::add_serve_command);
+  add(herd::cli::add_demo_command);
+  add(herd::cli::add_cluster_command);
 
   try {
     app.parse(argc, argv);

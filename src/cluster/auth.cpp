@@ -22,8 +22,10 @@ Secret::Secret(std::string bytes) : bytes_(std::move(bytes)) {
 Secret load_secret(const std::filesystem::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
-    fail("cluster secret file {} not found: create it (e.g. `herd secret > {}`) and copy it to every node",
-         path.string(), path.string());
+    fail(
+        "cluster secret file {} not found: create it (e.g. `herd secret > {}`) and copy it to "
+        "every node",
+        path.string(), path.string());
   if (!S_ISREG(st.st_mode)) fail("cluster secret {} is not a regular file", path.string());
   if ((st.st_mode & 077) != 0)
     fail("cluster secret {} is accessible by group or others (mode {:o}): run `chmod 600 {}`",
@@ -35,12 +37,13 @@ Secret load_secret(const std::filesystem::path& path) {
   std::string text = buffer.str();
   const char* space = " \t\r\n";
   auto first = text.find_first_not_of(space);
-  if (first == std::string::npos) fail("cluster secret file {} is empty: put a random secret in it", path.string());
+  if (first == std::string::npos)
+    fail("cluster secret file {} is empty: put a random secret in it", path.string());
   auto last = text.find_last_not_of(space);
   text = text.substr(first, last - first + 1);
   if (text.size() < Secret::kMinBytes)
-    fail("cluster secret in {} is only {} bytes: use at least {} (e.g. `herd secret`)", path.string(),
-         text.size(), Secret::kMinBytes);
+    fail("cluster secret in {} is only {} bytes: use at least {} (e.g. `herd secret`)",
+         path.string(), text.size(), Secret::kMinBytes);
   return Secret(std::move(text));
 }
 
@@ -53,9 +56,13 @@ std::string random_bytes(std::size_t n) {
 }
 }  // namespace
 
-std::string generate_secret_text() { return to_hex(random_bytes(32)); }
+std::string generate_secret_text() {
+  return to_hex(random_bytes(32));
+}
 
-std::string make_nonce() { return to_hex(random_bytes(16)); }
+std::string make_nonce() {
+  return to_hex(random_bytes(16));
+}
 
 std::string hmac_sha256(const Secret& secret, std::string_view data) {
   unsigned char mac[EVP_MAX_MD_SIZE];
@@ -113,11 +120,14 @@ void ReplayGuard::forget_before(std::int64_t ts_ms) {
   }
 }
 
-bool ReplayGuard::accept(std::string_view nonce, std::int64_t ts_ms, std::int64_t now_ms, std::string& reason) {
+bool ReplayGuard::accept(std::string_view nonce, std::int64_t ts_ms, std::int64_t now_ms,
+                         std::string& reason) {
   if (ts_ms < now_ms - window_ms_ || ts_ms > now_ms + window_ms_) {
-    reason = fmt::format("timestamp is {} ms away from this node's clock (window {} ms): replayed, or the "
-                         "clocks disagree — synchronise them with NTP",
-                         ts_ms - now_ms, window_ms_);
+    reason = fmt::format(
+        "timestamp is {:.0f} ms away from this node's clock (window {} ms): replayed, or the "
+        "clocks disagree — synchronise them with NTP",
+        // In double: a forged ts near INT64_MIN must not overflow the subtraction.
+        static_cast<double>(ts_ms) - static_cast<double>(now_ms), window_ms_);
     return false;
   }
   forget_before(now_ms - window_ms_);

@@ -11,16 +11,22 @@ namespace herd::cluster {
 
 const char* member_event_name(MemberEventType type) {
   switch (type) {
-    case MemberEventType::kJoined: return "joined";
-    case MemberEventType::kLeft: return "left";
-    case MemberEventType::kTimedOut: return "timed out";
-    case MemberEventType::kResourcesChanged: return "resources changed";
-    case MemberEventType::kCoordinatorChanged: return "coordinator changed";
+    case MemberEventType::kJoined:
+      return "joined";
+    case MemberEventType::kLeft:
+      return "left";
+    case MemberEventType::kTimedOut:
+      return "timed out";
+    case MemberEventType::kResourcesChanged:
+      return "resources changed";
+    case MemberEventType::kCoordinatorChanged:
+      return "coordinator changed";
   }
   return "?";
 }
 
-Membership::Membership(NodeInfo self, MembershipConfig config) : config_(config), self_id_(self.id) {
+Membership::Membership(NodeInfo self, MembershipConfig config)
+    : config_(config), self_id_(self.id) {
   HERD_CHECK(!self_id_.empty());
   HERD_CHECK(config_.timeout_ms > config_.heartbeat_interval_ms);
   reported_[self_id_] = self.resources;
@@ -53,7 +59,8 @@ bool Membership::significant_change(const NodeResources& before, const NodeResou
     return scale > 0 && std::abs(a - b) > config_.resource_change_fraction * scale;
   };
   return before.threads != after.threads || before.cpu_features != after.cpu_features ||
-         moved(static_cast<double>(before.usable_memory_bytes), static_cast<double>(after.usable_memory_bytes)) ||
+         moved(static_cast<double>(before.usable_memory_bytes),
+               static_cast<double>(after.usable_memory_bytes)) ||
          moved(before.profile.matvec_gflops, after.profile.matvec_gflops) ||
          moved(before.profile.memory_gb_per_s, after.profile.memory_gb_per_s);
 }
@@ -70,16 +77,18 @@ std::vector<MemberEvent> Membership::on_message(const Message& message, std::int
     if (it == members_.end()) return events;
     members_.erase(it);
     reported_.erase(id);
-    events.push_back({MemberEventType::kLeft, id, message.reason.empty() ? "left" : message.reason});
+    events.push_back(
+        {MemberEventType::kLeft, id, message.reason.empty() ? "left" : message.reason});
     note_coordinator(events);
     return events;
   }
   if (it == members_.end()) {
     members_[id] = Member{message.node, now_ms, now_ms, message.seq};
     reported_[id] = message.node.resources;
-    events.push_back({MemberEventType::kJoined, id,
-                      fmt::format("{} ({}:{}) via {}", message.node.name, message.node.address.host,
-                                  message.node.address.cluster_port, message_type_name(message.type))});
+    events.push_back(
+        {MemberEventType::kJoined, id,
+         fmt::format("{} ({}:{}) via {}", message.node.name, message.node.address.host,
+                     message.node.address.cluster_port, message_type_name(message.type))});
     note_coordinator(events);
     return events;
   }
@@ -93,11 +102,12 @@ std::vector<MemberEvent> Membership::on_message(const Message& message, std::int
   m.info = message.node;
   if (significant_change(reported_[id], message.node.resources) || model_changed) {
     reported_[id] = message.node.resources;
-    events.push_back({MemberEventType::kResourcesChanged, id,
-                      fmt::format("{} usable, {} threads, {:.1f} GB/s{}",
-                                  message.node.resources.usable_memory_bytes >> 20, message.node.resources.threads,
-                                  message.node.resources.profile.memory_gb_per_s,
-                                  model_changed ? ", model now \"" + message.node.model + "\"" : "")});
+    events.push_back(
+        {MemberEventType::kResourcesChanged, id,
+         fmt::format("{} usable, {} threads, {:.1f} GB/s{}",
+                     message.node.resources.usable_memory_bytes >> 20,
+                     message.node.resources.threads, message.node.resources.profile.memory_gb_per_s,
+                     model_changed ? ", model now \"" + message.node.model + "\"" : "")});
     if (model_changed) note_coordinator(events);
   }
   return events;

@@ -1,10 +1,9 @@
 #include "cluster/messages.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "util/error.h"
 #include "util/log.h"
@@ -15,10 +14,14 @@ using nlohmann::json;
 
 const char* message_type_name(MessageType type) {
   switch (type) {
-    case MessageType::kAnnounce: return "announce";
-    case MessageType::kHeartbeat: return "heartbeat";
-    case MessageType::kJoin: return "join";
-    case MessageType::kLeave: return "leave";
+    case MessageType::kAnnounce:
+      return "announce";
+    case MessageType::kHeartbeat:
+      return "heartbeat";
+    case MessageType::kJoin:
+      return "join";
+    case MessageType::kLeave:
+      return "leave";
   }
   return "?";
 }
@@ -32,7 +35,8 @@ std::uint64_t make_sequence_start() {
 namespace {
 
 MessageType parse_type(const std::string& name) {
-  for (auto t : {MessageType::kAnnounce, MessageType::kHeartbeat, MessageType::kJoin, MessageType::kLeave})
+  for (auto t :
+       {MessageType::kAnnounce, MessageType::kHeartbeat, MessageType::kJoin, MessageType::kLeave})
     if (name == message_type_name(t)) return t;
   fail_format("unknown message type \"{}\"", name.substr(0, 32));
 }
@@ -63,7 +67,8 @@ double get_rate(const json& object, const char* key) {
   const json& v = field(object, key);
   if (!v.is_number()) fail_format("field \"{}\" must be a number", key);
   double d = v.get<double>();
-  if (!std::isfinite(d) || d < 0 || d > 1e9) fail_format("field \"{}\" = {} is out of range", key, d);
+  if (!std::isfinite(d) || d < 0 || d > 1e9)
+    fail_format("field \"{}\" = {} is out of range", key, d);
   return d;
 }
 
@@ -92,13 +97,15 @@ std::string message_to_json(const Message& m) {
   const auto& n = m.node;
   j["name"] = n.name;
   j["model"] = n.model;
-  j["address"] = {{"host", n.address.host}, {"api_port", n.address.api_port},
+  j["address"] = {{"host", n.address.host},
+                  {"api_port", n.address.api_port},
                   {"cluster_port", n.address.cluster_port}};
   j["resources"] = {{"usable_memory_bytes", n.resources.usable_memory_bytes},
                     {"threads", n.resources.threads},
                     {"cpu_features", n.resources.cpu_features},
-                    {"profile", {{"matvec_gflops", n.resources.profile.matvec_gflops},
-                                 {"memory_gb_per_s", n.resources.profile.memory_gb_per_s}}}};
+                    {"profile",
+                     {{"matvec_gflops", n.resources.profile.matvec_gflops},
+                      {"memory_gb_per_s", n.resources.profile.memory_gb_per_s}}}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -149,8 +156,8 @@ std::string seal_with_nonce(const Message& message, const Secret& secret, std::i
                    {"mac", to_hex(hmac_sha256(secret, mac_input(nonce, ts_ms, payload)))}};
   std::string out = envelope.dump(-1, ' ', false, json::error_handler_t::replace);
   if (out.size() > kMaxDatagramBytes)
-    fail_argument("cluster message of {} bytes exceeds {}: shorten the node name or model", out.size(),
-                  kMaxDatagramBytes);
+    fail_argument("cluster message of {} bytes exceeds {}: shorten the node name or model",
+                  out.size(), kMaxDatagramBytes);
   return out;
 }
 
@@ -167,31 +174,36 @@ Opened reject(std::string_view from, std::string reason) {
 }
 }  // namespace
 
-Opened open(std::string_view datagram, const Secret& secret, ReplayGuard& guard, std::int64_t now_ms,
-            std::string_view from) {
+Opened open(std::string_view datagram, const Secret& secret, ReplayGuard& guard,
+            std::int64_t now_ms, std::string_view from) {
   if (datagram.size() > kMaxDatagramBytes)
-    return reject(from, fmt::format("datagram of {} bytes is larger than {}", datagram.size(), kMaxDatagramBytes));
+    return reject(from, fmt::format("datagram of {} bytes is larger than {}", datagram.size(),
+                                    kMaxDatagramBytes));
   json envelope = json::parse(datagram, nullptr, /*allow_exceptions=*/false);
   if (envelope.is_discarded() || !envelope.is_object()) return reject(from, "not a JSON envelope");
   auto v = envelope.find("v");
   if (v == envelope.end() || !v->is_number_integer() || v->get<std::int64_t>() != 1)
-    return reject(from, "unsupported envelope version (this node speaks v1): upgrade herd on every node");
+    return reject(from,
+                  "unsupported envelope version (this node speaks v1): upgrade herd on every node");
   auto payload = envelope.find("payload");
   auto nonce = envelope.find("nonce");
   auto ts = envelope.find("ts");
   auto mac_hex = envelope.find("mac");
-  if (payload == envelope.end() || !payload->is_string() || nonce == envelope.end() || !nonce->is_string() ||
-      ts == envelope.end() || !ts->is_number_integer() || mac_hex == envelope.end() || !mac_hex->is_string())
+  if (payload == envelope.end() || !payload->is_string() || nonce == envelope.end() ||
+      !nonce->is_string() || ts == envelope.end() || !ts->is_number_integer() ||
+      mac_hex == envelope.end() || !mac_hex->is_string())
     return reject(from, "envelope lacks payload/nonce/ts/mac");
   const auto& nonce_text = nonce->get_ref<const std::string&>();
-  if (nonce_text.size() < 16 || nonce_text.size() > 64) return reject(from, "nonce has a bad length");
+  if (nonce_text.size() < 16 || nonce_text.size() > 64)
+    return reject(from, "nonce has a bad length");
   std::string mac;
   if (!from_hex(mac_hex->get_ref<const std::string&>(), mac) || mac.size() != kMacBytes)
     return reject(from, "mac is not 64 hex digits");
   const auto& payload_text = payload->get_ref<const std::string&>();
   std::int64_t ts_ms = ts->get<std::int64_t>();
   if (!constant_time_equal(mac, hmac_sha256(secret, mac_input(nonce_text, ts_ms, payload_text))))
-    return reject(from, "bad MAC: the sender uses a different cluster secret, or the message was altered");
+    return reject(
+        from, "bad MAC: the sender uses a different cluster secret, or the message was altered");
   std::string reason;
   if (!guard.accept(nonce_text, ts_ms, now_ms, reason)) return reject(from, reason);
   try {

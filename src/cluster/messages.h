@@ -20,16 +20,16 @@ enum class MessageType { kAnnounce, kHeartbeat, kJoin, kLeave };
 const char* message_type_name(MessageType type);
 
 struct NodeAddress {
-  std::string host;              // as reachable by peers (IP or name)
-  std::uint16_t api_port = 0;    // HTTP API
+  std::string host;                // as reachable by peers (IP or name)
+  std::uint16_t api_port = 0;      // HTTP API
   std::uint16_t cluster_port = 0;  // control and data plane
   bool operator==(const NodeAddress&) const = default;
 };
 
 // Measured by node profiling at start-up.
 struct NodeProfile {
-  double matvec_gflops = 0;     // quantized matvec throughput
-  double memory_gb_per_s = 0;   // util::measure_memory_bandwidth
+  double matvec_gflops = 0;    // quantized matvec throughput
+  double memory_gb_per_s = 0;  // util::measure_memory_bandwidth
   bool operator==(const NodeProfile&) const = default;
 };
 
@@ -59,7 +59,7 @@ struct Message {
   // Per sender, increases with every message it sends and across restarts: start it at the
   // wall-clock time in microseconds (make_sequence_start()) and add one per message.
   std::uint64_t seq = 0;
-  std::string reason;     // Leave only
+  std::string reason;  // Leave only
 };
 
 // A starting seq for a process: the current wall-clock time in microseconds.
@@ -86,7 +86,7 @@ struct Opened {
 // Checks size, JSON shape, MAC, then timestamp window and nonce (in that order, so an
 // unauthenticated sender cannot fill the replay guard), then the payload schema. Never throws on
 // bad input; logs each rejection at warn level with `from` (the sender's address) and the reason.
-Opened open(std::string_view datagram, const Secret& secret, ReplayGuard& guard, std::int64_t now_ms,
-            std::string_view from = "");
+Opened open(std::string_view datagram, const Secret& secret, ReplayGuard& guard,
+            std::int64_t now_ms, std::string_view from = "");
 
 }  // namespace herd::cluster

@@ -14,7 +14,8 @@ namespace herd::cluster {
 
 std::string format_bytes(std::uint64_t bytes) {
   constexpr double kMiB = 1024.0 * 1024.0, kGiB = kMiB * 1024.0;
-  if (bytes >= (std::uint64_t{1} << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / kGiB);
+  if (bytes >= (std::uint64_t{1} << 30))
+    return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / kGiB);
   return fmt::format("{:.0f} MiB", static_cast<double>(bytes) / kMiB);
 }
 
@@ -54,7 +55,8 @@ double stage_time(const Layers& layers, const Node& node, int a, int b) {
 
 double hop_time(const ModelShape& model, const Node& from, const Node& to) {
   double t = std::max(from.member->link.latency_s, to.member->link.latency_s);
-  double bw = std::min(from.member->link.bandwidth_bytes_per_s, to.member->link.bandwidth_bytes_per_s);
+  double bw =
+      std::min(from.member->link.bandwidth_bytes_per_s, to.member->link.bandwidth_bytes_per_s);
   if (bw > 0) t += static_cast<double>(model.activation_bytes) / bw;
   return t;
 }
@@ -70,8 +72,8 @@ struct Split {
 // Greedy: each node in turn takes as many layers as fit in its memory and in `limit` seconds per
 // token. For a fixed order this reaches the end iff any contiguous split does (taking more never
 // hurts the next node), so it decides feasibility for the bisection below. Nodes may end up empty.
-bool greedy(const Layers& layers, const std::vector<Node>& nodes, const std::vector<int>& order, double limit,
-            Split* out) {
+bool greedy(const Layers& layers, const std::vector<Node>& nodes, const std::vector<int>& order,
+            double limit, Split* out) {
   int a = 0;
   if (out) *out = Split{};
   if (out) out->bounds.push_back(0);
@@ -90,7 +92,8 @@ bool greedy(const Layers& layers, const std::vector<Node>& nodes, const std::vec
   return false;
 }
 
-void score(const ModelShape& model, const Layers& layers, const std::vector<Node>& nodes, Split& split) {
+void score(const ModelShape& model, const Layers& layers, const std::vector<Node>& nodes,
+           Split& split) {
   split.token_seconds = 0;
   split.bottleneck = 0;
   for (std::size_t s = 0; s < split.nodes.size(); ++s) {
@@ -105,8 +108,9 @@ void score(const ModelShape& model, const Layers& layers, const std::vector<Node
 }
 
 // The smallest per-stage time for this order (bisection on the greedy test), as a split.
-bool best_split_for_order(const ModelShape& model, const Layers& layers, const std::vector<Node>& nodes,
-                          const std::vector<int>& order, Split& out) {
+bool best_split_for_order(const ModelShape& model, const Layers& layers,
+                          const std::vector<Node>& nodes, const std::vector<int>& order,
+                          Split& out) {
   if (!greedy(layers, nodes, order, kInf, nullptr)) return false;
   double lo = 0, hi = 0;
   for (int idx : order) hi = std::max(hi, stage_time(layers, nodes[idx], 0, layers.n));
@@ -122,7 +126,8 @@ bool best_split_for_order(const ModelShape& model, const Layers& layers, const s
 // Greedy packs the early stages up to the limit; this redistributes within the same nodes and
 // the same slowest-stage time so the single-stream time is least and, among equal ones, the
 // stages are as even as possible (dynamic programming over the boundaries).
-Split refine(const ModelShape& model, const Layers& layers, const std::vector<Node>& nodes, const Split& split) {
+Split refine(const ModelShape& model, const Layers& layers, const std::vector<Node>& nodes,
+             const Split& split) {
   const int k = static_cast<int>(split.nodes.size()), n = layers.n;
   const double limit = split.bottleneck * (1 + 1e-9);
   struct Cell {
@@ -162,23 +167,28 @@ Split refine(const ModelShape& model, const Layers& layers, const std::vector<No
 
 void validate(const ModelShape& model, const std::vector<PlacementMember>& members) {
   if (model.layer_bytes.empty()) fail_argument("placement: the model has no layers");
-  if (model.n_ctx <= 0) fail_argument("placement: context length must be positive, got {}", model.n_ctx);
-  if (members.empty()) fail_argument("placement: no cluster members (is this node's own entry missing?)");
+  if (model.n_ctx <= 0)
+    fail_argument("placement: context length must be positive, got {}", model.n_ctx);
+  if (members.empty())
+    fail_argument("placement: no cluster members (is this node's own entry missing?)");
   std::set<std::string> ids;
   for (const auto& m : members) {
     if (!ids.insert(m.id).second) fail_argument("placement: member id \"{}\" appears twice", m.id);
     if (!(m.bandwidth_bytes_per_s > 0) || !std::isfinite(m.bandwidth_bytes_per_s))
-      fail_argument("placement: member \"{}\" has no measured speed: profile it before planning", m.id);
+      fail_argument("placement: member \"{}\" has no measured speed: profile it before planning",
+                    m.id);
   }
 }
 
 // Orders to try: every subset (each in every order when it has at most 4 members, else sorted by
 // speed) for small clusters; prefixes of the speed and memory rankings for large ones.
-std::vector<std::vector<int>> candidate_orders(const std::vector<Node>& nodes, int exhaustive_limit) {
+std::vector<std::vector<int>> candidate_orders(const std::vector<Node>& nodes,
+                                               int exhaustive_limit) {
   const int n = static_cast<int>(nodes.size());
   auto by_speed = [&](int x, int y) {
     const auto &a = *nodes[x].member, &b = *nodes[y].member;
-    if (a.bandwidth_bytes_per_s != b.bandwidth_bytes_per_s) return a.bandwidth_bytes_per_s > b.bandwidth_bytes_per_s;
+    if (a.bandwidth_bytes_per_s != b.bandwidth_bytes_per_s)
+      return a.bandwidth_bytes_per_s > b.bandwidth_bytes_per_s;
     return a.id < b.id;
   };
   std::vector<std::vector<int>> orders;
@@ -218,8 +228,10 @@ std::string ids_of(const std::vector<Node>& nodes, const Split& s) {
 
 // Among splits within the tolerance of the fastest: fewest stages, then the least bottleneck,
 // then the fastest, then by ids so the result does not depend on the order of `members`.
-bool preferred(const Split& a, const Split& b, double fastest, double tolerance, const std::vector<Node>& nodes) {
-  bool a_ok = a.token_seconds <= fastest * (1 + tolerance), b_ok = b.token_seconds <= fastest * (1 + tolerance);
+bool preferred(const Split& a, const Split& b, double fastest, double tolerance,
+               const std::vector<Node>& nodes) {
+  bool a_ok = a.token_seconds <= fastest * (1 + tolerance),
+       b_ok = b.token_seconds <= fastest * (1 + tolerance);
   if (a_ok != b_ok) return a_ok;
   if (a.nodes.size() != b.nodes.size()) return a.nodes.size() < b.nodes.size();
   if (a.bottleneck != b.bottleneck) return a.bottleneck < b.bottleneck;
@@ -227,8 +239,8 @@ bool preferred(const Split& a, const Split& b, double fastest, double tolerance,
   return ids_of(nodes, a) < ids_of(nodes, b);
 }
 
-[[noreturn]] void fail_too_small(const ModelShape& model, const Layers& layers, const std::vector<Node>& nodes,
-                                 const PlacementOptions& options) {
+[[noreturn]] void fail_too_small(const ModelShape& model, const Layers& layers,
+                                 const std::vector<Node>& nodes, const PlacementOptions& options) {
   std::uint64_t weights = layers.weights(0, layers.n);
   std::uint64_t kv = layers.kv_per_layer * static_cast<std::uint64_t>(layers.n);
   std::uint64_t need = weights + kv, have = 0, largest = 0;
@@ -238,29 +250,39 @@ bool preferred(const Split& a, const Split& b, double fastest, double tolerance,
   }
   std::string overhead = format_bytes(options.per_node_overhead_bytes);
   if (need > have)
-    fail("model needs {} (weights {} + KV cache {} for {} tokens), cluster has {} usable across {} node(s) "
-         "after {} per-node overhead: add a node, use a smaller quantization or a shorter context",
-         format_bytes(need), format_bytes(weights), format_bytes(kv), model.n_ctx, format_bytes(have),
-         nodes.size(), overhead);
+    fail(
+        "model needs {} (weights {} + KV cache {} for {} tokens), cluster has {} usable across {} "
+        "node(s) "
+        "after {} per-node overhead: add a node, use a smaller quantization or a shorter context",
+        format_bytes(need), format_bytes(weights), format_bytes(kv), model.n_ctx,
+        format_bytes(have), nodes.size(), overhead);
   for (int i = 0; i < layers.n; ++i) {
     std::uint64_t one = layers.memory(i, i + 1);
     if (one > largest)
-      fail("layer {} needs {} (with its KV cache{}) but the largest node has {} usable after {} overhead: "
-           "layers cannot be split across nodes — add a bigger node, use a smaller quantization or a shorter "
-           "context",
-           i, format_bytes(one), i == 0 ? " and the embedding" : (i == layers.n - 1 ? " and the output head" : ""),
-           format_bytes(largest), overhead);
+      fail(
+          "layer {} needs {} (with its KV cache{}) but the largest node has {} usable after {} "
+          "overhead: "
+          "layers cannot be split across nodes — add a bigger node, use a smaller quantization or "
+          "a shorter "
+          "context",
+          i, format_bytes(one),
+          i == 0 ? " and the embedding" : (i == layers.n - 1 ? " and the output head" : ""),
+          format_bytes(largest), overhead);
   }
-  fail("model needs {} and the cluster has {} usable, but no split of its {} layers into whole layers fits the "
-       "nodes' memory: add a node or use a smaller quantization",
-       format_bytes(need), format_bytes(have), layers.n);
+  fail(
+      "model needs {} and the cluster has {} usable, but no split of its {} layers into whole "
+      "layers fits the "
+      "nodes' memory: add a node or use a smaller quantization",
+      format_bytes(need), format_bytes(have), layers.n);
 }
 
-std::string stage_reason(const Layers& layers, const Stage& s, double bottleneck, bool first, bool last) {
+std::string stage_reason(const Layers& layers, const Stage& s, double bottleneck, bool first,
+                         bool last) {
   std::vector<std::string> parts;
   if (first) parts.push_back("embedding");
   if (last) parts.push_back("output head");
-  double fill = static_cast<double>(s.total_bytes) / static_cast<double>(std::max<std::uint64_t>(s.usable_bytes, 1));
+  double fill = static_cast<double>(s.total_bytes) /
+                static_cast<double>(std::max<std::uint64_t>(s.usable_bytes, 1));
   if (first && last)
     parts.push_back("one node holds the whole model: no network hop per token");
   else if (fill >= 0.9)
@@ -276,26 +298,29 @@ std::string stage_reason(const Layers& layers, const Stage& s, double bottleneck
 
 }  // namespace
 
-Plan plan(const ModelShape& model, const std::vector<PlacementMember>& members, const PlacementOptions& options) {
+Plan plan(const ModelShape& model, const std::vector<PlacementMember>& members,
+          const PlacementOptions& options) {
   validate(model, members);
   Layers layers;
   layers.n = static_cast<int>(model.layer_bytes.size());
-  layers.kv_per_layer = model.kv_bytes_per_token_per_layer * static_cast<std::uint64_t>(model.n_ctx);
+  layers.kv_per_layer =
+      model.kv_bytes_per_token_per_layer * static_cast<std::uint64_t>(model.n_ctx);
   layers.embedding = model.embedding_bytes;
   layers.head = model.head_bytes;
   layers.weight_prefix.assign(layers.n + 1, 0);
   layers.memory_prefix.assign(layers.n + 1, 0);
   for (int i = 0; i < layers.n; ++i) {
     layers.weight_prefix[i + 1] = layers.weight_prefix[i] + model.layer_bytes[i];
-    layers.memory_prefix[i + 1] = layers.memory_prefix[i] + model.layer_bytes[i] + layers.kv_per_layer;
+    layers.memory_prefix[i + 1] =
+        layers.memory_prefix[i] + model.layer_bytes[i] + layers.kv_per_layer;
   }
 
   Plan result;
   std::vector<Node> nodes;
   for (const auto& m : members) {
     if (m.usable_memory_bytes <= options.per_node_overhead_bytes)
-      result.unused.push_back(fmt::format("{}: {} usable is not above the {} per-node overhead", m.id,
-                                          format_bytes(m.usable_memory_bytes),
+      result.unused.push_back(fmt::format("{}: {} usable is not above the {} per-node overhead",
+                                          m.id, format_bytes(m.usable_memory_bytes),
                                           format_bytes(options.per_node_overhead_bytes)));
     else
       nodes.push_back({&m, m.usable_memory_bytes - options.per_node_overhead_bytes});
@@ -337,40 +362,47 @@ Plan plan(const ModelShape& model, const std::vector<PlacementMember>& members, 
   // Why each other member is left out: the best plan that used it, if any, was slower or had
   // more hops for the same speed.
   for (std::size_t i = 0; i < nodes.size(); ++i) {
-    if (std::find(best.nodes.begin(), best.nodes.end(), static_cast<int>(i)) != best.nodes.end()) continue;
+    if (std::find(best.nodes.begin(), best.nodes.end(), static_cast<int>(i)) != best.nodes.end())
+      continue;
     double with = kInf;
     for (const auto& s : splits)
       if (std::find(s.nodes.begin(), s.nodes.end(), static_cast<int>(i)) != s.nodes.end())
         with = std::min(with, s.token_seconds);
     const auto& id = nodes[i].member->id;
     if (with == kInf)
-      result.unused.push_back(fmt::format("{}: no split that includes it fits the others' memory", id));
+      result.unused.push_back(
+          fmt::format("{}: no split that includes it fits the others' memory", id));
     else if (with > best.token_seconds * (1 + options.equal_speed_tolerance))
-      result.unused.push_back(fmt::format("{}: not needed; the best plan with it is slower ({:.1f} vs {:.1f} ms/token)",
-                                          id, with * 1e3, best.token_seconds * 1e3));
+      result.unused.push_back(
+          fmt::format("{}: not needed; the best plan with it is slower ({:.1f} vs {:.1f} ms/token)",
+                      id, with * 1e3, best.token_seconds * 1e3));
     else
-      result.unused.push_back(fmt::format("{}: not needed; the model fits in fewer nodes at the same speed "
-                                          "(one hop fewer per token)", id));
+      result.unused.push_back(
+          fmt::format("{}: not needed; the model fits in fewer nodes at the same speed "
+                      "(one hop fewer per token)",
+                      id));
   }
   std::sort(result.unused.begin(), result.unused.end());
-  result.summary = fmt::format("{} stage(s) on {} of {} node(s); est. {:.1f} ms/token for one stream "
-                               "({:.1f} tok/s), slowest stage {:.1f} ms",
-                               k, k, members.size(), result.seconds_per_token * 1e3, 1.0 / result.seconds_per_token,
-                               result.bottleneck_seconds * 1e3);
+  result.summary = fmt::format(
+      "{} stage(s) on {} of {} node(s); est. {:.1f} ms/token for one stream "
+      "({:.1f} tok/s), slowest stage {:.1f} ms",
+      k, k, members.size(), result.seconds_per_token * 1e3, 1.0 / result.seconds_per_token,
+      result.bottleneck_seconds * 1e3);
   return result;
 }
 
 std::string Plan::explain() const {
   std::string out = summary + "\n";
-  out += fmt::format("{:<5} {:<16} {:<11} {:>10} {:>10} {:>21} {:>8}  {}\n", "stage", "node", "layers", "weights",
-                     "KV cache", "needs / has", "ms/tok", "why");
+  out += fmt::format("{:<5} {:<16} {:<11} {:>10} {:>10} {:>21} {:>8}  {}\n", "stage", "node",
+                     "layers", "weights", "KV cache", "needs / has", "ms/tok", "why");
   for (std::size_t j = 0; j < stages.size(); ++j) {
     const auto& s = stages[j];
-    out += fmt::format("{:<5} {:<16} {:<11} {:>10} {:>10} {:>21} {:>8.2f}  {}\n", j, s.node_id,
-                       fmt::format("{}-{} ({})", s.first_layer, s.last_layer - 1, s.last_layer - s.first_layer),
-                       format_bytes(s.weight_bytes), format_bytes(s.kv_bytes),
-                       format_bytes(s.total_bytes) + " / " + format_bytes(s.usable_bytes), s.seconds_per_token * 1e3,
-                       s.reason);
+    out += fmt::format(
+        "{:<5} {:<16} {:<11} {:>10} {:>10} {:>21} {:>8.2f}  {}\n", j, s.node_id,
+        fmt::format("{}-{} ({})", s.first_layer, s.last_layer - 1, s.last_layer - s.first_layer),
+        format_bytes(s.weight_bytes), format_bytes(s.kv_bytes),
+        format_bytes(s.total_bytes) + " / " + format_bytes(s.usable_bytes),
+        s.seconds_per_token * 1e3, s.reason);
   }
   for (const auto& u : unused) out += "not used: " + u + "\n";
   return out;

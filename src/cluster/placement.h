@@ -10,16 +10,16 @@
 namespace herd::cluster {
 
 struct ModelShape {
-  std::vector<std::uint64_t> layer_bytes;  // weights of each transformer block, in order
-  std::uint64_t embedding_bytes = 0;       // token embedding (first stage)
-  std::uint64_t head_bytes = 0;            // final norm + output projection (last stage)
+  std::vector<std::uint64_t> layer_bytes;          // weights of each transformer block, in order
+  std::uint64_t embedding_bytes = 0;               // token embedding (first stage)
+  std::uint64_t head_bytes = 0;                    // final norm + output projection (last stage)
   std::uint64_t kv_bytes_per_token_per_layer = 0;  // K and V of one position in one layer
-  std::int64_t n_ctx = 0;                  // positions the KV cache must hold
-  std::uint64_t activation_bytes = 0;      // hidden state sent between stages per token
+  std::int64_t n_ctx = 0;                          // positions the KV cache must hold
+  std::uint64_t activation_bytes = 0;              // hidden state sent between stages per token
 };
 
 struct LinkEstimate {
-  double latency_s = 0;            // one-way, to the rest of the cluster (link_probe: rtt / 2)
+  double latency_s = 0;              // one-way, to the rest of the cluster (link_probe: rtt / 2)
   double bandwidth_bytes_per_s = 0;  // 0 = unknown (transfer time ignored)
 };
 
@@ -54,9 +54,9 @@ struct Stage {
 };
 
 struct Plan {
-  std::vector<Stage> stages;  // in pipeline order
-  double seconds_per_token = 0;  // single stream: all stages plus the hops between them
-  double bottleneck_seconds = 0; // slowest stage: bounds throughput with several streams
+  std::vector<Stage> stages;        // in pipeline order
+  double seconds_per_token = 0;     // single stream: all stages plus the hops between them
+  double bottleneck_seconds = 0;    // slowest stage: bounds throughput with several streams
   std::vector<std::string> unused;  // "id: why" for members not in the plan
   std::string summary;
 

@@ -174,7 +174,13 @@ GenerationResult Generator::generate(std::span<const std::int32_t> prompt,
       }
       result.tokens.push_back(token);
       bool stopped = false;
-      bool keep_going = emit(stream.push(tokenizer_.token_to_piece(token), stopped));
+      std::string piece = tokenizer_.token_to_piece(token);
+      // SentencePiece marks word starts with a space; right after BOS it is not part of the
+      // text (llama2.c's and llama.cpp's decoders strip it the same way).
+      const std::int32_t previous = cached_.empty() ? -1 : cached_.back();
+      if (previous >= 0 && previous == tokenizer_.bos() && !piece.empty() && piece[0] == ' ')
+        piece.erase(0, 1);
+      bool keep_going = emit(stream.push(piece, stopped));
       if (stopped) {
         stats.finish_reason = "stop";
         break;
@@ -193,11 +199,12 @@ GenerationResult Generator::generate(std::span<const std::int32_t> prompt,
     reset_cache();  // the pipeline's cache state is unknown after a failure
     throw;
   }
-  if (stats.finish_reason != "stop" || !stats.generated_tokens || result.tokens.empty() ||
-      !params.stop.empty()) {
-    // Held-back text was not a stop string after all (a matched stop string left nothing).
+  // Held-back text was not a stop string after all. A cancelled stream stays quiet.
+  if (stats.finish_reason == "cancelled") {
+    result.text += stream.flush();
+  } else {
+    emit(stream.flush());
   }
-  emit(stream.flush());
 
   const double decode_ms = ms_between(first_token_at, Clock::now());
   if (stats.generated_tokens > 1 && decode_ms > 0) {

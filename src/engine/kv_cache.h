@@ -1,6 +1,7 @@
 // Keys and values of past positions for the layers of one stage, in f32.
 // Per layer: K [n_ctx, k_width], V [n_ctx, v_width], where k_width = n_head_kv * head_dim_k
-// (deepseek2: full per-head K and V of the expanded latent, n_head * key_length / value_length).
+// (deepseek2 with attn_kv_b: full per-head K and V, n_head * key_length / value_length; with
+// attn_k_b / attn_v_b: only the latent, K [n_ctx, kv_lora_rank + n_rot] and no V).
 #pragma once
 
 #include <cstddef>

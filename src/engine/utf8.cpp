@@ -42,8 +42,14 @@ std::string utf8_sanitize(std::string_view s) {
       out.append(s.substr(i, n));
       i += n;
     } else {
+      // One replacement per broken sequence: the lead byte and the continuations it got.
+      std::size_t skip = 1;
+      while (n > 0 && skip < n && i + skip < s.size() &&
+             is_continuation(static_cast<unsigned char>(s[i + skip]))) {
+        ++skip;
+      }
       out.append(kReplacement);
-      ++i;
+      i += skip;
     }
   }
   return out;

@@ -17,7 +17,7 @@
 
 namespace herd::kernels {
 
-enum class ActivationFormat { kF32, kQ8A, kQ8K };
+enum class ActivationFormat { kF32, kQ8A, kQ8K, kQ8X };
 
 // herd's activation block for the 32-wide types: d is rounded to half precision like ggml's
 // Q8_0 scale (so results track llama.cpp's); sum = sum(qs) feeds the offset / min terms.
@@ -27,6 +27,20 @@ struct BlockQ8A {
   std::int8_t qs[32];
 };
 static_assert(sizeof(BlockQ8A) == 40);
+
+// The same integers as BlockQ8A, regrouped for the 512-bit Q4_0 / Q8_0 kernels
+// (dot_q32_avx512.cpp): eight 32-element blocks per group, in the order those kernels gather
+// the weights. qs[h][0] holds elements 0..15 of blocks 4h..4h+3 (16 bytes each), qs[h][1]
+// elements 16..31; neg_sum2[h][l] = -2 * sum of block 4h + l / 4 (the integer accumulators
+// start there to undo the weights' offset); d as BlockQ8A. A row of n elements is n / 256
+// groups followed by (n / 32) % 8 BlockQ8A.
+struct BlockQ8X {
+  static constexpr int kBlocks = 8;
+  std::int8_t qs[2][2][64];
+  std::int32_t neg_sum2[2][16];
+  float d[kBlocks];
+};
+static_assert(sizeof(BlockQ8X) == 416);
 
 // Bytes of one activation row of n elements in a format (F32: 4 * n).
 std::size_t activation_row_bytes(ActivationFormat format, std::int64_t n);
@@ -53,15 +67,20 @@ struct KernelTable {
   DotKernel by_type[kTypeSlots];
   QuantizeRowFn quantize_q8a = nullptr;
   QuantizeRowFn quantize_q8k = nullptr;
+  QuantizeRowFn quantize_q8x = nullptr;
 
   const DotKernel* find(tensor::Type type) const {
     const auto id = static_cast<std::size_t>(type);
     return id < kTypeSlots && by_type[id].tile ? &by_type[id] : nullptr;
   }
   QuantizeRowFn quantizer(ActivationFormat format) const {
-    return format == ActivationFormat::kQ8A ? quantize_q8a
-           : format == ActivationFormat::kQ8K ? quantize_q8k
-                                               : nullptr;
+    switch (format) {
+      case ActivationFormat::kQ8A: return quantize_q8a;
+      case ActivationFormat::kQ8K: return quantize_q8k;
+      case ActivationFormat::kQ8X: return quantize_q8x;
+      case ActivationFormat::kF32: break;
+    }
+    return nullptr;
   }
 };
 
@@ -73,5 +92,9 @@ const KernelTable& kernels_for(Isa isa);
 // Per-ISA tables, compiled only where the target has them (dot_avx2.cpp, dot_avx512.cpp).
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
+// Replaces the AVX-512 table's Q4_0 / Q8_0 entries with the BlockQ8X kernels.
+void add_avx512_q32_kernels(KernelTable& table);
+// Replaces its Q4_K / Q6_K entries with 512-bit kernels (dot_k_avx512.cpp).
+void add_avx512_k_kernels(KernelTable& table);
 
 }  // namespace herd::kernels

@@ -283,6 +283,11 @@ std::size_t activation_row_bytes(ActivationFormat format, std::int64_t n) {
     case ActivationFormat::kQ8A: return static_cast<std::size_t>(n / 32) * sizeof(BlockQ8A);
     case ActivationFormat::kQ8K:
       return static_cast<std::size_t>(n / kQKK) * sizeof(BlockQ8_K);
+    case ActivationFormat::kQ8X: {
+      const std::int64_t blocks = n / 32, groups = blocks / BlockQ8X::kBlocks;
+      return static_cast<std::size_t>(groups) * sizeof(BlockQ8X) +
+             static_cast<std::size_t>(blocks - groups * BlockQ8X::kBlocks) * sizeof(BlockQ8A);
+    }
   }
   return 0;
 }

@@ -57,6 +57,10 @@ inline int hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// F16C: one instruction each, bit-identical to tensor/fp16.h.
+inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
+inline float round_to_half(float f) { return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
+
 inline __m256i loadu(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // 32 bits of qh -> 32 bytes, 0xFF where the bit is set (byte j <- bit j).
@@ -111,7 +115,7 @@ void quantize_q8a(const float* x, void* out, std::int64_t n) {
     const __m256i q3 = round_to_i32(_mm256_loadu_ps(x + 24), id);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(b[i].qs), pack_i32_to_i8(q0, q1, q2, q3));
     b[i].sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3)));
-    b[i].d = tensor::fp16_to_fp32(tensor::fp32_to_fp16(amax / 127.0f));
+    b[i].d = round_to_half(amax / 127.0f);
   }
 }
 
@@ -210,15 +214,15 @@ struct Q4_0 {
   static constexpr bool kSymmetric = true;
   static Decoded32 decode(const Block& b) {
     const __m256i w = _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
-    return {_mm256_sign_epi8(w, w), w, tensor::fp16_to_fp32(b.d), 0.0f};
+    return {_mm256_sign_epi8(w, w), w, half_to_float(b.d), 0.0f};
   }
 };
 struct Q4_1 {
   using Block = tensor::BlockQ4_1;
   static constexpr bool kSymmetric = false;
   static Decoded32 decode(const Block& b) {
-    return {unpack_nibbles(b.qs), _mm256_setzero_si256(), tensor::fp16_to_fp32(b.d),
-            tensor::fp16_to_fp32(b.m)};
+    return {unpack_nibbles(b.qs), _mm256_setzero_si256(), half_to_float(b.d),
+            half_to_float(b.m)};
   }
 };
 inline __m256i q5_bytes(const std::uint8_t* qs, const std::uint8_t* qh) {
@@ -232,15 +236,15 @@ struct Q5_0 {
   static constexpr bool kSymmetric = true;
   static Decoded32 decode(const Block& b) {
     const __m256i w = _mm256_sub_epi8(q5_bytes(b.qs, b.qh), _mm256_set1_epi8(16));
-    return {_mm256_sign_epi8(w, w), w, tensor::fp16_to_fp32(b.d), 0.0f};
+    return {_mm256_sign_epi8(w, w), w, half_to_float(b.d), 0.0f};
   }
 };
 struct Q5_1 {
   using Block = tensor::BlockQ5_1;
   static constexpr bool kSymmetric = false;
   static Decoded32 decode(const Block& b) {
-    return {q5_bytes(b.qs, b.qh), _mm256_setzero_si256(), tensor::fp16_to_fp32(b.d),
-            tensor::fp16_to_fp32(b.m)};
+    return {q5_bytes(b.qs, b.qh), _mm256_setzero_si256(), half_to_float(b.d),
+            half_to_float(b.m)};
   }
 };
 struct Q8_0 {
@@ -248,7 +252,7 @@ struct Q8_0 {
   static constexpr bool kSymmetric = true;
   static Decoded32 decode(const Block& b) {
     const __m256i w = loadu(b.qs);
-    return {_mm256_sign_epi8(w, w), w, tensor::fp16_to_fp32(b.d), 0.0f};
+    return {_mm256_sign_epi8(w, w), w, half_to_float(b.d), 0.0f};
   }
 };
 

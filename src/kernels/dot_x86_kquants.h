@@ -10,6 +10,8 @@
 
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/dot.h"
 #include "tensor/blocks.h"
 #include "tensor/fp16.h"
@@ -26,22 +28,29 @@ struct DecodedK {
   float dmin;
 };
 
-// Scales of sub-blocks of 16: u[k] spans groups 2k and 2k+1.
-inline void set_scales16(const std::int16_t* s, DecodedK& out) {
+// sc8: the 16 int8 scales of 16-element groups; u[k] spans groups 2k and 2k+1.
+inline void set_group_scales(__m128i sc8, DecodedK& out) {
   for (int k = 0; k < 8; ++k) {
-    out.scale[k] = _mm256_set_m128i(_mm_set1_epi16(s[2 * k + 1]), _mm_set1_epi16(s[2 * k]));
+    const char a = static_cast<char>(2 * k), b = static_cast<char>(2 * k + 1);
+    const __m128i pick = _mm_setr_epi8(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
+    out.scale[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
   }
-  out.scale16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s));
+  out.scale16 = _mm256_cvtepi8_epi16(sc8);
 }
 
-// Sub-blocks of 32: scale k covers all of u[k]; mins repeat for both 16-groups.
-inline void set_scales32(const std::uint8_t* sc, const std::uint8_t* mn, DecodedK& out) {
-  std::int16_t m16[16];
+// sc8 / mn8: bytes 0..7 hold the 6-bit scales / mins of 32-element sub-blocks.
+inline void set_subblock_scales(__m128i sc8, __m128i mn8, DecodedK& out) {
   for (int k = 0; k < 8; ++k) {
-    out.scale[k] = _mm256_set1_epi16(sc[k]);
-    m16[2 * k] = m16[2 * k + 1] = mn[k];
+    out.scale[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_set1_epi8(static_cast<char>(k))));
   }
-  out.min16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m16));
+  const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  out.min16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(mn8, pairs));
+}
+
+inline std::uint32_t load_u32(const std::uint8_t* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
 }
 
 inline __m256i bit_set(__m256i bytes, int bit) {
@@ -59,15 +68,12 @@ struct Q2K {
       const __m256i v = loadu(b.qs + 32 * h);
       for (int k = 0; k < 4; ++k) out.u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(v, 2 * k), three);
     }
-    std::int16_t s[16], m[16];
-    for (int g = 0; g < 16; ++g) {
-      s[g] = b.scales[g] & 0xF;
-      m[g] = b.scales[g] >> 4;
-    }
-    set_scales16(s, out);
-    out.min16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m));
-    out.d = tensor::fp16_to_fp32(b.d);
-    out.dmin = tensor::fp16_to_fp32(b.dmin);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    set_group_scales(_mm_and_si128(packed, low4), out);
+    out.min16 = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+    out.d = half_to_float(b.d);
+    out.dmin = half_to_float(b.dmin);
   }
 };
 
@@ -86,12 +92,17 @@ struct Q3K {
         out.u[4 * h + k] = _mm256_or_si256(low, _mm256_and_si256(bit_set(hm, 4 * h + k), four));
       }
     }
-    std::int8_t sc[16];
-    tensor::unpack_q3_k_scales(b.scales, sc);
-    std::int16_t s[16];
-    for (int g = 0; g < 16; ++g) s[g] = sc[g];
-    set_scales16(s, out);
-    out.d = tensor::fp16_to_fp32(b.d);
+    // unpack_q3_k_scales (tensor/blocks.h) four bytes at a time.
+    const std::uint32_t a0 = load_u32(b.scales), a1 = load_u32(b.scales + 4);
+    const std::uint32_t a2 = load_u32(b.scales + 8);
+    const std::uint32_t lo = 0x0F0F0F0Fu, hi = 0x03030303u;
+    const __m128i sc = _mm_setr_epi32(
+        static_cast<int>((a0 & lo) | ((a2 & hi) << 4)),
+        static_cast<int>((a1 & lo) | (((a2 >> 2) & hi) << 4)),
+        static_cast<int>(((a0 >> 4) & lo) | (((a2 >> 4) & hi) << 4)),
+        static_cast<int>(((a1 >> 4) & lo) | (((a2 >> 6) & hi) << 4)));
+    set_group_scales(_mm_sub_epi8(sc, _mm_set1_epi8(32)), out);
+    out.d = half_to_float(b.d);
     out.dmin = 0.0f;
   }
 };
@@ -115,11 +126,16 @@ struct Q45K {
         out.u[k] = _mm256_or_si256(out.u[k], _mm256_and_si256(bit_set(qh, k), bit4));
       }
     }
-    std::uint8_t sc[8], mn[8];
-    for (int k = 0; k < 8; ++k) tensor::get_scale_min_k4(k, b.scales, &sc[k], &mn[k]);
-    set_scales32(sc, mn, out);
-    out.d = tensor::fp16_to_fp32(b.d);
-    out.dmin = tensor::fp16_to_fp32(b.dmin);
+    // get_scale_min_k4 (tensor/blocks.h) four sub-blocks at a time.
+    const std::uint32_t u0 = load_u32(b.scales), u1 = load_u32(b.scales + 4);
+    const std::uint32_t u2 = load_u32(b.scales + 8);
+    const std::uint32_t sc0 = u0 & 0x3F3F3F3Fu, mn0 = u1 & 0x3F3F3F3Fu;
+    const std::uint32_t sc1 = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    const std::uint32_t mn1 = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    set_subblock_scales(_mm_setr_epi32(static_cast<int>(sc0), static_cast<int>(sc1), 0, 0),
+                        _mm_setr_epi32(static_cast<int>(mn0), static_cast<int>(mn1), 0, 0), out);
+    out.d = half_to_float(b.d);
+    out.dmin = half_to_float(b.dmin);
   }
 };
 
@@ -144,10 +160,8 @@ struct Q6K {
       out.u[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
                                          _mm256_and_si256(_mm256_srli_epi16(hb, 2), bits45));
     }
-    std::int16_t s[16];
-    for (int g = 0; g < 16; ++g) s[g] = b.scales[g];
-    set_scales16(s, out);
-    out.d = tensor::fp16_to_fp32(b.d);
+    set_group_scales(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), out);
+    out.d = half_to_float(b.d);
     out.dmin = 0.0f;
   }
 };

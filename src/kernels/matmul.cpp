@@ -70,11 +70,12 @@ Activations prepare_activations(const Plan& plan, std::int64_t cols, const float
     return {reinterpret_cast<const std::uint8_t*>(x), static_cast<std::size_t>(ldx) * sizeof(float)};
   }
   const std::size_t stride = activation_row_bytes(plan.kernel->activation, cols);
+  // 64 spare bytes to start on a cache line: the 512-bit kernels load whole lines.
   std::vector<std::uint8_t>& buffer = activation_scratch();
-  if (buffer.size() < stride * static_cast<std::size_t>(n_tokens)) {
-    buffer.resize(stride * static_cast<std::size_t>(n_tokens));
+  if (buffer.size() < stride * static_cast<std::size_t>(n_tokens) + 64) {
+    buffer.resize(stride * static_cast<std::size_t>(n_tokens) + 64);
   }
-  std::uint8_t* out = buffer.data();
+  std::uint8_t* out = buffer.data() + (-reinterpret_cast<std::uintptr_t>(buffer.data()) & 63);
   auto quantize = [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t t = begin; t < end; ++t) plan.quantize(x + t * ldx, out + t * stride, cols);
   };

@@ -6,7 +6,11 @@
 // attn_kv_a_mqa x), expanded per head either by attn_kv_b (older files) or by the split
 // attn_k_b / attn_v_b (newer files, where attn_k_b is stored transposed). The last n_rot outputs
 // of attn_kv_a_mqa are a single rotary key shared by all heads. Each head's key is
-// [k_nope (key_length - n_rot), k_rope (n_rot)]; we cache these full per-head K and V rows.
+// [k_nope (key_length - n_rot), k_rope (n_rot)].
+// KV cache: with attn_kv_b we cache these full per-head K and V rows (n_head * (key_length +
+// value_length) floats per position); with attn_k_b / attn_v_b we absorb them into the query and
+// the output (llama.cpp's MLA mode) and cache only the latent [c, k_rope] (kv_lora_rank + n_rot
+// floats per position: 576 instead of 40960 for DeepSeek V3).
 //
 // Feed-forward: leading_dense_block_count dense layers, then routed experts (softmax or sigmoid
 // router; exp_probs_b biases the choice only; weights optionally normalised, then scaled by
@@ -28,21 +32,6 @@ using kernels::matmul;
 
 int nope_dim(const HParams& hp) { return hp.head_dim_k - hp.n_rot; }
 
-// y[t * ldy + c] = sum_r W[r, c] * x[t * ldx + r]: the product with a transposed weight, one
-// dequantized row at a time (attn_k_b is stored as [nope, kv_lora] per head).
-void matmul_transposed(const Matrix& w, const float* x, int n_tokens, std::int64_t ldx, float* y,
-                       std::int64_t ldy, float* row) {
-  for (int t = 0; t < n_tokens; ++t) std::fill(y + t * ldy, y + t * ldy + w.cols, 0.0f);
-  for (std::int64_t r = 0; r < w.rows; ++r) {
-    kernels::dequantize_row(w, r, row);
-    for (int t = 0; t < n_tokens; ++t) {
-      const float xr = x[t * ldx + r];
-      float* yt = y + t * ldy;
-      for (std::int64_t c = 0; c < w.cols; ++c) yt[c] += xr * row[c];
-    }
-  }
-}
-
 class DeepSeek2 final : public Architecture {
  public:
   void check_hparams(const gguf::File& file, HParams& hp) const override {
@@ -53,6 +42,12 @@ class DeepSeek2 final : public Architecture {
       fail_format("{}: deepseek2.rope.dimension_count ({}) must be below attention.key_length ({})",
                   file.path(), hp.n_rot, hp.head_dim_k);
     }
+    bool has_kv_b = false, has_k_b = false;
+    for (const auto& t : file.tensors()) {
+      has_kv_b = has_kv_b || t.name.ends_with(".attn_kv_b.weight");
+      has_k_b = has_k_b || t.name.ends_with(".attn_k_b.weight");
+    }
+    hp.mla_absorbed = has_k_b && !has_kv_b;
   }
 
   kernels::RopeConfig rope_config(const HParams& hp) const override {
@@ -64,6 +59,8 @@ class DeepSeek2 final : public Architecture {
   }
 
   KvWidth kv_width(const HParams& hp) const override {
+    // Absorbed: one latent row [c (kv_lora_rank), k_rope (n_rot)] per position, also read as V.
+    if (hp.mla_absorbed) return {hp.kv_lora_rank + hp.n_rot, 0};
     return {static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k,
             static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v};
   }
@@ -81,11 +78,12 @@ class DeepSeek2 final : public Architecture {
     w.wkv_a_mqa = b.matrix(layer_tensor(il, "attn_kv_a_mqa.weight"), hp.n_embd,
                            hp.kv_lora_rank + hp.n_rot);
     w.kv_a_norm = b.vector(layer_tensor(il, "attn_kv_a_norm.weight"), hp.kv_lora_rank);
-    const std::string kv_b = layer_tensor(il, "attn_kv_b.weight");
-    if (b.has(kv_b) || !b.has(layer_tensor(il, "attn_k_b.weight"))) {
-      w.wkv_b = b.matrix(kv_b, hp.kv_lora_rank,
+    if (!hp.mla_absorbed) {
+      w.wkv_b = b.matrix(layer_tensor(il, "attn_kv_b.weight"), hp.kv_lora_rank,
                          static_cast<std::int64_t>(hp.n_head) * (nope_dim(hp) + hp.head_dim_v));
     } else {
+      // Newer converters split attn_kv_b: attn_k_b per head is [nope, kv_lora] (Wk_h transposed,
+      // ready to absorb into the query), attn_v_b per head [kv_lora, head_dim_v].
       w.wk_b = b.stack(layer_tensor(il, "attn_k_b.weight"), nope_dim(hp), hp.kv_lora_rank, hp.n_head);
       w.wv_b = b.stack(layer_tensor(il, "attn_v_b.weight"), hp.kv_lora_rank, hp.head_dim_v, hp.n_head);
     }
@@ -114,32 +112,26 @@ class DeepSeek2 final : public Architecture {
   void expand_latent(const LayerForward& f, const float* latent, std::int64_t ld_latent) const;
 };
 
-// Writes the per-head K (nope part) and V rows of the new positions into the cache.
+// Expanded form (files with attn_kv_b): writes each head's K = [k_nope, k_rope] and V rows of
+// the new positions into the cache.
 void DeepSeek2::expand_latent(const LayerForward& f, const float* latent,
                               std::int64_t ld_latent) const {
   const HParams& hp = f.model.hparams();
   const int T = f.n_tokens;
   const int nope = nope_dim(hp);
-  float* k = f.kv.k + static_cast<std::int64_t>(f.pos0) * f.kv.k_stride;
-  float* v = f.kv.v + static_cast<std::int64_t>(f.pos0) * f.kv.v_stride;
-  if (f.w.wkv_b.data) {
-    const std::int64_t width = static_cast<std::int64_t>(hp.n_head) * (nope + hp.head_dim_v);
-    float* kv = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * width);
-    matmul(f.w.wkv_b, latent, T, ld_latent, kv, width, f.pool);
-    for (int t = 0; t < T; ++t) {
-      for (int h = 0; h < hp.n_head; ++h) {
-        const float* src = kv + t * width + static_cast<std::int64_t>(h) * (nope + hp.head_dim_v);
-        std::memcpy(k + t * f.kv.k_stride + h * hp.head_dim_k, src, nope * sizeof(float));
-        std::memcpy(v + t * f.kv.v_stride + h * hp.head_dim_v, src + nope,
-                    hp.head_dim_v * sizeof(float));
-      }
+  const std::int64_t width = static_cast<std::int64_t>(hp.n_head) * (nope + hp.head_dim_v);
+  float* kv = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * width);
+  matmul(f.w.wkv_b, latent, T, ld_latent, kv, width, f.pool);
+  for (int t = 0; t < T; ++t) {
+    float* k = f.kv.k + static_cast<std::int64_t>(f.pos0 + t) * f.kv.k_stride;
+    float* v = f.kv.v + static_cast<std::int64_t>(f.pos0 + t) * f.kv.v_stride;
+    const float* k_pe = latent + t * ld_latent + hp.kv_lora_rank;
+    for (int h = 0; h < hp.n_head; ++h) {
+      const float* src = kv + t * width + static_cast<std::int64_t>(h) * (nope + hp.head_dim_v);
+      std::memcpy(k + h * hp.head_dim_k, src, nope * sizeof(float));
+      std::memcpy(k + h * hp.head_dim_k + nope, k_pe, hp.n_rot * sizeof(float));
+      std::memcpy(v + h * hp.head_dim_v, src + nope, hp.head_dim_v * sizeof(float));
     }
-    return;
-  }
-  float* row = f.ws.floats(Workspace::kK, static_cast<std::size_t>(nope));
-  for (int h = 0; h < hp.n_head; ++h) {
-    matmul_transposed(f.w.wk_b.at(h), latent, T, ld_latent, k + h * hp.head_dim_k, f.kv.k_stride, row);
-    matmul(f.w.wv_b.at(h), latent, T, ld_latent, v + h * hp.head_dim_v, f.kv.v_stride, f.pool);
   }
 }
 
@@ -149,9 +141,10 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   const int T = f.n_tokens;
   const std::int64_t n_embd = hp.n_embd;
   const int nope = nope_dim(hp);
+  const int lora = hp.kv_lora_rank;
   const std::int64_t q_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k;
   const std::int64_t o_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v;
-  const std::int64_t lat_dim = hp.kv_lora_rank + hp.n_rot;
+  const std::int64_t lat_dim = lora + hp.n_rot;
 
   float* x = f.ws.floats(Workspace::kNorm, static_cast<std::size_t>(T) * n_embd);
   for (int t = 0; t < T; ++t) {
@@ -166,10 +159,13 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   } else {
     matmul(w.wq, x, T, n_embd, q, q_dim, f.pool);
   }
-  float* latent = f.ws.floats(Workspace::kLatent, static_cast<std::size_t>(T) * lat_dim);
-  matmul(w.wkv_a_mqa, x, T, n_embd, latent, lat_dim, f.pool);
-  kernels::rms_norm_rows(latent, w.kv_a_norm.data, T, hp.kv_lora_rank, lat_dim, hp.rms_eps);
-  expand_latent(f, latent, lat_dim);
+  // Absorbed: the latent rows are the cache rows themselves.
+  float* latent = hp.mla_absorbed
+                      ? f.kv.k + static_cast<std::int64_t>(f.pos0) * f.kv.k_stride
+                      : f.ws.floats(Workspace::kLatent, static_cast<std::size_t>(T) * lat_dim);
+  const std::int64_t ld_lat = hp.mla_absorbed ? f.kv.k_stride : lat_dim;
+  matmul(w.wkv_a_mqa, x, T, n_embd, latent, ld_lat, f.pool);
+  kernels::rms_norm_rows(latent, w.kv_a_norm.data, T, lora, ld_lat, hp.rms_eps);
 
   const auto& rope = f.model.rope();
   float* cos_sin = f.ws.floats(Workspace::kRope, static_cast<std::size_t>(hp.n_rot));
@@ -177,37 +173,65 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
     // The rotary part sits after the nope part of each query head.
     kernels::rope_apply(rope, cos_sin, q + t * q_dim + nope, hp.n_head, hp.head_dim_k);
-    float* k_pe = latent + t * lat_dim + hp.kv_lora_rank;
-    kernels::rope_apply(rope, cos_sin, k_pe, 1, hp.n_rot);
-    float* k = f.kv.k + static_cast<std::int64_t>(f.pos0 + t) * f.kv.k_stride;
-    for (int h = 0; h < hp.n_head; ++h) {
-      std::memcpy(k + h * hp.head_dim_k + nope, k_pe, hp.n_rot * sizeof(float));
-    }
+    kernels::rope_apply(rope, cos_sin, latent + t * ld_lat + lora, 1, hp.n_rot);
   }
 
   // YaRN: the attention temperature grows with the context extension (DeepSeek's mscale).
   const float mscale =
       hp.rope_attn_factor * (1.0f + hp.rope_yarn_log_mul * std::log(1.0f / hp.rope_freq_scale));
-  float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
   kernels::AttentionArgs a;
-  a.q = q;
-  a.q_stride = q_dim;
-  a.k = f.kv.k;
-  a.k_stride = f.kv.k_stride;
-  a.v = f.kv.v;
-  a.v_stride = f.kv.v_stride;
-  a.out = attn;
-  a.out_stride = o_dim;
   a.n_tokens = T;
   a.pos0 = f.pos0;
   a.n_head = hp.n_head;
-  a.n_head_kv = hp.n_head;
-  a.head_dim_k = hp.head_dim_k;
-  a.head_dim_v = hp.head_dim_v;
   a.scale = mscale * mscale / std::sqrt(static_cast<float>(hp.head_dim_k));
   a.scratch_stride = f.kv.n_ctx;
   a.scratch = f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
-  kernels::attention(a, f.pool);
+  float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
+
+  if (hp.mla_absorbed) {
+    // q_nope . (Wk_h c) = (Wk_h^T q_nope) . c: each head's query moves into the latent space and
+    // all heads share one K row [c, k_rope]; V is c itself, expanded by Wv_h after the sum.
+    float* qa = f.ws.floats(Workspace::kQAbsorbed, static_cast<std::size_t>(T) * hp.n_head * lat_dim);
+    const std::int64_t qa_stride = static_cast<std::int64_t>(hp.n_head) * lat_dim;
+    for (int h = 0; h < hp.n_head; ++h) {
+      matmul(w.wk_b.at(h), q + h * hp.head_dim_k, T, q_dim, qa + h * lat_dim, qa_stride, f.pool);
+      for (int t = 0; t < T; ++t) {
+        std::memcpy(qa + t * qa_stride + h * lat_dim + lora, q + t * q_dim + h * hp.head_dim_k + nope,
+                    hp.n_rot * sizeof(float));
+      }
+    }
+    const std::int64_t lo_stride = static_cast<std::int64_t>(hp.n_head) * lora;
+    float* lo = f.ws.floats(Workspace::kLatentOut, static_cast<std::size_t>(T) * lo_stride);
+    a.q = qa;
+    a.q_stride = qa_stride;
+    a.k = f.kv.k;
+    a.k_stride = f.kv.k_stride;
+    a.v = f.kv.k;
+    a.v_stride = f.kv.k_stride;
+    a.out = lo;
+    a.out_stride = lo_stride;
+    a.n_head_kv = 1;
+    a.head_dim_k = static_cast<int>(lat_dim);
+    a.head_dim_v = lora;
+    kernels::attention(a, f.pool);
+    for (int h = 0; h < hp.n_head; ++h) {
+      matmul(w.wv_b.at(h), lo + h * lora, T, lo_stride, attn + h * hp.head_dim_v, o_dim, f.pool);
+    }
+  } else {
+    expand_latent(f, latent, ld_lat);
+    a.q = q;
+    a.q_stride = q_dim;
+    a.k = f.kv.k;
+    a.k_stride = f.kv.k_stride;
+    a.v = f.kv.v;
+    a.v_stride = f.kv.v_stride;
+    a.out = attn;
+    a.out_stride = o_dim;
+    a.n_head_kv = hp.n_head;
+    a.head_dim_k = hp.head_dim_k;
+    a.head_dim_v = hp.head_dim_v;
+    kernels::attention(a, f.pool);
+  }
 
   float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
   matmul(w.wo, attn, T, o_dim, proj, n_embd, f.pool);

@@ -38,6 +38,7 @@ class Workspace {
   enum Slot {
     kNorm, kQ, kK, kV, kAttnOut, kProj, kGate, kUp, kScores, kRope,
     kRouter, kRouteWeights, kExpertIn, kExpertGate, kExpertUp, kExpertOut, kShexpGate, kLatent,
+    kQAbsorbed, kLatentOut,
     kQLora,
     kSlotCount
   };

@@ -228,7 +228,7 @@ std::string ChatTemplate::render_builtin(std::span<const ChatMessage> messages,
       std::string system = take_system(messages);
       for (const ChatMessage& m : messages) {
         if (m.role == "assistant") {
-          out += " " + trim(m.content) + " " + eos_token_;
+          out.append(" ").append(trim(m.content)).append(" ").append(eos_token_);
           continue;
         }
         std::string content = trim(m.content);

@@ -135,9 +135,18 @@ std::vector<Token> tokenize(std::string_view s, int line) {
         }
         ++j;
       }
+      if (j < s.size() && (s[j] == 'e' || s[j] == 'E')) {  // exponent: 1e3, 2.5E-2
+        std::size_t k = j + 1;
+        if (k < s.size() && (s[k] == '+' || s[k] == '-')) ++k;
+        if (k < s.size() && std::isdigit(static_cast<unsigned char>(s[k]))) {
+          while (k < s.size() && std::isdigit(static_cast<unsigned char>(s[k]))) ++k;
+          j = k;
+          is_float = true;
+        }
+      }
       std::string num(s.substr(i, j - i));
       Value v = is_float ? Value(std::stod(num)) : Value(static_cast<std::int64_t>(std::stoll(num)));
-      out.push_back({Token::Type::kNumber, num, v});
+      out.push_back({Token::Type::kNumber, std::move(num), std::move(v)});
       i = j;
     } else if (c == '\'' || c == '"') {
       std::string str;
@@ -159,7 +168,8 @@ std::vector<Token> tokenize(std::string_view s, int line) {
         }
       }
       if (j >= s.size()) fail_format("chat template: line {}: unterminated string literal", line);
-      out.push_back({Token::Type::kString, str, Value(str)});
+      Value v(str);
+      out.push_back({Token::Type::kString, std::move(str), std::move(v)});
       i = j + 1;
     } else {
       static const char* kOps[] = {"==", "!=", "<=", ">=", "//", "**", "(", ")", "[", "]", "{",
@@ -256,8 +266,9 @@ class ExprParser {
   ExprPtr parse_compare() {
     ExprPtr e = parse_additive();
     while (true) {
+      static const std::string kCompareOps[] = {"==", "!=", "<=", ">=", "<", ">"};
       std::string op;
-      for (const char* o : {"==", "!=", "<=", ">=", "<", ">"}) {
+      for (const std::string& o : kCompareOps) {
         if (accept_op(o)) {
           op = o;
           break;

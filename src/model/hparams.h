@@ -49,6 +49,9 @@ struct HParams {
   // Multi-head latent attention (deepseek2); 0 when absent.
   int q_lora_rank = 0;                // attention.q_lora_rank (0: plain attn_q)
   int kv_lora_rank = 0;               // attention.kv_lora_rank
+  // The file has attn_k_b / attn_v_b (not attn_kv_b): attention runs in the latent space and the
+  // KV cache holds the latent (kv_lora_rank + n_rot per position) instead of per-head K and V.
+  bool mla_absorbed = false;
 
   bool is_moe_layer(int il) const { return n_expert > 0 && il >= n_layer_dense_lead; }
 };

@@ -111,9 +111,10 @@ PreTokenizer::PreTokenizer(std::vector<std::string> patterns) : sources_(std::mo
     std::unique_ptr<icu::RegexPattern> p(
         icu::RegexPattern::compile(icu::UnicodeString::fromUTF8(source), 0, where, status));
     if (U_FAILURE(status) || !p) {
-      fail_format("pre-tokenizer regex '{}' does not compile ({} at offset {}); the tokenizer "
-                  "uses a regex feature that ICU does not support",
-                  source, u_errorName(status), where.offset);
+      fail_format(
+          "pre-tokenizer regex '{}' does not compile ({} at offset {}); the tokenizer "
+          "uses a regex feature that ICU does not support",
+          source, u_errorName(status), where.offset);
     }
     compiled->patterns.push_back(std::move(p));
   }
@@ -123,10 +124,11 @@ PreTokenizer::PreTokenizer(std::vector<std::string> patterns) : sources_(std::mo
 std::vector<std::string> PreTokenizer::patterns_for(std::string_view pre_name) {
   const Family* f = find_family(pre_name);
   if (f == nullptr) {
-    fail_format("unknown pre-tokenizer '{}' (tokenizer.ggml.pre); supported: llama-bpe, qwen2, "
-                "deepseek-llm, deepseek-coder, deepseek-v3, gpt-2, falcon, starcoder, refact, mpt, "
-                "and others of llama.cpp's list. Convert the model with a known pre-tokenizer.",
-                pre_name);
+    fail_format(
+        "unknown pre-tokenizer '{}' (tokenizer.ggml.pre); supported: llama-bpe, qwen2, "
+        "deepseek-llm, deepseek-coder, deepseek-v3, gpt-2, falcon, starcoder, refact, mpt, "
+        "and others of llama.cpp's list. Convert the model with a known pre-tokenizer.",
+        pre_name);
   }
   return f->patterns;
 }
@@ -136,7 +138,9 @@ bool PreTokenizer::ignores_merges(std::string_view pre_name) {
   return f != nullptr && f->ignore_merges;
 }
 
-const char* PreTokenizer::gpt2_pattern() { return kGpt2; }
+const char* PreTokenizer::gpt2_pattern() {
+  return kGpt2;
+}
 
 std::vector<std::string_view> PreTokenizer::split(std::string_view text) const {
   std::vector<std::string_view> pieces;

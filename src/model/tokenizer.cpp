@@ -25,7 +25,9 @@ struct Fragment {
   std::size_t length;
 };
 
+// NFC of valid UTF-8; malformed text is left alone rather than have its bytes replaced.
 std::string nfc(std::string_view text) {
+  if (!is_valid_utf8(text)) return std::string(text);
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* n = icu::Normalizer2::getNFCInstance(status);
   if (U_FAILURE(status)) return std::string(text);
@@ -39,12 +41,11 @@ std::string nfc(std::string_view text) {
 
 class VocabTokenizer final : public Tokenizer {
  public:
-  explicit VocabTokenizer(Vocab vocab)
-      : vocab_(std::move(vocab)), pre_(vocab_.pre_patterns) {
+  explicit VocabTokenizer(Vocab vocab) : vocab_(std::move(vocab)), pre_(vocab_.pre_patterns) {
     for (std::int32_t id = 0; id < vocab_.size(); ++id) {
       const TokenType t = vocab_.types[id];
-      if ((t == TokenType::kControl || t == TokenType::kUserDefined ||
-           t == TokenType::kUnknown) && !vocab_.tokens[id].empty()) {
+      if ((t == TokenType::kControl || t == TokenType::kUserDefined || t == TokenType::kUnknown) &&
+          !vocab_.tokens[id].empty()) {
         specials_.push_back(id);
       }
     }

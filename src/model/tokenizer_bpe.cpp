@@ -102,7 +102,8 @@ std::string bpe_piece(const Vocab& vocab, std::int32_t id, bool render_control) 
       return text;
     case TokenType::kByte: {
       unsigned value = 0;
-      if (text.size() == 6 && std::from_chars(text.data() + 3, text.data() + 5, value, 16).ec == std::errc()) {
+      if (text.size() == 6 &&
+          std::from_chars(text.data() + 3, text.data() + 5, value, 16).ec == std::errc()) {
         return std::string(1, static_cast<char>(value));
       }
       return text;

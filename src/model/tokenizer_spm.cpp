@@ -47,7 +47,8 @@ class SpmSession {
     for (std::size_t offset = 0; offset < text.size();) {
       const std::size_t n = std::min(utf8_sequence_length(text[offset]), text.size() - offset);
       const int index = static_cast<int>(symbols_.size());
-      symbols_.push_back({index - 1, offset + n == text.size() ? -1 : index + 1, text.data() + offset, n});
+      symbols_.push_back(
+          {index - 1, offset + n == text.size() ? -1 : index + 1, text.data() + offset, n});
       offset += n;
     }
     for (int i = 1; i < static_cast<int>(symbols_.size()); ++i) try_add_bigram(i - 1, i);
@@ -130,13 +131,14 @@ std::string spm_piece(const Vocab& vocab, std::int32_t id, bool render_control) 
     }
     case TokenType::kByte:
       // "<0xXX>"
-    {
-      unsigned value = 0;
-      if (text.size() == 6 && std::from_chars(text.data() + 3, text.data() + 5, value, 16).ec == std::errc()) {
-        return std::string(1, static_cast<char>(value));
+      {
+        unsigned value = 0;
+        if (text.size() == 6 &&
+            std::from_chars(text.data() + 3, text.data() + 5, value, 16).ec == std::errc()) {
+          return std::string(1, static_cast<char>(value));
+        }
+        return text;
       }
-      return text;
-    }
     case TokenType::kUnknown:
       return "\xE2\x96\x85";  // ▅, as llama.cpp renders <unk>
     case TokenType::kUserDefined:

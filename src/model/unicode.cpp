@@ -80,7 +80,22 @@ void append_utf8(std::string& out, char32_t cp) {
   }
 }
 
-char32_t byte_to_unicode(std::uint8_t byte) { return tables().to_unicode[byte]; }
+bool is_valid_utf8(std::string_view text) {
+  for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t start = pos;
+    const char32_t cp = next_codepoint(text, pos);
+    const std::size_t len = pos - start;
+    if (cp == 0xFFFD && text.substr(start, len) != "\xEF\xBF\xBD") return false;
+    // Shortest form only, and no UTF-16 surrogates or code points past U+10FFFF.
+    const std::size_t shortest = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (len != shortest || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+  }
+  return true;
+}
+
+char32_t byte_to_unicode(std::uint8_t byte) {
+  return tables().to_unicode[byte];
+}
 
 int unicode_to_byte(char32_t cp) {
   return cp < tables().to_byte.size() ? tables().to_byte[cp] : -1;

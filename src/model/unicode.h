@@ -16,6 +16,9 @@ char32_t next_codepoint(std::string_view text, std::size_t& pos);
 
 void append_utf8(std::string& out, char32_t codepoint);
 
+// Whether `text` is well-formed UTF-8 (no stray, truncated or overlong sequences, no surrogates).
+bool is_valid_utf8(std::string_view text);
+
 // GPT-2 byte-level BPE (openai/gpt-2 encoder.py bytes_to_unicode): every byte gets a printable
 // code point, so that merges never meet control characters or spaces. Printable Latin-1 bytes
 // map to themselves; the 68 others go to U+0100.. in byte order.

@@ -13,9 +13,12 @@ namespace {
 
 // Token texts that end a turn in the chat formats we know (llama.cpp marks the same ones EOG).
 constexpr const char* kEndOfTurnTexts[] = {
-    "<|eot_id|>",   "<|im_end|>",  "<|end|>",        "<end_of_turn>",
-    "<|endoftext|>", "<EOT>",      "<|end_of_text|>", "<end_of_utterance>",
-    "<|eom_id|>",   "<｜end▁of▁sentence｜>", "<|return|>", "<|call|>",
+    "<|eot_id|>",      "<|im_end|>",
+    "<|end|>",         "<end_of_turn>",
+    "<|endoftext|>",   "<EOT>",
+    "<|end_of_text|>", "<end_of_utterance>",
+    "<|eom_id|>",      "<｜end▁of▁sentence｜>",
+    "<|return|>",      "<|call|>",
 };
 
 std::int32_t id_or_none(const gguf::Metadata& md, std::string_view key, std::int32_t n_vocab,
@@ -36,8 +39,8 @@ void finish_vocab(Vocab& vocab, const std::vector<std::pair<std::string, std::st
   if (vocab.types.empty()) vocab.types.assign(n, TokenType::kNormal);
   if (static_cast<std::int32_t>(vocab.scores.size()) != n ||
       static_cast<std::int32_t>(vocab.types.size()) != n) {
-    fail_format("tokenizer has {} tokens but {} scores and {} token types; the file is corrupt",
-                n, vocab.scores.size(), vocab.types.size());
+    fail_format("tokenizer has {} tokens but {} scores and {} token types; the file is corrupt", n,
+                vocab.scores.size(), vocab.types.size());
   }
   vocab.index.clear();
   vocab.index.reserve(n);
@@ -58,8 +61,8 @@ void finish_vocab(Vocab& vocab, const std::vector<std::pair<std::string, std::st
 
 void finish_special_tokens(Vocab& vocab) {
   const std::int32_t n = vocab.size();
-  for (std::int32_t* id : {&vocab.bos, &vocab.eos, &vocab.eot, &vocab.eom, &vocab.unknown,
-                           &vocab.padding}) {
+  for (std::int32_t* id :
+       {&vocab.bos, &vocab.eos, &vocab.eot, &vocab.eom, &vocab.unknown, &vocab.padding}) {
     if (*id >= n) *id = -1;
   }
   if (vocab.eot < 0) {
@@ -78,8 +81,8 @@ void finish_special_tokens(Vocab& vocab) {
   }
   for (const char* text : kEndOfTurnTexts) {
     const std::int32_t id = vocab.find(text);
-    if (id >= 0 && (vocab.types[id] == TokenType::kControl ||
-                    vocab.types[id] == TokenType::kUserDefined)) {
+    if (id >= 0 &&
+        (vocab.types[id] == TokenType::kControl || vocab.types[id] == TokenType::kUserDefined)) {
       eog.push_back(id);
     }
   }
@@ -95,12 +98,14 @@ Vocab load_gguf_vocab(const gguf::Metadata& md) {
   } else if (model == "gpt2") {
     vocab.kind = VocabKind::kBytePairs;
   } else {
-    fail_format("tokenizer.ggml.model '{}' is not supported (herd reads 'llama' = SentencePiece "
-                "and 'gpt2' = byte-level BPE); use a model with one of those tokenizers",
-                model);
+    fail_format(
+        "tokenizer.ggml.model '{}' is not supported (herd reads 'llama' = SentencePiece "
+        "and 'gpt2' = byte-level BPE); use a model with one of those tokenizers",
+        model);
   }
   auto tokens = md.get_string_array("tokenizer.ggml.tokens");
-  if (!tokens) fail_format("metadata key 'tokenizer.ggml.tokens' is missing: the file has no vocabulary");
+  if (!tokens)
+    fail_format("metadata key 'tokenizer.ggml.tokens' is missing: the file has no vocabulary");
   vocab.tokens = std::move(*tokens);
   const auto n = vocab.size();
   if (auto scores = md.get_float_array("tokenizer.ggml.scores")) vocab.scores = std::move(*scores);
@@ -118,7 +123,9 @@ Vocab load_gguf_vocab(const gguf::Metadata& md) {
   const std::string pre = md.get_string("tokenizer.ggml.pre").value_or("default");
   if (vocab.kind == VocabKind::kBytePairs) {
     auto raw = md.get_string_array("tokenizer.ggml.merges");
-    if (!raw) fail_format("metadata key 'tokenizer.ggml.merges' is missing: a gpt2 tokenizer needs its merges");
+    if (!raw)
+      fail_format(
+          "metadata key 'tokenizer.ggml.merges' is missing: a gpt2 tokenizer needs its merges");
     merges.reserve(raw->size());
     for (const std::string& m : *raw) {
       // Search from 1: the left part may itself be a space.

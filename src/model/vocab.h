@@ -46,7 +46,7 @@ struct Vocab {
   // BPE merge ranks keyed by merge_key(left id, right id); lower merges first.
   std::unordered_map<std::uint64_t, std::int32_t> merge_ranks;
   std::vector<std::string> pre_patterns;  // BPE pre-tokenizer regexes, applied in order
-  bool ignore_merges = false;  // BPE: a word that is a token is emitted whole (Llama 3)
+  bool ignore_merges = false;             // BPE: a word that is a token is emitted whole (Llama 3)
 
   std::int32_t bos = -1, eos = -1, eot = -1, eom = -1, unknown = -1, padding = -1;
   bool add_bos = false;

@@ -1,10 +1,9 @@
 // Vocabulary loading from a Hugging Face tokenizer.json (byte-level BPE models), with the
 // special-token settings of a tokenizer_config.json found beside it.
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "model/pretokenizer.h"
 #include "model/vocab.h"
@@ -18,10 +17,9 @@ using nlohmann::json;
 json read_json(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open tokenizer file '{}'; check the path", path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   try {
-    return json::parse(buffer.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail_format("'{}' is not valid JSON ({}); the file is truncated or not a tokenizer", path,
                 e.what());
@@ -33,7 +31,8 @@ void add_pre_tokenizer(const json& node, const std::string& path, Vocab& vocab, 
   if (node.is_null()) return;
   const std::string type = node.value("type", "");
   if (type == "Sequence") {
-    for (const json& child : node.at("pretokenizers")) add_pre_tokenizer(child, path, vocab, byte_level);
+    for (const json& child : node.at("pretokenizers"))
+      add_pre_tokenizer(child, path, vocab, byte_level);
   } else if (type == "Split") {
     const json& pattern = node.at("pattern");
     std::string regex;
@@ -43,9 +42,10 @@ void add_pre_tokenizer(const json& node, const std::string& path, Vocab& vocab, 
       regex = "\\Q" + pattern.at("String").get<std::string>() + "\\E";
     }
     if (node.value("behavior", "Isolated") != "Isolated" || node.value("invert", false)) {
-      fail_format("'{}': pre-tokenizer Split with behavior '{}' (invert {}) is not supported, "
-                  "only 'Isolated'",
-                  path, node.value("behavior", ""), node.value("invert", false));
+      fail_format(
+          "'{}': pre-tokenizer Split with behavior '{}' (invert {}) is not supported, "
+          "only 'Isolated'",
+          path, node.value("behavior", ""), node.value("invert", false));
     }
     vocab.pre_patterns.push_back(std::move(regex));
   } else if (type == "ByteLevel") {
@@ -54,9 +54,10 @@ void add_pre_tokenizer(const json& node, const std::string& path, Vocab& vocab, 
   } else if (type == "Digits") {
     vocab.pre_patterns.push_back(node.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+");
   } else {
-    fail_format("'{}': pre-tokenizer '{}' is not supported (herd reads Sequence, Split, "
-                "ByteLevel and Digits)",
-                path, type);
+    fail_format(
+        "'{}': pre-tokenizer '{}' is not supported (herd reads Sequence, Split, "
+        "ByteLevel and Digits)",
+        path, type);
   }
 }
 
@@ -74,7 +75,8 @@ json read_config_beside(const std::string& path) {
   const fs::path p(path);
   std::string name = p.filename().string();
   const std::string suffix = "tokenizer.json";
-  if (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+  if (name.size() < suffix.size() ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
     return json();
   }
   name.replace(name.size() - suffix.size(), suffix.size(), "tokenizer_config.json");
@@ -142,6 +144,55 @@ void set_bos_eos(Vocab& vocab, const json& root, const json& config) {
   }
 }
 
+// Token texts and types from model.vocab and added_tokens; ids missing from both are unused.
+void read_tokens(const json& root, const std::string& path, Vocab& vocab) {
+  const json& model = root.at("model");
+  std::int64_t max_id = -1;
+  for (const auto& [text, id] : model.at("vocab").items()) {
+    max_id = std::max<std::int64_t>(max_id, id.get<std::int64_t>());
+  }
+  const json added = root.value("added_tokens", json::array());
+  for (const json& t : added)
+    max_id = std::max<std::int64_t>(max_id, t.at("id").get<std::int64_t>());
+  if (max_id < 0 || max_id > (1 << 30)) fail_format("'{}': vocabulary ids are out of range", path);
+  vocab.tokens.assign(max_id + 1, std::string());
+  vocab.types.assign(max_id + 1, TokenType::kUnused);
+  for (const auto& [text, id] : model.at("vocab").items()) {
+    const auto i = id.get<std::int64_t>();
+    if (i < 0) fail_format("'{}': token '{}' has negative id {}", path, text, i);
+    vocab.tokens[i] = text;
+    vocab.types[i] = TokenType::kNormal;
+  }
+  for (const json& t : added) {
+    const auto i = t.at("id").get<std::int64_t>();
+    if (i < 0) fail_format("'{}': added token has negative id {}", path, i);
+    vocab.tokens[i] = t.at("content").get<std::string>();
+    // Non-special added tokens are matched in text like special ones (llama.cpp: USER_DEFINED).
+    vocab.types[i] = t.value("special", false) ? TokenType::kControl : TokenType::kUserDefined;
+  }
+}
+
+// model.merges: "left right" strings (older files) or [left, right] pairs (newer ones).
+std::vector<std::pair<std::string, std::string>> read_merges(const json& model,
+                                                             const std::string& path) {
+  std::vector<std::pair<std::string, std::string>> merges;
+  const json& raw = model.at("merges");
+  merges.reserve(raw.size());
+  for (const json& m : raw) {
+    if (m.is_array() && m.size() == 2) {
+      merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    } else if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const std::size_t space = s.find(' ', 1);
+      if (space == std::string::npos) fail_format("'{}': merge '{}' is not 'left right'", path, s);
+      merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+    } else {
+      fail_format("'{}': a merge is neither a 'left right' string nor a pair", path);
+    }
+  }
+  return merges;
+}
+
 }  // namespace
 
 Vocab load_tokenizer_json_vocab(const std::string& path) {
@@ -154,42 +205,8 @@ Vocab load_tokenizer_json_vocab(const std::string& path) {
       fail_format("'{}': tokenizer model '{}' is not supported from tokenizer.json (only BPE)",
                   path, model.value("type", ""));
     }
-    // Size the vocabulary from the largest id, in the model and in added_tokens.
-    std::int64_t max_id = -1;
-    for (const auto& [text, id] : model.at("vocab").items()) max_id = std::max<std::int64_t>(max_id, id.get<std::int64_t>());
-    const json added = root.value("added_tokens", json::array());
-    for (const json& t : added) max_id = std::max<std::int64_t>(max_id, t.at("id").get<std::int64_t>());
-    if (max_id < 0 || max_id > (1 << 30)) fail_format("'{}': vocabulary ids are out of range", path);
-    vocab.tokens.assign(max_id + 1, std::string());
-    vocab.types.assign(max_id + 1, TokenType::kUnused);
-    for (const auto& [text, id] : model.at("vocab").items()) {
-      const auto i = id.get<std::int64_t>();
-      if (i < 0) fail_format("'{}': token '{}' has negative id {}", path, text, i);
-      vocab.tokens[i] = text;
-      vocab.types[i] = TokenType::kNormal;
-    }
-    for (const json& t : added) {
-      const auto i = t.at("id").get<std::int64_t>();
-      vocab.tokens[i] = t.at("content").get<std::string>();
-      // Non-special added tokens are matched in text like special ones (llama.cpp: USER_DEFINED).
-      vocab.types[i] = t.value("special", false) ? TokenType::kControl : TokenType::kUserDefined;
-    }
-
-    std::vector<std::pair<std::string, std::string>> merges;
-    const json& raw_merges = model.at("merges");
-    merges.reserve(raw_merges.size());
-    for (const json& m : raw_merges) {
-      if (m.is_array() && m.size() == 2) {
-        merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
-      } else if (m.is_string()) {
-        const std::string s = m.get<std::string>();
-        const std::size_t space = s.find(' ', 1);
-        if (space == std::string::npos) fail_format("'{}': merge '{}' is not 'left right'", path, s);
-        merges.emplace_back(s.substr(0, space), s.substr(space + 1));
-      } else {
-        fail_format("'{}': a merge is neither a 'left right' string nor a pair", path);
-      }
-    }
+    read_tokens(root, path, vocab);
+    const std::vector<std::pair<std::string, std::string>> merges = read_merges(model, path);
     vocab.ignore_merges = model.value("ignore_merges", false);
 
     bool byte_level = false;
@@ -199,13 +216,15 @@ Vocab load_tokenizer_json_vocab(const std::string& path) {
       byte_level = true;
     }
     if (!byte_level || model.value("byte_fallback", false)) {
-      fail_format("'{}' is not a byte-level BPE tokenizer; for SentencePiece models use the "
-                  "GGUF file's tokenizer instead",
-                  path);
+      fail_format(
+          "'{}' is not a byte-level BPE tokenizer; for SentencePiece models use the "
+          "GGUF file's tokenizer instead",
+          path);
     }
     if (root.contains("normalizer") && !root.at("normalizer").is_null()) {
       const std::string type = root.at("normalizer").value("type", "");
-      if (type != "NFC") fail_format("'{}': normalizer '{}' is not supported (only NFC)", path, type);
+      if (type != "NFC")
+        fail_format("'{}': normalizer '{}' is not supported (only NFC)", path, type);
       vocab.normalize_nfc = true;
     }
 

@@ -30,7 +30,8 @@ std::uint64_t sum_words(const std::uint64_t* words, std::int64_t n) {
 
 MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool, std::size_t bytes, int reps) {
   constexpr std::size_t kMinBytes = std::size_t{1} << 20;
-  if (bytes < kMinBytes) fail_argument("memory bandwidth buffer of {} bytes is too small: use at least 1 MiB", bytes);
+  if (bytes < kMinBytes)
+    fail_argument("memory bandwidth buffer of {} bytes is too small: use at least 1 MiB", bytes);
   if (reps < 1) fail_argument("memory bandwidth needs at least one repetition, got {}", reps);
 
   const auto n_words = static_cast<std::int64_t>(bytes / sizeof(std::uint64_t));
@@ -54,7 +55,8 @@ MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool, std::size_t bytes, in
     });
     auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (auto p : partial) checksum += p;
-    rates.push_back(static_cast<double>(n_words * sizeof(std::uint64_t)) / std::max(seconds, 1e-9) / 1e9);
+    rates.push_back(static_cast<double>(n_words * sizeof(std::uint64_t)) / std::max(seconds, 1e-9) /
+                    1e9);
   }
   // The sum of 0..n-1 per repetition; checking it keeps the reads from being optimised away.
   const auto n = static_cast<std::uint64_t>(n_words);

@@ -21,7 +21,7 @@ struct MemoryBandwidth {
 // rate. The buffer is first written by the same threads that later read it (first touch places
 // pages on their NUMA node). Costs about bytes * (reps + 1) of memory traffic; 256 MiB x 5 takes
 // well under a second on a desktop. Throws InvalidArgument when bytes < 1 MiB or reps < 1.
-MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool, std::size_t bytes = std::size_t{256} << 20,
-                                         int reps = 5);
+MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool,
+                                         std::size_t bytes = std::size_t{256} << 20, int reps = 5);
 
 }  // namespace herd

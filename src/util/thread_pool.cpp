@@ -14,9 +14,11 @@
 
 namespace herd {
 namespace {
-// How long a worker spins for the next job before it sleeps. Long enough to bridge the gaps
-// between the kernels of one forward pass, short enough to be invisible when idle.
+// How long a thread spins before it sleeps. Long enough to bridge the gaps between the kernels
+// of one forward pass, short enough to be invisible when idle.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
+
+std::uint32_t generation_of(std::uint64_t state) { return static_cast<std::uint32_t>(state >> 32); }
 }  // namespace
 
 int ThreadPool::default_thread_count() {
@@ -27,17 +29,28 @@ int ThreadPool::default_thread_count() {
 ThreadPool::ThreadPool(int n_threads)
     : n_threads_(n_threads > 0 ? n_threads : default_thread_count()) {
   workers_.reserve(n_threads_ - 1);
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  // Workers start from generation 0 whenever they get scheduled: a job posted (or the pool
+  // destroyed) before a worker first runs must not be mistaken for the one it has seen.
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
     stop_.store(true);
-    generation_.fetch_add(1);
+    std::uint64_t s = state_.load();
+    state_.store((static_cast<std::uint64_t>(generation_of(s) + 1) << 32) | kClosed);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_slots() {
+  for (;;) {
+    int slot = next_slot_.fetch_add(1, std::memory_order_relaxed);
+    if (slot >= n_threads_) return;
+    (*job_)(slot, n_threads_);
+  }
 }
 
 void ThreadPool::run(const std::function<void(int, int)>& job) {
@@ -46,46 +59,63 @@ void ThreadPool::run(const std::function<void(int, int)>& job) {
     return;
   }
   job_ = &job;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  {
+  next_slot_.store(0, std::memory_order_relaxed);
+  // Open a new generation with no active workers. seq_cst pairs with the workers' sleeping_
+  // increment so that a worker going to sleep either sees this job or is woken for it.
+  std::uint64_t next_gen = generation_of(state_.load()) + 1;
+  state_.store(next_gen << 32);
+  if (sleeping_.load() > 0) {
     std::lock_guard lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_release);
+    wake_.notify_all();
   }
-  if (sleeping_.load() > 0) wake_.notify_all();
-  job(0, n_threads_);
-  // Wait for the workers: spin first, then sleep.
+  run_slots();
+  // Close the job: workers that have not joined by now never will; wait for those that did.
+  std::uint64_t s = state_.fetch_or(kClosed) | kClosed;
   auto start = std::chrono::steady_clock::now();
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  while ((s & kActiveMask) != 0) {
     if (std::chrono::steady_clock::now() - start > kSpinTime) {
       std::unique_lock lock(mutex_);
-      done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+      done_.wait(lock, [&] { return (state_.load() & kActiveMask) == 0; });
       break;
     }
     HERD_PAUSE();
+    s = state_.load(std::memory_order_acquire);
   }
   job_ = nullptr;
 }
 
-void ThreadPool::worker_loop(int index) {
-  std::uint64_t seen = 0;
+void ThreadPool::worker_loop() {
+  std::uint32_t seen = 0;
   for (;;) {
     auto start = std::chrono::steady_clock::now();
-    while (generation_.load(std::memory_order_acquire) == seen) {
+    std::uint64_t s = state_.load(std::memory_order_acquire);
+    while (generation_of(s) == seen && !stop_.load(std::memory_order_relaxed)) {
       if (std::chrono::steady_clock::now() - start > kSpinTime) {
         std::unique_lock lock(mutex_);
         sleeping_.fetch_add(1);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        wake_.wait(lock, [&] { return stop_.load() || generation_of(state_.load()) != seen; });
         sleeping_.fetch_sub(1);
+      } else {
+        HERD_PAUSE();
+      }
+      s = state_.load(std::memory_order_acquire);
+    }
+    if (stop_.load()) return;
+    seen = generation_of(s);
+    // Join the job unless it is already closed (the caller finished it alone).
+    bool joined = false;
+    while (generation_of(s) == seen && !(s & kClosed)) {
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) {
+        joined = true;
         break;
       }
-      HERD_PAUSE();
     }
-    seen = generation_.load(std::memory_order_acquire);
-    if (stop_.load()) return;
-    (*job_)(index, n_threads_);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (!joined) continue;
+    run_slots();
+    std::uint64_t after = state_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+    if ((after & kClosed) && (after & kActiveMask) == 0) {
       std::lock_guard lock(mutex_);
-      done_.notify_one();
+      done_.notify_all();
     }
   }
 }
@@ -100,10 +130,10 @@ void ThreadPool::parallel_for(std::int64_t n, std::int64_t grain,
     body(0, n);
     return;
   }
-  run([&](int ith, int) {
-    if (ith >= used) return;
-    std::int64_t begin = n * ith / used;
-    std::int64_t end = n * (ith + 1) / used;
+  run([&](int slot, int) {
+    if (slot >= used) return;
+    std::int64_t begin = n * slot / used;
+    std::int64_t end = n * (slot + 1) / used;
     if (begin < end) body(begin, end);
   });
 }

@@ -1,7 +1,10 @@
-// A fixed pool of compute threads. The calling thread takes part as thread 0, so a pool of N
-// threads starts N-1 workers. Between jobs the workers spin briefly (jobs in a forward pass come
-// microseconds apart) and then sleep on a condition variable: no thread burns a core while the
-// node is idle and serving the network.
+// A fixed pool of compute threads. The calling thread takes part, so a pool of N threads starts
+// N-1 workers. A job is N slots; each slot runs exactly once, on whichever thread claims it
+// first. The caller never waits for a worker that has not started yet: when the machine is busy
+// and a worker is descheduled, the caller simply runs that worker's slots itself (a pool that
+// hands slot i to thread i stalls for a whole scheduler quantum instead, ~100x slower under
+// load). Between jobs workers spin briefly (jobs in a forward pass come microseconds apart), then
+// sleep on a condition variable: no thread burns a core while the node is idle.
 #pragma once
 
 #include <atomic>
@@ -24,8 +27,9 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs job(thread_index, n_threads) on every thread and returns when all are done.
-  // Not re-entrant: a job must not call run() on the same pool.
+  // Runs job(slot, n_threads) once for every slot in [0, n_threads) and returns when all are
+  // done. Slots may run on any thread, several on one thread, one after another; per-slot scratch
+  // indexed by `slot` is therefore safe. Not re-entrant: a job must not call run() on this pool.
   void run(const std::function<void(int, int)>& job);
 
   // Splits [0, n) into contiguous chunks of at least `grain` items, one call per chunk.
@@ -35,13 +39,18 @@ class ThreadPool {
   static int default_thread_count();
 
  private:
-  void worker_loop(int index);
+  void worker_loop();
+  void run_slots();
+
+  // state_: [generation:32][closed:1][active workers:31]
+  static constexpr std::uint64_t kClosed = 1ull << 31;
+  static constexpr std::uint64_t kActiveMask = kClosed - 1;
 
   int n_threads_;
   std::vector<std::thread> workers_;
   const std::function<void(int, int)>* job_ = nullptr;
-  std::atomic<std::uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<std::uint64_t> state_{kClosed};
+  std::atomic<int> next_slot_{0};
   std::atomic<int> sleeping_{0};
   std::atomic<bool> stop_{false};
   std::mutex mutex_;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cstdint>
 #include <fstream>
 
 #include "support/test_data.h"
@@ -11,7 +12,9 @@
 namespace herd::cluster {
 namespace {
 
-std::string hex_of(const std::string& raw) { return to_hex(raw); }
+std::string hex_of(const std::string& raw) {
+  return to_hex(raw);
+}
 
 // RFC 4231 test case 2 uses a 4-byte key ("Jefe"), below our minimum; test case 1's key is 20
 // bytes of 0x0b: HMAC-SHA256(key, "Hi There").
@@ -91,12 +94,16 @@ TEST(ReplayGuard, RejectsTimestampsOutsideTheWindowEitherWay) {
   EXPECT_NE(reason.find("NTP"), std::string::npos);
   EXPECT_FALSE(guard.accept("future", 6001, 5000, reason));
   EXPECT_TRUE(guard.accept("edge", 4000, 5000, reason));
+  // Forged extremes are rejected without overflow.
+  EXPECT_FALSE(guard.accept("min", INT64_MIN, 5000, reason));
+  EXPECT_FALSE(guard.accept("max", INT64_MAX, 5000, reason));
 }
 
 TEST(ReplayGuard, ForgetsNoncesOnceTheyLeaveTheWindowAndStaysBounded) {
   ReplayGuard guard(1000, 4);
   std::string reason;
-  for (int i = 0; i < 10; ++i) EXPECT_TRUE(guard.accept("n" + std::to_string(i), 100 + i, 100, reason));
+  for (int i = 0; i < 10; ++i)
+    EXPECT_TRUE(guard.accept("n" + std::to_string(i), 100 + i, 100, reason));
   EXPECT_LE(guard.size(), 4u);
   EXPECT_TRUE(guard.accept("late", 5000, 5000, reason));
   EXPECT_EQ(guard.size(), 1u);  // all earlier entries are outside the window now

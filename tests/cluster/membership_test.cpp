@@ -5,7 +5,8 @@
 namespace herd::cluster {
 namespace {
 
-NodeInfo node(const std::string& id, const std::string& model = "", std::uint64_t memory = 8ull << 30) {
+NodeInfo node(const std::string& id, const std::string& model = "",
+              std::uint64_t memory = 8ull << 30) {
   NodeInfo n;
   n.id = id;
   n.name = id + ".local";
@@ -80,9 +81,11 @@ TEST(Membership, LeaveRemovesAtOnceWithItsReason) {
 TEST(Membership, LargeResourceChangeIsReportedSmallDriftIsNot) {
   Membership table(node("m"));
   table.on_message(msg(MessageType::kJoin, node("p", "", 8000ull << 20), 1), 0);
-  EXPECT_TRUE(table.on_message(msg(MessageType::kHeartbeat, node("p", "", 7900ull << 20), 2), 10).empty());
+  EXPECT_TRUE(
+      table.on_message(msg(MessageType::kHeartbeat, node("p", "", 7900ull << 20), 2), 10).empty());
   // Drift accumulates against the last reported value, not the last message.
-  EXPECT_TRUE(table.on_message(msg(MessageType::kHeartbeat, node("p", "", 7700ull << 20), 3), 20).empty());
+  EXPECT_TRUE(
+      table.on_message(msg(MessageType::kHeartbeat, node("p", "", 7700ull << 20), 3), 20).empty());
   auto events = table.on_message(msg(MessageType::kHeartbeat, node("p", "", 7500ull << 20), 4), 30);
   ASSERT_EQ(types(events), (std::vector<T>{T::kResourcesChanged}));
   EXPECT_EQ(table.find("p")->info.resources.usable_memory_bytes, 7500ull << 20);
@@ -95,7 +98,8 @@ TEST(Membership, LargeResourceChangeIsReportedSmallDriftIsNot) {
 TEST(Membership, StaleReorderedMessageDoesNotOverwriteNewerState) {
   Membership table(node("m"));
   table.on_message(msg(MessageType::kJoin, node("p", "", 4ull << 30), 10), 0);
-  EXPECT_TRUE(table.on_message(msg(MessageType::kHeartbeat, node("p", "", 1ull << 30), 9), 100).empty());
+  EXPECT_TRUE(
+      table.on_message(msg(MessageType::kHeartbeat, node("p", "", 1ull << 30), 9), 100).empty());
   EXPECT_EQ(table.find("p")->info.resources.usable_memory_bytes, 4ull << 30);
   EXPECT_EQ(table.find("p")->last_seen_ms, 0);
 }
@@ -119,7 +123,7 @@ TEST(Membership, ModelHolderCoordinatesTiesByLowestIdAndFailsOver) {
   auto e3 = table.tick(4500);  // k silent since 0
   ASSERT_EQ(types(e3), (std::vector<T>{T::kTimedOut, T::kCoordinatorChanged}));
   EXPECT_EQ(table.coordinator(), "z");
-  auto e4 = table.tick(8000);
+  table.tick(8000);
   EXPECT_EQ(table.coordinator(), "m");  // nobody holds the model: lowest id
   EXPECT_TRUE(table.is_coordinator());
 }

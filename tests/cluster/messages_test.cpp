@@ -116,8 +116,14 @@ TEST(Envelope, ReplayAndStaleMessagesAreRejected) {
 TEST(Envelope, GarbageNeverCrashesAndIsRejected) {
   ReplayGuard guard;
   auto good = seal(sample(), secret(), kNow);
-  std::vector<std::string> inputs = {"", "{", "null", "[]", "{\"v\":1}", std::string(100'000, '{'),
-                                     std::string("\0\xff\xfe", 3), "{\"v\":2,\"payload\":\"x\"}",
+  std::vector<std::string> inputs = {"",
+                                     "{",
+                                     "null",
+                                     "[]",
+                                     "{\"v\":1}",
+                                     std::string(100'000, '{'),
+                                     std::string("\0\xff\xfe", 3),
+                                     "{\"v\":2,\"payload\":\"x\"}",
                                      R"({"v":1,"payload":1,"nonce":"x","ts":1,"mac":"y"})"};
   std::mt19937 rng(7);
   for (int i = 0; i < 300; ++i) {

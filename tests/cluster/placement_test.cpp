@@ -38,7 +38,8 @@ PlacementMember member(std::string id, std::uint64_t memory, double gbs) {
 }
 
 // What every plan must satisfy, whatever the case.
-void expect_valid(const Plan& plan, const ModelShape& model, const std::vector<PlacementMember>& members) {
+void expect_valid(const Plan& plan, const ModelShape& model,
+                  const std::vector<PlacementMember>& members) {
   ASSERT_FALSE(plan.stages.empty());
   EXPECT_EQ(plan.stages.front().first_layer, 0);
   EXPECT_EQ(plan.stages.back().last_layer, static_cast<int>(model.layer_bytes.size()));
@@ -82,30 +83,55 @@ struct Case {
 std::vector<Case> cases() {
   auto m = llama_like();
   std::vector<Case> out;
-  out.push_back({"model fits one of equal nodes: one stage, no hops", m,
-                 {member("b", 16 * kGiB, 50), member("a", 16 * kGiB, 50), member("c", 16 * kGiB, 50)},
-                 {"a"}, 1, {32}});
+  out.push_back(
+      {"model fits one of equal nodes: one stage, no hops",
+       m,
+       {member("b", 16 * kGiB, 50), member("a", 16 * kGiB, 50), member("c", 16 * kGiB, 50)},
+       {"a"},
+       1,
+       {32}});
   // Not 16/16: the last stage also streams the 250 MiB output head every token (the embedding
   // costs one row), so 17/15 makes the slower of the two stages faster.
-  out.push_back({"two equal nodes needed: balanced split", m,
-                 {member("a", 6 * kGiB, 50), member("b", 6 * kGiB, 50)}, {}, 2, {17, 15}});
-  out.push_back({"three equal nodes needed, two suffice at the same speed? no: 45% caps", m,
+  out.push_back({"two equal nodes needed: balanced split",
+                 m,
+                 {member("a", 6 * kGiB, 50), member("b", 6 * kGiB, 50)},
+                 {},
+                 2,
+                 {17, 15}});
+  out.push_back({"three equal nodes needed, two suffice at the same speed? no: 45% caps",
+                 m,
                  {member("a", model_need(m) * 45 / 100 + 512 * kMiB, 50),
                   member("b", model_need(m) * 45 / 100 + 512 * kMiB, 50),
                   member("c", model_need(m) * 45 / 100 + 512 * kMiB, 50)},
-                 {}, 3, {}});
-  out.push_back({"unequal memory, equal speed: big node takes what it can", m,
-                 {member("big", 7 * kGiB, 50), member("small", 3 * kGiB, 50)}, {}, 2, {}});
-  out.push_back({"slow node left out when the fast ones suffice", m,
-                 {member("fast1", 6 * kGiB, 100), member("fast2", 6 * kGiB, 100), member("slow", 16 * kGiB, 5)},
-                 {}, 2, {}});
-  out.push_back({"fast node that fits everything beats a split", m,
-                 {member("slow", 6 * kGiB, 20), member("fast", 16 * kGiB, 100), member("slow2", 6 * kGiB, 20)},
-                 {"fast"}, 1, {32}});
+                 {},
+                 3,
+                 {}});
+  out.push_back({"unequal memory, equal speed: big node takes what it can",
+                 m,
+                 {member("big", 7 * kGiB, 50), member("small", 3 * kGiB, 50)},
+                 {},
+                 2,
+                 {}});
+  out.push_back({"slow node left out when the fast ones suffice",
+                 m,
+                 {member("fast1", 6 * kGiB, 100), member("fast2", 6 * kGiB, 100),
+                  member("slow", 16 * kGiB, 5)},
+                 {},
+                 2,
+                 {}});
+  out.push_back({"fast node that fits everything beats a split",
+                 m,
+                 {member("slow", 6 * kGiB, 20), member("fast", 16 * kGiB, 100),
+                  member("slow2", 6 * kGiB, 20)},
+                 {"fast"},
+                 1,
+                 {32}});
   return out;
 }
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class PlacementCases : public ::testing::TestWithParam<Case> {};
 
@@ -130,11 +156,14 @@ INSTANTIATE_TEST_SUITE_P(Table, PlacementCases, ::testing::ValuesIn(cases()),
 
 TEST(Placement, UnequalMemoryGivesTheBigNodeMoreLayersWithinItsCap) {
   auto m = llama_like();
-  std::vector<PlacementMember> members = {member("big", 7 * kGiB, 50), member("small", 3 * kGiB, 50)};
+  std::vector<PlacementMember> members = {member("big", 7 * kGiB, 50),
+                                          member("small", 3 * kGiB, 50)};
   Plan p = plan(m, members);
   ASSERT_EQ(p.stages.size(), 2u);
-  auto big = std::find_if(p.stages.begin(), p.stages.end(), [](auto& s) { return s.node_id == "big"; });
-  auto small = std::find_if(p.stages.begin(), p.stages.end(), [](auto& s) { return s.node_id == "small"; });
+  auto big =
+      std::find_if(p.stages.begin(), p.stages.end(), [](auto& s) { return s.node_id == "big"; });
+  auto small =
+      std::find_if(p.stages.begin(), p.stages.end(), [](auto& s) { return s.node_id == "small"; });
   EXPECT_GT(big->last_layer - big->first_layer, small->last_layer - small->first_layer);
 }
 
@@ -142,26 +171,30 @@ TEST(Placement, NeededNodesShareLayersInProportionToTheirSpeed) {
   auto m = llama_like();
   // Neither node holds the model alone; "fast" reads memory twice as fast as "slow", so balanced
   // stage times give it about twice the layers (memory allows up to ~23 each).
-  std::vector<PlacementMember> members = {member("fast", 7 * kGiB, 100), member("slow", 7 * kGiB, 50)};
+  std::vector<PlacementMember> members = {member("fast", 7 * kGiB, 100),
+                                          member("slow", 7 * kGiB, 50)};
   Plan p = plan(m, members);
   SCOPED_TRACE(p.explain());
   expect_valid(p, m, members);
   ASSERT_EQ(p.stages.size(), 2u);
   int fast_layers = 0, slow_layers = 0;
-  for (const auto& s : p.stages) (s.node_id == "fast" ? fast_layers : slow_layers) = s.last_layer - s.first_layer;
+  for (const auto& s : p.stages)
+    (s.node_id == "fast" ? fast_layers : slow_layers) = s.last_layer - s.first_layer;
   EXPECT_NEAR(fast_layers, 2 * slow_layers, 3);
 }
 
 TEST(Placement, FastNodeCappedByMemoryTakesAllItCanHold) {
   auto m = llama_like();
-  std::vector<PlacementMember> members = {member("fast", 6 * kGiB, 100), member("slow", 6 * kGiB, 25)};
+  std::vector<PlacementMember> members = {member("fast", 6 * kGiB, 100),
+                                          member("slow", 6 * kGiB, 25)};
   Plan p = plan(m, members);
   SCOPED_TRACE(p.explain());
   expect_valid(p, m, members);
   ASSERT_EQ(p.stages.size(), 2u);
   for (const auto& s : p.stages) {
     if (s.node_id != "fast") continue;
-    // 5.5 GiB after overhead: 20 layers of 264 MiB (weights + KV) plus the 250 MiB embedding or head.
+    // 5.5 GiB after overhead: 20 layers of 264 MiB (weights + KV) plus the 250 MiB embedding or
+    // head.
     EXPECT_EQ(s.last_layer - s.first_layer, 20);
     EXPECT_NE(s.reason.find("memory-bound"), std::string::npos);
   }
@@ -169,11 +202,13 @@ TEST(Placement, FastNodeCappedByMemoryTakesAllItCanHold) {
 
 TEST(Placement, SlowNodeLeftOutSaysWhy) {
   auto m = llama_like();
-  std::vector<PlacementMember> members = {member("fast1", 6 * kGiB, 100), member("fast2", 6 * kGiB, 100),
-                                          member("slow", 16 * kGiB, 5)};
+  std::vector<PlacementMember> members = {
+      member("fast1", 6 * kGiB, 100), member("fast2", 6 * kGiB, 100), member("slow", 16 * kGiB, 5)};
   Plan p = plan(m, members);
   ASSERT_EQ(p.unused.size(), 1u);
-  EXPECT_NE(p.unused[0].find("slow: not needed; the best plan with it is slower"), std::string::npos) << p.unused[0];
+  EXPECT_NE(p.unused[0].find("slow: not needed; the best plan with it is slower"),
+            std::string::npos)
+      << p.unused[0];
 }
 
 TEST(Placement, TooSmallClusterNamesBothSizesAndWhatToDo) {
@@ -251,14 +286,16 @@ TEST(Placement, RejectsBadInputWithAClearMessage) {
 TEST(Placement, ManyNodesUseTheHeuristicSearchAndStayValid) {
   auto m = llama_like(80, 150 * kMiB);
   std::vector<PlacementMember> members;
-  for (int i = 0; i < 14; ++i) members.push_back(member("n" + std::to_string(10 + i), 2 * kGiB + i * 100 * kMiB, 20 + i));
+  for (int i = 0; i < 14; ++i)
+    members.push_back(member("n" + std::to_string(10 + i), 2 * kGiB + i * 100 * kMiB, 20 + i));
   Plan p = plan(m, members);
   expect_valid(p, m, members);
 }
 
 TEST(Placement, ExplainShowsEveryStageAndUnusedNode) {
   auto m = llama_like();
-  Plan p = plan(m, {member("fast1", 6 * kGiB, 100), member("fast2", 6 * kGiB, 100), member("slow", 16 * kGiB, 5)});
+  Plan p = plan(m, {member("fast1", 6 * kGiB, 100), member("fast2", 6 * kGiB, 100),
+                    member("slow", 16 * kGiB, 5)});
   std::string table = p.explain();
   EXPECT_NE(table.find("fast1"), std::string::npos);
   EXPECT_NE(table.find("fast2"), std::string::npos);

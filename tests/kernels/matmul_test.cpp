@@ -146,7 +146,9 @@ INSTANTIATE_TEST_SUITE_P(Types, MatmulAllTypes,
                          ::testing::Values(Type::kF32, Type::kF16, Type::kBF16, Type::kQ8_0,
                                            Type::kQ4_0, Type::kQ4_1, Type::kQ5_0, Type::kQ5_1,
                                            Type::kQ2_K, Type::kQ3_K, Type::kQ4_K, Type::kQ5_K,
-                                           Type::kQ6_K),
+                                           Type::kQ6_K,
+                                           // No dot kernels: the dequantize-then-float path.
+                                           Type::kQ8_1, Type::kQ8_K),
                          [](const ::testing::TestParamInfo<Type>& info) {
                            return std::string(tensor::type_name(info.param));
                          });

@@ -1,12 +1,14 @@
 // Tokenizer behaviour beyond the reference vectors: special tokens, BOS/EOS, decoding, the
 // real stories260K vocabulary, and the errors for unusable input.
+#include "model/tokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "gguf/reader.h"
 #include "model/pretokenizer.h"
-#include "model/tokenizer.h"
 #include "model/unicode.h"
 #include "support/test_data.h"
 #include "util/error.h"
@@ -22,7 +24,9 @@ TEST(ByteLevel, EveryByteRoundTripsThroughItsPrintableCharacter) {
   const std::string encoded = byte_level_encode(all);
   EXPECT_EQ(byte_level_decode(encoded), all);
   // GPT-2's alphabet: space is Ġ (U+0120), newline Ċ (U+010A), printable ASCII unchanged.
-  EXPECT_EQ(byte_level_encode(" \nA"), "\xC4\xA0\xC4\x8A" "A");
+  EXPECT_EQ(byte_level_encode(" \nA"),
+            "\xC4\xA0\xC4\x8A"
+            "A");
   EXPECT_EQ(unicode_to_byte(U'Ġ'), ' ');
   EXPECT_EQ(unicode_to_byte(U'€'), -1);
 }
@@ -36,6 +40,14 @@ TEST(Utf8, MalformedInputAdvancesOneByteWithReplacementCharacter) {
   EXPECT_EQ(pos, 5u);
   EXPECT_EQ(next_codepoint(text, pos), 0xFFFDu);  // truncated sequence at the end
   EXPECT_EQ(pos, text.size());
+}
+
+TEST(Utf8, ValidityRejectsStrayOverlongAndSurrogateSequences) {
+  EXPECT_TRUE(is_valid_utf8("plain ascii, é, 你好, 🦙, \xEF\xBF\xBD"));
+  EXPECT_FALSE(is_valid_utf8("\xFF"));
+  EXPECT_FALSE(is_valid_utf8("abc\xE2\x82"));   // truncated
+  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));      // overlong '/'
+  EXPECT_FALSE(is_valid_utf8("\xED\xA0\x80"));  // surrogate U+D800
 }
 
 std::vector<std::string> split(const PreTokenizer& pre, std::string_view text) {
@@ -59,19 +71,39 @@ TEST(PreTokenizer, SequenceOfRegexesKeepsTextBetweenMatches) {
   EXPECT_EQ(split(pre, "ab12\n你好!"), (V{"ab", "1", "2", "\n", "你好", "!"}));
 }
 
+TEST(PreTokenizer, EveryKnownFamilyCompilesUnderIcu) {
+  for (const char* name :
+       {"default", "gpt-2", "llama-bpe", "qwen2", "deepseek-llm", "deepseek-coder", "deepseek-v3",
+        "falcon", "starcoder", "refact", "mpt", "command-r", "smollm", "bloom", "viking", "tekken",
+        "gpt-4o", "chameleon"}) {
+    const PreTokenizer pre(PreTokenizer::patterns_for(name));
+    const std::string text = "Hello, world! 12345 \n\t 你好 🦙 don't";
+    std::string joined;
+    for (auto piece : pre.split(text)) joined += piece;
+    EXPECT_EQ(joined, text) << name << ": pieces must cover the text exactly";
+  }
+}
+
 TEST(PreTokenizer, UnknownNameIsAFormatError) {
   EXPECT_THROW(PreTokenizer::patterns_for("no-such-pre"), FormatError);
   EXPECT_THROW(PreTokenizer({"[unclosed"}), FormatError);
 }
 
-std::unique_ptr<Tokenizer> load_json(const char* name) {
-  const auto path = herd::testing::shared_file(std::string("models/tokenizers/") + name);
-  return path.empty() ? nullptr : Tokenizer::from_tokenizer_json(path.string());
+// Loaded once per test binary: the large vocabularies take a noticeable part of a second each.
+const Tokenizer* load_json(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
+  auto it = cache.find(name);
+  if (it == cache.end()) {
+    const auto path = herd::testing::shared_file("models/tokenizers/" + name);
+    it = cache.emplace(name, path.empty() ? nullptr : Tokenizer::from_tokenizer_json(path.string()))
+             .first;
+  }
+  return it->second.get();
 }
 
 TEST(TokenizerJson, Qwen3ChatMarkersAreSpecialOnlyWhenParsingSpecials) {
-  HERD_REQUIRE_SHARED(path, "models/tokenizers/qwen3.tokenizer.json");
-  const auto tok = Tokenizer::from_tokenizer_json(path.string());
+  const auto tok = load_json("qwen3.tokenizer.json");
+  if (!tok) GTEST_SKIP() << "qwen3.tokenizer.json not found";
   const std::string text = "<|im_start|>user\nhi<|im_end|>";
   const Ids with = tok->encode(text, false, /*parse_special=*/true);
   ASSERT_GE(with.size(), 3u);
@@ -90,6 +122,17 @@ TEST(TokenizerJson, Qwen3ChatMarkersAreSpecialOnlyWhenParsingSpecials) {
   EXPECT_EQ(think.front(), 151667);
   EXPECT_EQ(think.back(), 151668);
   EXPECT_EQ(tok->decode(think), "<think>ok</think>");
+}
+
+TEST(TokenizerJson, MalformedUtf8RoundTripsByteForByte) {
+  const auto tok = load_json("qwen3.tokenizer.json");
+  if (!tok) GTEST_SKIP() << "qwen3.tokenizer.json not found";
+  const std::string text =
+      "ok \xFF\xFE"
+      "bad\xE2\x82 cafe\xCC\x81 end";
+  EXPECT_EQ(tok->decode(tok->encode(text, false, false)), text);
+  // Valid text is NFC-normalized first, as Qwen's tokenizer.json asks: e + U+0301 becomes é.
+  EXPECT_EQ(tok->encode("cafe\xCC\x81", false, false), tok->encode("caf\xC3\xA9", false, false));
 }
 
 TEST(TokenizerJson, Qwen3HasNoBosAndEndsTurnsAtImEnd) {
@@ -171,6 +214,13 @@ TEST(Stories260K, EncodesWithBosAndRoundTrips) {
   EXPECT_EQ(tok->decode(tok->encode(rare, false, false)), rare);
   EXPECT_EQ(tok->token_to_piece(tok->find_token("<0x0A>")), "\n");
   EXPECT_THROW(tok->token_to_piece(512), InvalidArgument);
+}
+
+TEST(Tokenizer, FromFileChoosesTheLoaderByExtension) {
+  HERD_REQUIRE_SHARED(gguf_path, "models/stories260K.gguf");
+  EXPECT_EQ(Tokenizer::from_file(gguf_path.string())->n_vocab(), 512);
+  HERD_REQUIRE_SHARED(json_path, "models/tokenizers/smollm2-135m-instruct.tokenizer.json");
+  EXPECT_EQ(Tokenizer::from_file(json_path.string())->n_vocab(), 49152);
 }
 
 TEST(TokenizerGguf, MissingModelKeyIsAFormatError) {

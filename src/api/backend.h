@@ -1,0 +1,79 @@
+// What the HTTP server serves from: one model behind a queue. The server knows nothing about
+// whether the layers run here or across a cluster; the node object (cluster/node.h) decides.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "api/metrics.h"
+#include "api/openai_schema.h"
+#include "engine/generator.h"
+#include "engine/pipeline.h"
+#include "model/chat_template.h"
+#include "model/tokenizer.h"
+
+namespace herd::api {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string model_id() const = 0;
+  // The model's file name: also accepted as the request's "model".
+  virtual std::string model_file() const { return ""; }
+  virtual std::int32_t n_ctx() const = 0;
+  // False while the cluster is still forming (the API answers 503 meanwhile).
+  virtual bool ready() const { return true; }
+  virtual std::string status_text() const { return ready() ? "ready" : "starting"; }
+
+  // Tokenizes the request (chat template applied) and checks it against the context. Throws
+  // ApiError (400) for a prompt that, with max_tokens, does not fit, or ids outside the vocabulary.
+  virtual std::vector<std::int32_t> prepare(const CompletionRequest& request) = 0;
+  // Generates; requests are served one at a time (callers wait their turn).
+  virtual engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
+                                            const engine::GenerationParams& params,
+                                            const engine::TextCallback& on_text) = 0;
+
+  // GET /v1/cluster: {"self", "coordinator", "members":[...], "placement":{...}}.
+  virtual nlohmann::json cluster_view() const = 0;
+  virtual std::vector<StageTiming> stage_timings() const { return {}; }
+};
+
+// A Backend over a Pipeline in this process (a LocalPipeline or the coordinator's ClusterPipeline).
+class PipelineBackend : public Backend {
+ public:
+  // All three must outlive the backend. `cluster_view` fills GET /v1/cluster.
+  PipelineBackend(std::string model_id, std::string model_file, const model::Tokenizer& tokenizer,
+                  const model::ChatTemplate& chat, engine::Pipeline& pipeline,
+                  std::function<nlohmann::json()> cluster_view,
+                  std::function<std::vector<StageTiming>()> stage_timings = {});
+
+  std::string model_id() const override { return model_id_; }
+  std::string model_file() const override { return model_file_; }
+  std::int32_t n_ctx() const override { return pipeline_.n_ctx(); }
+  std::vector<std::int32_t> prepare(const CompletionRequest& request) override;
+  engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
+                                    const engine::GenerationParams& params,
+                                    const engine::TextCallback& on_text) override;
+  nlohmann::json cluster_view() const override { return cluster_view_(); }
+  std::vector<StageTiming> stage_timings() const override {
+    return stage_timings_ ? stage_timings_() : std::vector<StageTiming>{};
+  }
+
+ private:
+  std::string model_id_;
+  std::string model_file_;
+  const model::Tokenizer& tokenizer_;
+  const model::ChatTemplate& chat_;
+  engine::Pipeline& pipeline_;
+  std::function<nlohmann::json()> cluster_view_;
+  std::function<std::vector<StageTiming>()> stage_timings_;
+  std::mutex mutex_;  // the one model: one generation at a time, others queue on this
+  engine::Generator generator_;
+};
+
+}  // namespace herd::api

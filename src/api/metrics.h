@@ -1,0 +1,53 @@
+// Counters for GET /metrics in the Prometheus text exposition format (version 0.0.4). Thread-safe;
+// rendering is a pure function of the recorded values.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/generator.h"
+
+namespace herd::api {
+
+// Per pipeline stage, for clustered serving (from the placement estimate).
+struct StageTiming {
+  std::string node_id;
+  int first_layer = 0;
+  int last_layer = 0;
+  double estimated_seconds_per_token = 0;
+};
+
+class Metrics {
+ public:
+  // Upper bounds of the time-to-first-token histogram, seconds.
+  static constexpr std::array<double, 10> kTtftBuckets = {0.01, 0.025, 0.05, 0.1, 0.25,
+                                                          0.5,  1.0,   2.5,  5.0, 10.0};
+
+  void record_request(const std::string& endpoint, int status);
+  void record_generation(const engine::GenerationStats& stats);
+
+  // Last decode rate (tokens/s) and the number of finished generations, for the dashboard.
+  double last_decode_tokens_per_s() const;
+
+  // The exposition text. `stages` adds per-node gauges (empty for one node).
+  std::string render(const std::vector<StageTiming>& stages = {}) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, int>, std::uint64_t> requests_;  // (endpoint, status) -> count
+  std::array<std::uint64_t, kTtftBuckets.size()> ttft_buckets_{};
+  std::uint64_t ttft_count_ = 0;
+  double ttft_sum_s_ = 0;
+  std::uint64_t prompt_tokens_ = 0;
+  std::uint64_t cached_prompt_tokens_ = 0;
+  std::uint64_t generated_tokens_ = 0;
+  std::uint64_t generations_ = 0;
+  double last_decode_tps_ = 0;
+  double last_prefill_tps_ = 0;
+};
+
+}  // namespace herd::api

@@ -1,0 +1,44 @@
+#include "api/node_backend.h"
+
+namespace herd::api {
+
+PipelineBackend& NodeBackend::inner() {
+  std::lock_guard lock(mutex_);
+  if (!node_.ready() || !node_.is_coordinator())
+    throw ApiError(503, "the model is not ready yet (" + node_.status() + "); retry shortly",
+                   "service_unavailable");
+  if (!inner_) {
+    inner_ = std::make_unique<PipelineBackend>(node_.model_id(), node_.model_file_name(),
+                                               node_.tokenizer(), node_.chat_template(),
+                                               node_.pipeline(),
+                                               [this] { return node_.cluster_view(); });
+  }
+  return *inner_;
+}
+
+std::int32_t NodeBackend::n_ctx() const {
+  return const_cast<NodeBackend*>(this)->node_.ready() && node_.is_coordinator()
+             ? const_cast<NodeBackend*>(this)->node_.pipeline().n_ctx()
+             : 0;
+}
+
+std::vector<std::int32_t> NodeBackend::prepare(const CompletionRequest& request) {
+  return inner().prepare(request);
+}
+
+engine::GenerationResult NodeBackend::generate(const std::vector<std::int32_t>& prompt,
+                                               const engine::GenerationParams& params,
+                                               const engine::TextCallback& on_text) {
+  return inner().generate(prompt, params, on_text);
+}
+
+std::vector<StageTiming> NodeBackend::stage_timings() const {
+  std::vector<StageTiming> out;
+  if (auto plan = node_.placement(); plan && plan->stages.size() > 1) {
+    for (const auto& s : plan->stages)
+      out.push_back({s.node_id, s.first_layer, s.last_layer, s.seconds_per_token});
+  }
+  return out;
+}
+
+}  // namespace herd::api

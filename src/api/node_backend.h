@@ -1,0 +1,37 @@
+// The API's view of a herd node (cluster/node.h): completions run on the node's pipeline once the
+// node is ready; the cluster view and per-stage timings come from its member table and placement.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include "api/backend.h"
+#include "cluster/node.h"
+
+namespace herd::api {
+
+class NodeBackend : public Backend {
+ public:
+  explicit NodeBackend(cluster::Node& node) : node_(node) {}
+
+  std::string model_id() const override { return node_.model_id(); }
+  std::string model_file() const override { return node_.model_file_name(); }
+  std::int32_t n_ctx() const override;
+  bool ready() const override { return node_.ready(); }
+  std::string status_text() const override { return node_.status(); }
+  std::vector<std::int32_t> prepare(const CompletionRequest& request) override;
+  engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
+                                    const engine::GenerationParams& params,
+                                    const engine::TextCallback& on_text) override;
+  nlohmann::json cluster_view() const override { return node_.cluster_view(); }
+  std::vector<StageTiming> stage_timings() const override;
+
+ private:
+  PipelineBackend& inner();
+
+  cluster::Node& node_;
+  std::mutex mutex_;
+  std::unique_ptr<PipelineBackend> inner_;  // made when the node is first ready
+};
+
+}  // namespace herd::api

@@ -1,0 +1,239 @@
+#include "api/openai_schema.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+namespace herd::api {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& param, const std::string& message) {
+  throw ApiError(400, message, "invalid_request_error", param);
+}
+
+double number_field(const json& body, const char* key, double lo, double hi, double fallback) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return fallback;
+  if (!it->is_number()) bad(key, fmt::format("'{}' must be a number", key));
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi)
+    bad(key, fmt::format("'{}' is {}, but must be between {} and {}", key, v, lo, hi));
+  return v;
+}
+
+std::int64_t int_field(const json& body, const char* key, std::int64_t lo, std::int64_t hi,
+                       std::int64_t fallback) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return fallback;
+  if (!it->is_number_integer()) bad(key, fmt::format("'{}' must be an integer", key));
+  // Seeds are often sent as large unsigned numbers.
+  const std::int64_t v = it->is_number_unsigned()
+                             ? static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                   it->get<std::uint64_t>(), std::numeric_limits<std::int64_t>::max()))
+                             : it->get<std::int64_t>();
+  if (v < lo || v > hi)
+    bad(key, fmt::format("'{}' is {}, but must be between {} and {}", key, v, lo, hi));
+  return v;
+}
+
+// OpenAI content: a string, or an array of parts of which only {"type":"text"} is understood.
+std::string message_content(const json& content, std::size_t index) {
+  const std::string param = fmt::format("messages[{}].content", index);
+  if (content.is_null()) return "";
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) bad(param, param + " must be a string or an array of text parts");
+  std::string text;
+  for (const json& part : content) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+        !part["text"].is_string())
+      bad(param, param + ": only parts of the form {\"type\":\"text\",\"text\":\"...\"} are "
+                         "supported (this server has no image or audio input)");
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+std::vector<model::ChatMessage> parse_messages(const json& body) {
+  auto it = body.find("messages");
+  if (it == body.end() || it->is_null())
+    bad("messages", "'messages' is required: an array of {\"role\", \"content\"} objects");
+  if (!it->is_array() || it->empty())
+    bad("messages", "'messages' must be a non-empty array of {\"role\", \"content\"} objects");
+  std::vector<model::ChatMessage> out;
+  for (std::size_t i = 0; i < it->size(); ++i) {
+    const json& m = (*it)[i];
+    if (!m.is_object()) bad(fmt::format("messages[{}]", i), fmt::format("messages[{}] must be an object", i));
+    auto role = m.find("role");
+    if (role == m.end() || !role->is_string())
+      bad(fmt::format("messages[{}].role", i), fmt::format("messages[{}].role must be a string", i));
+    std::string r = role->get<std::string>();
+    if (r == "developer") r = "system";  // OpenAI's newer name for the system role
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+      bad(fmt::format("messages[{}].role", i),
+          fmt::format("messages[{}].role '{}' is not one of system, user, assistant, tool", i, r));
+    out.push_back({r, message_content(m.value("content", json()), i)});
+  }
+  return out;
+}
+
+void parse_prompt(const json& body, CompletionRequest& request) {
+  auto it = body.find("prompt");
+  if (it == body.end() || it->is_null()) bad("prompt", "'prompt' is required: a string or an array of token ids");
+  if (it->is_string()) {
+    request.prompt = it->get<std::string>();
+  } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
+    for (const json& id : *it) {
+      if (!id.is_number_integer() || id.get<std::int64_t>() < 0 ||
+          id.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+        bad("prompt", "'prompt' as an array must hold non-negative token ids only");
+      request.prompt_ids.push_back(id.get<std::int32_t>());
+    }
+  } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
+    request.prompt = (*it)[0].get<std::string>();
+  } else {
+    bad("prompt", "'prompt' must be a string, a one-element array of strings, or an array of token "
+                  "ids (several prompts per request are not supported)");
+  }
+  if (request.prompt.empty() && request.prompt_ids.empty()) bad("prompt", "'prompt' is empty");
+}
+
+std::vector<std::string> parse_stop(const json& body) {
+  auto it = body.find("stop");
+  if (it == body.end() || it->is_null()) return {};
+  if (it->is_string()) {
+    if (it->get<std::string>().empty()) return {};
+    return {it->get<std::string>()};
+  }
+  if (!it->is_array() || it->size() > 16) bad("stop", "'stop' must be a string or an array of at most 16 strings");
+  std::vector<std::string> out;
+  for (const json& s : *it) {
+    if (!s.is_string()) bad("stop", "'stop' must be a string or an array of strings");
+    if (!s.get<std::string>().empty()) out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+void parse_sampling(const json& body, CompletionRequest& request) {
+  auto& p = request.params;
+  auto& s = p.sampling;
+  std::int64_t max_tokens = int_field(body, "max_tokens", 1, 1 << 24, -1);
+  max_tokens = int_field(body, "max_completion_tokens", 1, 1 << 24, max_tokens);
+  p.max_tokens = static_cast<int>(max_tokens);  // -1: until the context is full (OpenAI's default)
+  s.temperature = static_cast<float>(number_field(body, "temperature", 0.0, 2.0, s.temperature));
+  s.top_p = static_cast<float>(number_field(body, "top_p", 0.0, 1.0, s.top_p));
+  if (s.top_p == 0.0f) bad("top_p", "'top_p' must be greater than 0");
+  s.top_k = static_cast<int>(int_field(body, "top_k", 0, 1 << 20, s.top_k));
+  s.min_p = static_cast<float>(number_field(body, "min_p", 0.0, 1.0, s.min_p));
+  s.presence_penalty =
+      static_cast<float>(number_field(body, "presence_penalty", -2.0, 2.0, s.presence_penalty));
+  s.frequency_penalty =
+      static_cast<float>(number_field(body, "frequency_penalty", -2.0, 2.0, s.frequency_penalty));
+  s.repeat_penalty =
+      static_cast<float>(number_field(body, "repeat_penalty", 0.01, 10.0, s.repeat_penalty));
+  s.repeat_last_n = static_cast<int>(int_field(body, "repeat_last_n", 0, 1 << 20, s.repeat_last_n));
+  auto seed = body.find("seed");
+  if (seed != body.end() && !seed->is_null()) {
+    if (!seed->is_number_integer()) bad("seed", "'seed' must be an integer");
+    s.seed = seed->is_number_unsigned() ? seed->get<std::uint64_t>()
+                                        : static_cast<std::uint64_t>(seed->get<std::int64_t>());
+  }
+  p.stop = parse_stop(body);
+  p.ignore_eos = body.value("ignore_eos", false);
+  if (int_field(body, "n", 1, 1, 1) != 1) bad("n", "'n' must be 1");
+}
+
+}  // namespace
+
+CompletionRequest parse_request(std::string_view body, RequestKind kind) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    bad("", "the request body is not valid JSON (send Content-Type: application/json with a JSON "
+            "object)");
+  if (!j.is_object()) bad("", "the request body must be a JSON object");
+  CompletionRequest request;
+  request.kind = kind;
+  request.params.sampling.seed = engine::kRandomSeed;
+  if (auto m = j.find("model"); m != j.end() && !m->is_null()) {
+    if (!m->is_string()) bad("model", "'model' must be a string");
+    request.model = m->get<std::string>();
+  }
+  if (kind == RequestKind::kChat) {
+    request.messages = parse_messages(j);
+  } else {
+    parse_prompt(j, request);
+  }
+  parse_sampling(j, request);
+  if (auto s = j.find("stream"); s != j.end() && !s->is_null()) {
+    if (!s->is_boolean()) bad("stream", "'stream' must be true or false");
+    request.stream = s->get<bool>();
+  }
+  if (auto o = j.find("stream_options"); o != j.end() && o->is_object())
+    request.include_usage = o->value("include_usage", false);
+  return request;
+}
+
+json error_body(std::string_view message, std::string_view type, std::string_view param,
+                std::string_view code) {
+  json e = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
+  if (!param.empty()) e["param"] = param;
+  if (!code.empty()) e["code"] = code;
+  return {{"error", e}};
+}
+
+std::string finish_reason(const engine::GenerationStats& stats) {
+  return stats.finish_reason == "length" ? "length" : "stop";
+}
+
+json usage_json(const engine::GenerationStats& stats) {
+  return {{"prompt_tokens", stats.prompt_tokens},
+          {"completion_tokens", stats.generated_tokens},
+          {"total_tokens", stats.prompt_tokens + stats.generated_tokens}};
+}
+
+json completion_response(RequestKind kind, const ResponseIds& ids,
+                         const engine::GenerationResult& result) {
+  json choice = {{"index", 0}, {"finish_reason", finish_reason(result.stats)}};
+  if (kind == RequestKind::kChat) {
+    choice["message"] = {{"role", "assistant"}, {"content", result.text}};
+  } else {
+    choice["text"] = result.text;
+    choice["logprobs"] = nullptr;
+  }
+  return {{"id", ids.id},
+          {"object", kind == RequestKind::kChat ? "chat.completion" : "text_completion"},
+          {"created", ids.created},
+          {"model", ids.model},
+          {"choices", json::array({choice})},
+          {"usage", usage_json(result.stats)}};
+}
+
+json stream_chunk(RequestKind kind, const ResponseIds& ids, std::string_view text,
+                  const std::string& finish, bool role_chunk) {
+  json choice = {{"index", 0}, {"finish_reason", nullptr}};
+  if (!finish.empty()) choice["finish_reason"] = finish;
+  if (kind == RequestKind::kChat) {
+    json delta = json::object();
+    if (role_chunk) delta["role"] = "assistant";
+    if (!text.empty() || (finish.empty() && !role_chunk)) delta["content"] = text;
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = text;
+    choice["logprobs"] = nullptr;
+  }
+  return {{"id", ids.id},
+          {"object", kind == RequestKind::kChat ? "chat.completion.chunk" : "text_completion"},
+          {"created", ids.created},
+          {"model", ids.model},
+          {"choices", json::array({choice})}};
+}
+
+std::string sse_event(const json& body) {
+  // Invalid UTF-8 (a model can emit it) is replaced rather than thrown on.
+  return "data: " + body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+}  // namespace herd::api

@@ -1,0 +1,77 @@
+// The OpenAI-compatible request and response bodies, as pure functions: JSON in, a validated
+// request out; results in, JSON out. No sockets here, so every rule is tested directly.
+// Field reference: https://platform.openai.com/docs/api-reference/chat and .../completions.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/generator.h"
+#include "model/chat_template.h"
+
+namespace herd::api {
+
+// A request the client got wrong (or a refusal): carried to the HTTP boundary, which answers
+// with `status` and OpenAI's error object.
+class ApiError : public std::runtime_error {
+ public:
+  ApiError(int status, std::string message, std::string type = "invalid_request_error",
+           std::string param = "", std::string code = "")
+      : std::runtime_error(std::move(message)),
+        status(status),
+        type(std::move(type)),
+        param(std::move(param)),
+        code(std::move(code)) {}
+  int status;
+  std::string type;
+  std::string param;
+  std::string code;
+};
+
+enum class RequestKind { kChat, kCompletion };
+
+struct CompletionRequest {
+  RequestKind kind = RequestKind::kChat;
+  std::string model;                        // as sent; empty when absent
+  std::vector<model::ChatMessage> messages;  // kChat
+  std::string prompt;                       // kCompletion with a text prompt
+  std::vector<std::int32_t> prompt_ids;     // kCompletion with a token-id prompt
+  engine::GenerationParams params;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
+};
+
+// Parse and validate a body of POST /v1/chat/completions or /v1/completions. Throws ApiError(400)
+// naming the field for malformed JSON, missing messages/prompt, wrong types or out-of-range values.
+CompletionRequest parse_request(std::string_view body, RequestKind kind);
+
+// {"error": {"message", "type", "param", "code"}} as OpenAI sends it (null param/code when empty).
+nlohmann::json error_body(std::string_view message, std::string_view type = "invalid_request_error",
+                          std::string_view param = "", std::string_view code = "");
+
+struct ResponseIds {
+  std::string id;       // "chatcmpl-..." / "cmpl-..."
+  std::int64_t created = 0;  // Unix seconds
+  std::string model;
+};
+
+// "stop" / "length"; a cancelled generation reports "stop" (the client is gone anyway).
+std::string finish_reason(const engine::GenerationStats& stats);
+nlohmann::json usage_json(const engine::GenerationStats& stats);
+
+// Non-streaming bodies.
+nlohmann::json completion_response(RequestKind kind, const ResponseIds& ids,
+                                   const engine::GenerationResult& result);
+// One streamed chunk: text (delta) and/or a finish reason; `role_chunk` = the first chat chunk,
+// carrying {"role":"assistant"}.
+nlohmann::json stream_chunk(RequestKind kind, const ResponseIds& ids, std::string_view text,
+                            const std::string& finish, bool role_chunk = false);
+// Server-sent event framing: "data: <json>\n\n".
+std::string sse_event(const nlohmann::json& body);
+inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
+
+}  // namespace herd::api

@@ -1,0 +1,66 @@
+#include "api/backend.h"
+
+#include <fmt/format.h>
+
+#include "util/error.h"
+
+namespace herd::api {
+
+PipelineBackend::PipelineBackend(std::string model_id, std::string model_file,
+                                 const model::Tokenizer& tokenizer, const model::ChatTemplate& chat,
+                                 engine::Pipeline& pipeline,
+                                 std::function<nlohmann::json()> cluster_view,
+                                 std::function<std::vector<StageTiming>()> stage_timings)
+    : model_id_(std::move(model_id)),
+      model_file_(std::move(model_file)),
+      tokenizer_(tokenizer),
+      chat_(chat),
+      pipeline_(pipeline),
+      cluster_view_(std::move(cluster_view)),
+      stage_timings_(std::move(stage_timings)),
+      generator_(tokenizer, pipeline) {}
+
+std::vector<std::int32_t> PipelineBackend::prepare(const CompletionRequest& request) {
+  std::vector<std::int32_t> ids;
+  try {
+    if (request.kind == RequestKind::kChat) {
+      const std::string text = chat_.render(request.messages, /*add_generation_prompt=*/true);
+      ids = tokenizer_.encode(text, request.params.add_special, /*parse_special=*/true);
+    } else if (!request.prompt_ids.empty()) {
+      ids = request.prompt_ids;
+    } else {
+      ids = tokenizer_.encode(request.prompt, request.params.add_special,
+                              request.params.parse_special);
+    }
+  } catch (const InvalidArgument& e) {
+    // e.g. the template's raise_exception("roles must alternate").
+    throw ApiError(400, fmt::format("the messages cannot be rendered with this model's chat "
+                                    "template: {}", e.what()), "invalid_request_error", "messages");
+  }
+  if (ids.empty()) throw ApiError(400, "the prompt is empty after tokenization", "invalid_request_error", "prompt");
+  for (std::int32_t id : ids) {
+    if (id < 0 || id >= tokenizer_.n_vocab())
+      throw ApiError(400, fmt::format("token id {} is outside the vocabulary [0, {})", id,
+                                      tokenizer_.n_vocab()), "invalid_request_error", "prompt");
+  }
+  const std::int64_t n_prompt = static_cast<std::int64_t>(ids.size());
+  const std::int64_t max_tokens = request.params.max_tokens;
+  if (n_prompt + std::max<std::int64_t>(max_tokens, 1) > n_ctx()) {
+    throw ApiError(400,
+                   fmt::format("this model's context is {} tokens, but the prompt has {} tokens{}: "
+                               "shorten the prompt{}", n_ctx(), n_prompt,
+                               max_tokens > 0 ? fmt::format(" and max_tokens asks for {} more", max_tokens) : "",
+                               max_tokens > 0 ? " or lower max_tokens" : ""),
+                   "invalid_request_error", "messages", "context_length_exceeded");
+  }
+  return ids;
+}
+
+engine::GenerationResult PipelineBackend::generate(const std::vector<std::int32_t>& prompt,
+                                                   const engine::GenerationParams& params,
+                                                   const engine::TextCallback& on_text) {
+  std::lock_guard lock(mutex_);
+  return generator_.generate(std::span<const std::int32_t>(prompt), params, on_text);
+}
+
+}  // namespace herd::api

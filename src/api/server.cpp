@@ -1,0 +1,264 @@
+#include "api/server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <fmt/format.h>
+
+#include "cluster/auth.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace herd::api {
+
+using nlohmann::json;
+
+namespace {
+
+void send_error(httplib::Response& res, int status, std::string_view message,
+                std::string_view type, std::string_view param = "", std::string_view code = "") {
+  res.status = status;
+  res.set_content(error_body(message, type, param, code).dump(), "application/json");
+}
+
+const char* error_type(int status) {
+  if (status == 401) return "authentication_error";
+  if (status == 404) return "not_found_error";
+  if (status == 503) return "service_unavailable";
+  return status >= 500 ? "server_error" : "invalid_request_error";
+}
+
+// Runs a handler, turning every exception into an OpenAI error response.
+template <typename Fn>
+void guarded(httplib::Response& res, Fn&& fn) {
+  try {
+    fn();
+  } catch (const ApiError& e) {
+    send_error(res, e.status, e.what(), e.type, e.param, e.code);
+  } catch (const InvalidArgument& e) {
+    send_error(res, 400, e.what(), "invalid_request_error");
+  } catch (const std::exception& e) {
+    log::error("api: request failed: {}", e.what());
+    send_error(res, 500, e.what(), "server_error");
+  }
+}
+
+std::string metric_endpoint(const std::string& path) {
+  for (const char* known : {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                            "/v1/cluster", "/metrics", "/"}) {
+    if (path == known) return path;
+  }
+  return "other";
+}
+
+bool split_host_port(const std::string& text, std::string& host, int& port) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = text.substr(0, colon);
+  port = std::atoi(text.c_str() + colon + 1);
+  return port > 0 && port < 65536;
+}
+
+// Forwards a request to the coordinator's API and relays its answer, streaming it through.
+void forward(const httplib::Request& req, httplib::Response& res, const std::string& upstream) {
+  std::string host;
+  int port = 0;
+  if (!split_host_port(upstream, host, port))
+    throw ApiError(503, "no coordinator API address known yet; retry shortly", "service_unavailable");
+  httplib::Headers headers;
+  if (req.has_header("Authorization")) headers.emplace("Authorization", req.get_header_value("Authorization"));
+  if (req.method == "GET") {
+    httplib::Client client(host, port);
+    client.set_read_timeout(600, 0);
+    auto r = client.Get(req.path.c_str(), headers);
+    if (!r) throw ApiError(502, fmt::format("the coordinator's API at {} does not answer: {}", upstream, httplib::to_string(r.error())), "server_error");
+    res.status = r->status;
+    res.set_content(r->body, r->get_header_value("Content-Type"));
+    return;
+  }
+  const std::string path = req.path;
+  const std::string body = req.body;
+  res.set_header("Cache-Control", "no-cache");
+  // The status is sent before the coordinator answers: an error from it arrives as the body (an
+  // SSE "data: {error}" line when the client asked for a stream).
+  res.set_chunked_content_provider(
+      "text/event-stream", [host, port, path, body, headers, upstream](std::size_t, httplib::DataSink& sink) {
+        httplib::Client client(host, port);
+        client.set_read_timeout(600, 0);
+        httplib::Request r;
+        r.method = "POST";
+        r.path = path;
+        r.headers = headers;
+        r.body = body;
+        r.set_header("Content-Type", "application/json");
+        r.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
+          return sink.write(data, n);
+        };
+        auto result = client.send(r);
+        if (!result) {
+          const std::string e = sse_event(error_body(
+              fmt::format("the coordinator's API at {} does not answer: {}", upstream,
+                          httplib::to_string(result.error())), "server_error"));
+          sink.write(e.data(), e.size());
+        }
+        sink.done();
+        return true;
+      });
+}
+
+}  // namespace
+
+ApiServer::ApiServer(Backend& backend, ApiOptions options)
+    : backend_(backend), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  install_routes();
+}
+
+ApiServer::~ApiServer() { stop(); }
+
+int ApiServer::start() {
+  port_ = options_.port == 0 ? server_->bind_to_any_port(options_.host)
+                             : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+  if (port_ <= 0)
+    fail("cannot listen for the API on {}:{} (address not on this machine, or port in use): pick "
+         "another --api-port or --api-host", options_.host, options_.port);
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  log::info("api: listening on http://{}:{}", options_.host, port_);
+  return port_;
+}
+
+void ApiServer::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ApiServer::install_routes() {
+  auto& s = *server_;
+  s.new_task_queue = [n = options_.threads] { return new httplib::ThreadPool(n); };
+  s.set_payload_max_length(std::size_t{64} << 20);
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (options_.api_key.empty() || req.path == "/" || req.path == "/health")
+      return httplib::Server::HandlerResponse::Unhandled;
+    const std::string expected = "Bearer " + options_.api_key;
+    if (!cluster::constant_time_equal(req.get_header_value("Authorization"), expected)) {
+      send_error(res, 401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+                 "authentication_error", "", "invalid_api_key");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics_.record_request(metric_endpoint(req.path), res.status);
+  });
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    send_error(res, res.status,
+               res.status == 404 ? fmt::format("no route {} {}: see /v1/models, /v1/chat/completions, "
+                                               "/v1/completions, /health, /v1/cluster, /metrics", req.method, req.path)
+                                 : fmt::format("HTTP {}", res.status),
+               error_type(res.status));
+  });
+
+  auto completion = [this](RequestKind kind) {
+    return [this, kind](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] {
+        if (auto up = options_.upstream ? options_.upstream() : std::nullopt) {
+          parse_request(req.body, kind);  // a malformed request is answered here, not forwarded
+          forward(req, res, *up);
+          return;
+        }
+        handle_completion(req.body, kind, &res);
+      });
+    };
+  };
+  s.Post("/v1/chat/completions", completion(RequestKind::kChat));
+  s.Post("/v1/completions", completion(RequestKind::kCompletion));
+
+  s.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&] {
+      if (auto up = options_.upstream ? options_.upstream() : std::nullopt) return forward(req, res, *up);
+      json model = {{"id", backend_.model_id()}, {"object", "model"}, {"created", 0},
+                    {"owned_by", "herd"}, {"context_length", backend_.n_ctx()}};
+      res.set_content(json{{"object", "list"}, {"data", json::array({model})}}.dump(), "application/json");
+    });
+  });
+  s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    const bool ready = backend_.ready();
+    res.status = ready ? 200 : 503;
+    res.set_content(json{{"status", backend_.status_text()}}.dump(), "application/json");
+  });
+  s.Get("/v1/cluster", [this](const httplib::Request&, httplib::Response& res) {
+    guarded(res, [&] {
+      json view = backend_.cluster_view();
+      view["decode_tokens_per_s"] = metrics_.last_decode_tokens_per_s();
+      res.set_content(view.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    });
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    guarded(res, [&] {
+      res.set_content(metrics_.render(backend_.stage_timings()), "text/plain; version=0.0.4");
+    });
+  });
+  s.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(dashboard_html(), "text/html; charset=utf-8");
+  });
+}
+
+void ApiServer::handle_completion(const std::string& body, RequestKind kind, void* response) {
+  auto& res = *static_cast<httplib::Response*>(response);
+  if (!backend_.ready())
+    throw ApiError(503, fmt::format("the model is not ready yet ({}); retry shortly",
+                                    backend_.status_text()), "service_unavailable");
+  CompletionRequest request = parse_request(body, kind);
+  if (!request.model.empty() && request.model != backend_.model_id() &&
+      request.model != backend_.model_file())
+    throw ApiError(404, fmt::format("the model '{}' does not exist here; this server has '{}' "
+                                    "(GET /v1/models)", request.model, backend_.model_id()),
+                   "invalid_request_error", "model", "model_not_found");
+  std::vector<std::int32_t> prompt = backend_.prepare(request);
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  ResponseIds ids{fmt::format("{}-{:x}{:06x}", kind == RequestKind::kChat ? "chatcmpl" : "cmpl",
+                              std::chrono::duration_cast<std::chrono::milliseconds>(now).count(),
+                              next_id_++),
+                  std::chrono::duration_cast<std::chrono::seconds>(now).count(), backend_.model_id()};
+  if (!request.stream) {
+    engine::GenerationResult result = backend_.generate(prompt, request.params, {});
+    metrics_.record_generation(result.stats);
+    res.set_content(completion_response(kind, ids, result).dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json");
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream", [this, request, prompt = std::move(prompt), ids, kind](std::size_t, httplib::DataSink& sink) {
+        auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
+        if (kind == RequestKind::kChat) write(sse_event(stream_chunk(kind, ids, "", "", true)));
+        try {
+          auto result = backend_.generate(prompt, request.params, [&](std::string_view piece) {
+            return write(sse_event(stream_chunk(kind, ids, piece, "")));
+          });
+          metrics_.record_generation(result.stats);
+          write(sse_event(stream_chunk(kind, ids, "", finish_reason(result.stats))));
+          if (request.include_usage) {
+            json usage = stream_chunk(kind, ids, "", "");
+            usage["choices"] = json::array();
+            usage["usage"] = usage_json(result.stats);
+            write(sse_event(usage));
+          }
+        } catch (const std::exception& e) {
+          log::error("api: generation failed: {}", e.what());
+          write(sse_event(error_body(e.what(), "server_error")));
+        }
+        write(std::string(kSseDone));
+        sink.done();
+        return true;
+      });
+}
+
+const std::string& dashboard_html() {
+  static const std::string html =
+#include "api/dashboard_html.inc"
+      ;
+  return html;
+}
+
+}  // namespace herd::api

@@ -1,0 +1,70 @@
+// The HTTP API of a node (cpp-httplib): OpenAI-compatible completions (streamed as server-sent
+// events or not), models, health, the cluster view, Prometheus metrics and the dashboard page.
+//
+//   POST /v1/chat/completions, POST /v1/completions   served by the Backend, one at a time
+//   GET  /v1/models, /health, /v1/cluster, /metrics, /
+//
+// Errors are OpenAI's {"error":{...}} with a 4xx/5xx status; a bad request never stops the server.
+// With an API key set, every route but / and /health needs "Authorization: Bearer <key>".
+// A node that is not the coordinator forwards completions and /v1/models to the coordinator's API
+// (`upstream`) and answers the rest itself.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "api/backend.h"
+#include "api/metrics.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace herd::api {
+
+struct ApiOptions {
+  std::string host = "127.0.0.1";  // only this address is bound
+  int port = 8080;                 // 0: any free port (see ApiServer::port())
+  std::string api_key;             // empty: no authentication
+  // "host:port" of the API to forward completions to, or nullopt to serve them here. Asked per
+  // request, so a node follows a coordinator change.
+  std::function<std::optional<std::string>()> upstream;
+  int threads = 8;  // connections served at once (generation itself is serialised)
+};
+
+class ApiServer {
+ public:
+  // `backend` must outlive the server.
+  ApiServer(Backend& backend, ApiOptions options);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds and serves on a background thread. Throws herd::Error naming the address when the
+  // port cannot be bound. Returns the port.
+  int start();
+  void stop();
+  int port() const { return port_; }
+  Metrics& metrics() { return metrics_; }
+
+ private:
+  void install_routes();
+  void handle_completion(const std::string& body, RequestKind kind, void* response);
+
+  Backend& backend_;
+  ApiOptions options_;
+  Metrics metrics_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<std::uint64_t> next_id_{1};
+};
+
+// The dashboard page (web/dashboard.html, embedded at build time).
+const std::string& dashboard_html();
+
+}  // namespace herd::api

@@ -1,0 +1,110 @@
+// herd serve: run a node: the OpenAI-compatible API, and with peers a member of a cluster.
+// A worker (no --model) forwards completions to the coordinator's API (see api/server.h).
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <ctime>
+
+#include "api/node_backend.h"
+#include "api/server.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cluster/node.h"
+#include "util/error.h"
+
+namespace herd::cli {
+namespace {
+
+struct ServeOptions {
+  cluster::NodeOptions node;
+  std::string peers;
+  std::string memory_limit;
+  std::string api_key;
+};
+
+int run_serve(ServeOptions o) {
+  if (!o.peers.empty()) {
+    std::size_t start = 0;
+    while (start <= o.peers.size()) {
+      std::size_t comma = o.peers.find(',', start);
+      std::string p = o.peers.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!p.empty()) o.node.peers.push_back(p);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  if (!o.memory_limit.empty()) o.node.memory_limit = cluster::parse_byte_size(o.memory_limit);
+  if (o.api_key.empty()) {
+    if (const char* env = std::getenv("HERD_API_KEY")) o.api_key = env;
+  }
+  // Block the signals before any thread starts, so that only sigtimedwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  cluster::Node node(o.node);
+  node.start();
+  api::NodeBackend backend(node);
+  api::ApiOptions ao;
+  ao.host = o.node.host;
+  ao.port = o.node.api_port;
+  ao.api_key = o.api_key;
+  ao.upstream = [&node] { return node.coordinator_api(); };
+  api::ApiServer server(backend, ao);
+  const int port = server.start();
+  fmt::print(stderr, "herd serve: node '{}' API on http://{}:{}{}\n", node.id(), o.node.host, port,
+             node.clustered() ? fmt::format(", cluster port {}", o.node.cluster_port) : "");
+  bool reported = false;
+  int rc = 0;
+  for (;;) {
+    timespec tick{0, 200'000'000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) break;
+    if (node.ready() && !reported) {
+      fmt::print(stderr, "herd serve: ready\n");
+      reported = true;
+    }
+    if (node.failed()) {
+      fmt::print(stderr, "herd serve: {}\n", node.status());
+      rc = 1;
+      break;
+    }
+  }
+  server.stop();
+  node.stop();
+  return rc;
+}
+
+}  // namespace
+
+CommandFn add_serve_command(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  auto* cmd = app.add_subcommand("serve", "Serve the OpenAI API; with peers, join a cluster");
+  auto& n = o->node;
+  cmd->add_option("-m,--model", n.model_path, "GGUF model (this node coordinates)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--api-host,--host", n.host, "Address to bind and announce (API and cluster)")
+      ->capture_default_str();
+  cmd->add_option("--api-port", n.api_port, "HTTP API port")->capture_default_str();
+  cmd->add_option("--cluster-port", n.cluster_port, "Cluster port (UDP control, TCP weights)")
+      ->capture_default_str();
+  cmd->add_option("--peers", o->peers, "Other nodes' cluster addresses: HOST:PORT,...");
+  cmd->add_flag("--multicast", n.multicast, "Also discover nodes by multicast on the LAN");
+  cmd->add_option("--secret-file", n.secret_file, "Cluster secret (mode 600), same on every node");
+  cmd->add_option("--memory-limit", o->memory_limit,
+                  "Memory this node offers for weights + KV cache, e.g. 2G, 512M");
+  cmd->add_option("-t,--threads", n.threads, "Compute threads (default: one per core)");
+  cmd->add_option("--name", n.id, "Node id (default: hostname-clusterport)");
+  cmd->add_option("--data-dir", n.data_dir, "Where shards are kept (default ~/.cache/herd/<id>)");
+  cmd->add_option("-c,--ctx", n.n_ctx, "Context length (default: the model's, at most 4096)");
+  cmd->add_option("--wait-nodes", n.wait_nodes, "Coordinator: nodes (itself included) to wait for")
+      ->capture_default_str();
+  cmd->add_option("--wait-timeout", n.wait_timeout_s, "Seconds to wait for them")
+      ->capture_default_str();
+  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or HERD_API_KEY)");
+  return [o] { return run_serve(*o); };
+}
+
+}  // namespace herd::cli

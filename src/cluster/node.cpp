@@ -1,0 +1,293 @@
+#include "cluster/node.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include "cluster/node_impl.h"
+#include "cluster/udp_socket.h"
+#include "cluster/link_probe.h"
+#include "util/cpu_features.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/memory_bandwidth.h"
+
+namespace herd::cluster {
+
+using nlohmann::json;
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+std::string hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "node";
+  return buf;
+}
+
+std::string sanitize_id(std::string id) {
+  for (char& c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
+  }
+  return id.substr(0, 64);
+}
+
+json node_json(const NodeInfo& n) {
+  return {{"id", n.id},
+          {"name", n.name},
+          {"model", n.model},
+          {"address", {{"host", n.address.host}, {"api_port", n.address.api_port},
+                       {"cluster_port", n.address.cluster_port}}},
+          {"resources", {{"usable_memory_bytes", n.resources.usable_memory_bytes},
+                         {"threads", n.resources.threads},
+                         {"cpu_features", n.resources.cpu_features},
+                         {"profile", {{"matvec_gflops", n.resources.profile.matvec_gflops},
+                                      {"memory_gb_per_s", n.resources.profile.memory_gb_per_s}}}}}};
+}
+
+json plan_json(const Plan& plan) {
+  json stages = json::array();
+  for (const auto& s : plan.stages) {
+    stages.push_back({{"node_id", s.node_id}, {"first_layer", s.first_layer},
+                      {"last_layer", s.last_layer}, {"weight_bytes", s.weight_bytes},
+                      {"kv_bytes", s.kv_bytes}, {"total_bytes", s.total_bytes},
+                      {"usable_bytes", s.usable_bytes}, {"seconds_per_token", s.seconds_per_token},
+                      {"reason", s.reason}});
+  }
+  return {{"stages", stages}, {"seconds_per_token", plan.seconds_per_token},
+          {"bottleneck_seconds", plan.bottleneck_seconds}, {"unused", plan.unused},
+          {"summary", plan.summary}, {"explain", plan.explain()}};
+}
+
+json http_result(httplib::Result& r, const std::string& what) {
+  if (!r) fail("{}: no answer ({})", what, httplib::to_string(r.error()));
+  if (r->status != 200) fail("{}: HTTP {}: {}", what, r->status, r->body.substr(0, 300));
+  json j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded()) fail("{}: the answer is not JSON", what);
+  return j;
+}
+
+}  // namespace
+
+json post_signed(const HttpAuth& auth, const std::string& host, int port, const std::string& path,
+                 const json& body) {
+  httplib::Client client(host, port);
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(30, 0);
+  auto r = client.Post(path.c_str(), auth.sign("POST", path), body.dump(), "application/json");
+  return http_result(r, fmt::format("POST http://{}:{}{}", host, port, path));
+}
+
+json get_signed(const HttpAuth& auth, const std::string& host, int port, const std::string& path) {
+  httplib::Client client(host, port);
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(30, 0);
+  auto r = client.Get(path.c_str(), auth.sign("GET", path));
+  return http_result(r, fmt::format("GET http://{}:{}{}", host, port, path));
+}
+
+std::uint64_t parse_byte_size(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    fail_argument("'{}' is not a size: write e.g. 2G, 512M or 1073741824", text);
+  }
+  std::string unit = text.substr(used);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+  double scale = 1;
+  if (unit == "K") scale = 1024.0;
+  else if (unit == "M") scale = 1024.0 * 1024;
+  else if (unit == "G") scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() && unit != "B")
+    fail_argument("'{}': unknown unit '{}' (use K, M, G or T)", text, text.substr(used));
+  if (!(value >= 0) || !std::isfinite(value)) fail_argument("'{}' is not a positive size", text);
+  return static_cast<std::uint64_t>(value * scale);
+}
+
+void put_coordinator_first(Plan& plan, const std::string& coordinator_id,
+                           const std::vector<std::uint64_t>& layer_bytes,
+                           std::uint64_t usable_bytes) {
+  HERD_CHECK(!plan.stages.empty());
+  auto& stages = plan.stages;
+  if (stages[0].node_id == coordinator_id) return;
+  for (std::size_t i = 1; i < stages.size(); ++i) {
+    if (stages[i].node_id != coordinator_id) continue;
+    // Swap which node runs stage 0 and stage i, when each then still fits.
+    if (stages[0].total_bytes > stages[i].usable_bytes || stages[i].total_bytes > stages[0].usable_bytes)
+      fail("placement put the coordinator '{}' on stage {}, and it cannot swap with stage 0 (memory): "
+           "give the coordinator more --memory-limit", coordinator_id, i);
+    std::swap(stages[0].node_id, stages[i].node_id);
+    std::swap(stages[0].usable_bytes, stages[i].usable_bytes);
+    stages[0].reason += "; coordinator (embeds the tokens)";
+    return;
+  }
+  // The coordinator is not in the plan: it takes layer 0 (it holds the file anyway).
+  Stage first;
+  first.node_id = coordinator_id;
+  first.first_layer = 0;
+  first.last_layer = 1;
+  first.weight_bytes = layer_bytes.empty() ? 0 : layer_bytes[0];
+  first.usable_bytes = usable_bytes;
+  first.reason = "coordinator: embeds the tokens (layer 0)";
+  if (stages[0].last_layer - stages[0].first_layer <= 1) {
+    stages[0] = first;
+  } else {
+    stages[0].first_layer = 1;
+    stages.insert(stages.begin(), first);
+  }
+}
+
+Node::Node(NodeOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
+
+Node::~Node() { stop(); }
+
+bool Node::failed() const {
+  std::lock_guard lock(mutex_);
+  return !failure_.empty();
+}
+
+std::string Node::status() const {
+  std::lock_guard lock(mutex_);
+  if (!failure_.empty()) return "failed: " + failure_;
+  if (ready_) return "ready";
+  return status_;
+}
+
+void Node::set_failed(const std::string& why) {
+  log::error("node {}: {}", id_, why);
+  std::lock_guard lock(mutex_);
+  failure_ = why;
+}
+
+std::string Node::model_id() const {
+  return std::filesystem::path(options_.model_path).stem().string();
+}
+
+std::string Node::model_file_name() const {
+  return std::filesystem::path(options_.model_path).filename().string();
+}
+
+engine::Pipeline& Node::pipeline() {
+  HERD_CHECK(ready_);
+  if (impl_->cluster_pipeline) return *impl_->cluster_pipeline;
+  return *impl_->local;
+}
+
+std::optional<Plan> Node::placement() const {
+  std::lock_guard lock(mutex_);
+  return impl_->plan;
+}
+
+void Node::start() {
+  const std::string port_text = std::to_string(options_.cluster_port);
+  id_ = sanitize_id(options_.id.empty() ? hostname() + "-" + port_text : options_.id);
+  clustered_ = !is_coordinator() || !options_.peers.empty() || options_.multicast ||
+               options_.wait_nodes > 1;
+  impl_->pool = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads
+                                                                  : ThreadPool::default_thread_count());
+  if (is_coordinator()) {
+    file_ = std::make_shared<const gguf::File>(gguf::File::open(options_.model_path));
+    tokenizer_ = model::Tokenizer::from_gguf(file_->metadata());
+    chat_ = std::make_unique<model::ChatTemplate>(model::ChatTemplate::for_model(
+        file_->metadata().get_string("tokenizer.chat_template").value_or(""), *tokenizer_));
+  }
+  if (!clustered_) return start_local();
+  start_cluster();
+}
+
+void Node::start_local() {
+  model_ = model::Model::load(file_);
+  const int train = model_->hparams().n_ctx_train;
+  impl_->n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(train > 0 ? train : 4096, 4096);
+  impl_->local = std::make_unique<engine::LocalPipeline>(model_, impl_->n_ctx, *impl_->pool);
+  ready_ = true;
+  log::info("node {}: serving {} alone ({} layers, context {})", id_, options_.model_path,
+            model_->n_layer(), impl_->n_ctx);
+}
+
+std::optional<std::string> Node::coordinator_api() const {
+  if (is_coordinator() || !impl_->membership) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  const Member* c = impl_->membership->find(impl_->membership->coordinator());
+  if (!c || c->info.model.empty()) {
+    // Our table may not list the coordinator yet (its first heartbeat is up to a second away)
+    // while it already gave us our layers: its assignment says where its API is.
+    if (impl_->assignment && impl_->assignment->coordinator_api_port > 0)
+      return fmt::format("{}:{}", impl_->assignment->coordinator_host,
+                         impl_->assignment->coordinator_api_port);
+    return std::nullopt;
+  }
+  return fmt::format("{}:{}", c->info.address.host, c->info.address.api_port);
+}
+
+json Node::cluster_view() const {
+  json view = {{"self", id_}, {"status", status()}, {"clustered", clustered_}};
+  std::lock_guard lock(mutex_);
+  if (is_coordinator()) view["model"] = model_id();
+  json members = json::array();
+  if (impl_->membership) {
+    view["coordinator"] = impl_->membership->coordinator();
+    for (const auto& [id, m] : impl_->membership->members()) members.push_back(node_json(m.info));
+  } else {
+    view["coordinator"] = id_;
+    NodeInfo self;
+    self.id = id_;
+    self.name = options_.name.empty() ? hostname() : options_.name;
+    self.address = {options_.host, static_cast<std::uint16_t>(options_.api_port), 0};
+    self.model = model_file_name();
+    self.resources.threads = impl_->pool ? impl_->pool->size() : 0;
+    members.push_back(node_json(self));
+  }
+  view["members"] = members;
+  if (impl_->plan) {
+    view["placement"] = plan_json(*impl_->plan);
+  } else if (model_) {
+    view["placement"] = {{"stages", json::array({{{"node_id", id_}, {"first_layer", 0},
+                                                  {"last_layer", model_->n_layer()},
+                                                  {"weight_bytes", model_->file().mapping() ? model_->file().mapping()->size() : 0},
+                                                  {"seconds_per_token", 0},
+                                                  {"reason", "single node: the whole model"}}})},
+                         {"explain", "one node holds every layer"}};
+  }
+  if (!is_coordinator()) {
+    view["worker"] = {{"state", impl_->worker.state}, {"error", impl_->worker.error}};
+    if (impl_->assignment)
+      view["worker"]["layers"] = {impl_->assignment->range.first, impl_->assignment->range.last};
+  }
+  return view;
+}
+
+void Node::stop() {
+  if (stopping_.exchange(true)) return;
+  impl_->cv.notify_all();
+  if (impl_->setup_thread.joinable()) impl_->setup_thread.join();
+  if (impl_->cluster_pipeline) impl_->cluster_pipeline->shutdown();
+  if (impl_->discovery && impl_->secret) {
+    Message leave;
+    leave.type = MessageType::kLeave;
+    leave.node.id = id_;
+    leave.seq = ++impl_->seq;
+    leave.reason = "shutting down";
+    impl_->discovery->broadcast(seal(leave, *impl_->secret, wall_ms()));
+  }
+  impl_->http.stop();
+  if (impl_->http_thread.joinable()) impl_->http_thread.join();
+  if (impl_->control_thread.joinable()) impl_->control_thread.join();
+  if (impl_->stage_thread.joinable()) impl_->stage_thread.join();
+  impl_->cluster_pipeline.reset();
+  impl_->transport.reset();
+}
+
+}  // namespace herd::cluster

@@ -1,0 +1,128 @@
+// The `herd serve` daemon: one object that owns everything a node process has and wires the
+// cluster pieces together. No HTTP API here (api/ sits above cluster/): the API asks the node for
+// its pipeline, its state and its view of the cluster.
+//
+// Roles. The node started with --model is the coordinator: it waits for the expected members,
+// plans placement, serves the weights, tells each worker its layer range, and, once every worker
+// serves its stage, runs a ClusterPipeline (its own stage first: it always holds layer 0, which
+// embeds the tokens). A worker fetches its shard into its data dir, loads it, opens a UCX
+// transport and runs a StageServer. Alone (no peers, --wait-nodes 1) a coordinator runs the whole
+// model in a LocalPipeline and never opens a cluster socket.
+//
+// Control plane: UDP on cluster_host:cluster_port (signed heartbeats, discovery.h); HTTP on the
+// same TCP port (weights, and /v1/node/{assign,connect,state} signed with weight_auth.h).
+// Sequence: assign -> worker fetches + loads, state "loaded" with its transport address ->
+// connect (coordinator's and next stage's addresses) -> worker state "serving" -> the
+// coordinator connects and pings the chain -> ready.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/membership.h"
+#include "cluster/placement.h"
+#include "engine/pipeline.h"
+#include "model/chat_template.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+namespace herd::cluster {
+
+struct NodeOptions {
+  std::string model_path;  // set: this node coordinates
+  std::string id;          // empty: "<hostname>-<cluster_port>"
+  std::string name;        // empty: the hostname
+  std::string host = "127.0.0.1";  // address bound and announced (API, cluster, data plane)
+  int api_port = 8080;             // announced so that workers can forward API requests
+  int cluster_port = 7070;
+  std::vector<std::string> peers;  // "HOST:PORT" of other nodes' cluster ports
+  bool multicast = false;
+  std::filesystem::path secret_file;  // required as soon as there is a cluster
+  std::uint64_t memory_limit = 0;     // bytes offered for weights + KV cache; 0: MemAvailable
+  int threads = 0;
+  std::filesystem::path data_dir;  // shards; empty: ~/.cache/herd/<id>
+  int n_ctx = 0;                   // 0: the model's, at most 4096
+  int wait_nodes = 1;              // coordinator: members (itself included) to wait for
+  int wait_timeout_s = 60;
+};
+
+// Parses "2G", "512M", "1.5GiB", "1000000" into bytes. Throws InvalidArgument.
+std::uint64_t parse_byte_size(const std::string& text);
+
+// Moves the coordinator to the front of a plan (it must hold layer 0): swaps stages when their
+// memory allows, or takes layer 0 itself when the plan left it out. Throws Error when impossible.
+void put_coordinator_first(Plan& plan, const std::string& coordinator_id,
+                           const std::vector<std::uint64_t>& layer_bytes,
+                           std::uint64_t usable_bytes);
+
+class Node {
+ public:
+  explicit Node(NodeOptions options);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Opens sockets and starts the node's threads; the cluster forms in the background (ready()).
+  // Throws herd::Error for bad options, an unreadable model or secret, or a port in use.
+  void start();
+  // Tells the cluster (Leave, stage shutdown) and joins every thread. Idempotent.
+  void stop();
+
+  bool clustered() const { return clustered_; }
+  bool is_coordinator() const { return !options_.model_path.empty(); }
+  const std::string& id() const { return id_; }
+  bool ready() const { return ready_.load(); }
+  bool failed() const;
+  std::string status() const;  // "waiting for 2 more node(s)", "ready", "failed: ..."
+
+  // The coordinator's API "host:port" when another node coordinates; nullopt on the coordinator
+  // itself and while no coordinator is known.
+  std::optional<std::string> coordinator_api() const;
+  nlohmann::json cluster_view() const;
+  std::optional<Plan> placement() const;
+
+  // Coordinator, once ready().
+  engine::Pipeline& pipeline();
+  const model::Tokenizer& tokenizer() const { return *tokenizer_; }
+  const model::ChatTemplate& chat_template() const { return *chat_; }
+  std::string model_id() const;
+  std::string model_file_name() const;
+
+  // Public for the implementation files (node_*.cpp).
+  struct Impl;
+
+ private:
+  void start_local();
+  void start_cluster();       // node_stages.cpp
+  void install_routes();      // node_stages.cpp: /v1/node/* on the cluster HTTP server
+  void control_loop();        // node_stages.cpp: heartbeats, discovery, membership
+  void run_coordinator();     // node_stages.cpp
+  void run_worker();          // node_stages.cpp
+  void set_status(std::string text);
+  void set_failed(const std::string& why);
+
+  NodeOptions options_;
+  std::string id_;
+  bool clustered_ = false;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mutex_;
+  std::string status_ = "starting";
+  std::string failure_;
+
+  std::shared_ptr<const gguf::File> file_;
+  std::shared_ptr<model::Model> model_;
+  std::unique_ptr<model::Tokenizer> tokenizer_;
+  std::unique_ptr<model::ChatTemplate> chat_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace herd::cluster

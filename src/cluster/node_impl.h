@@ -1,0 +1,77 @@
+// Node's private state, shared by node.cpp (lifecycle, control plane) and node_stages.cpp
+// (the coordinator's setup and the worker's stage). Not part of the public API.
+#pragma once
+
+#include <httplib.h>
+
+#include <condition_variable>
+
+#include "cluster/auth.h"
+#include "cluster/cluster_pipeline.h"
+#include "cluster/discovery.h"
+#include "cluster/file_hash.h"
+#include "cluster/node.h"
+#include "cluster/ucx_transport.h"
+#include "cluster/weight_auth.h"
+#include "cluster/weight_server.h"
+#include "engine/local_pipeline.h"
+#include "util/thread_pool.h"
+
+namespace herd::cluster {
+
+// What the coordinator tells a worker (POST /v1/node/assign).
+struct Assignment {
+  std::string coordinator_host;
+  int coordinator_port = 0;  // its cluster (weights) port
+  int coordinator_api_port = 0;
+  std::string model_hash;
+  model::LayerRange range;
+  int n_ctx = 0;
+};
+
+// A worker's progress, reported by GET /v1/node/state.
+struct WorkerState {
+  std::string state = "idle";  // idle, fetching, loaded, serving, stopped, failed
+  std::string error;
+  std::string address_hex;  // its transport address once loaded
+};
+
+struct Node::Impl {
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<engine::LocalPipeline> local;
+  int n_ctx = 0;
+
+  // Control plane.
+  std::unique_ptr<Secret> secret;
+  std::shared_ptr<HttpAuth> http_auth;
+  ReplayGuard guard;
+  std::unique_ptr<Discovery> discovery;
+  std::unique_ptr<Membership> membership;  // under Node::mutex_
+  std::uint64_t seq = 0;
+  httplib::Server http;
+  std::thread http_thread;
+  std::thread control_thread;
+
+  // Coordinator.
+  std::shared_ptr<WeightServer> weights;
+  std::thread setup_thread;
+  std::unique_ptr<UcxTransport> transport;
+  std::unique_ptr<ClusterPipeline> cluster_pipeline;
+  std::optional<Plan> plan;  // under Node::mutex_
+
+  // Worker.
+  std::thread stage_thread;
+  std::condition_variable cv;  // with Node::mutex_: assignment / connect info arrived, stopping
+  std::optional<Assignment> assignment;
+  std::optional<std::pair<std::string, std::string>> connect;  // coordinator, next (hex; "" = none)
+  WorkerState worker;
+};
+
+// Node's control-plane helpers (node.cpp) used by node_stages.cpp.
+std::int64_t wall_ms();
+nlohmann::json post_signed(const HttpAuth& auth, const std::string& host, int port,
+                           const std::string& path, const nlohmann::json& body);
+nlohmann::json get_signed(const HttpAuth& auth, const std::string& host, int port,
+                          const std::string& path);
+
+}  // namespace herd::cluster

@@ -1,0 +1,389 @@
+// Node: the control plane loop, the coordinator's setup of the pipeline and the worker's stage.
+// The sequence is described in node.h.
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "cluster/link_probe.h"
+#include "cluster/node_impl.h"
+#include "cluster/shard_plan.h"
+#include "cluster/stage_server.h"
+#include "cluster/weight_fetcher.h"
+#include "util/cpu_features.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/memory_bandwidth.h"
+
+namespace herd::cluster {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::uint64_t mem_available_bytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char key[64];
+  unsigned long long kb = 0;
+  std::uint64_t out = 0;
+  while (std::fscanf(f, "%63s %llu kB\n", key, &kb) == 2) {
+    if (std::string(key) == "MemAvailable:") out = kb * 1024;
+  }
+  std::fclose(f);
+  return out;
+}
+
+std::vector<std::uint8_t> hex_bytes(const std::string& hex) {
+  std::string raw;
+  if (!from_hex(hex, raw)) fail_format("a transport address is not hex");
+  return {raw.begin(), raw.end()};
+}
+
+std::string hex_of(const std::vector<std::uint8_t>& bytes) {
+  return to_hex(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+}  // namespace
+
+void Node::set_status(std::string text) {
+  std::lock_guard lock(mutex_);
+  if (status_ != text) log::info("node {}: {}", id_, text);
+  status_ = std::move(text);
+}
+
+void Node::start_cluster() {
+  auto& d = *impl_;
+  if (options_.secret_file.empty())
+    fail_argument("a cluster needs a shared secret: --secret-file FILE on every node (create one "
+                  "with: head -c 32 /dev/urandom | xxd -p -c 64 > FILE && chmod 600 FILE)");
+  d.secret = std::make_unique<Secret>(load_secret(options_.secret_file));
+  d.http_auth = std::make_shared<HttpAuth>(*d.secret);
+
+  NodeInfo self;
+  self.id = id_;
+  self.name = options_.name.empty() ? id_ : options_.name;
+  self.address = {options_.host, static_cast<std::uint16_t>(options_.api_port),
+                  static_cast<std::uint16_t>(options_.cluster_port)};
+  std::uint64_t usable = options_.memory_limit;
+  if (usable == 0) {
+    const std::uint64_t avail = mem_available_bytes();
+    usable = avail > (std::uint64_t{512} << 20) ? avail - (std::uint64_t{512} << 20) : avail;
+  }
+  self.resources.usable_memory_bytes = usable;
+  self.resources.threads = d.pool->size();
+  self.resources.cpu_features = cpu_feature_string();
+  // A short measurement: placement needs each node's speed, not a precise figure.
+  self.resources.profile.memory_gb_per_s =
+      std::max(0.1, measure_memory_bandwidth(*d.pool, std::size_t{32} << 20, 3).read_gb_per_s);
+  self.resources.profile.matvec_gflops = 1.0;
+  if (is_coordinator()) self.model = model_file_name();
+  d.membership = std::make_unique<Membership>(self);
+  d.seq = make_sequence_start();
+
+  DiscoveryConfig dc;
+  dc.bind = {options_.host, static_cast<std::uint16_t>(options_.cluster_port)};
+  for (const auto& p : options_.peers) dc.peers.push_back(parse_endpoint(p));
+  dc.multicast = options_.multicast;
+  d.discovery = std::make_unique<Discovery>(dc);
+
+  install_routes();
+  if (is_coordinator()) {
+    FileHashCache hashes({}, d.pool->size());
+    WeightServerOptions wo;
+    wo.verify = d.http_auth->verifier();
+    wo.response_auth = d.http_auth;
+    d.weights = std::make_shared<WeightServer>(file_, hashes.get(*file_), wo);
+    register_weight_routes(d.http, d.weights);
+  }
+  if (!d.http.bind_to_port(options_.host, options_.cluster_port))
+    fail("cannot listen for cluster HTTP on {}:{} (TCP port in use?): pick another --cluster-port",
+         options_.host, options_.cluster_port);
+  d.http_thread = std::thread([this] { impl_->http.listen_after_bind(); });
+  d.control_thread = std::thread([this] { control_loop(); });
+  if (is_coordinator()) {
+    d.setup_thread = std::thread([this] {
+      try {
+        run_coordinator();
+      } catch (const std::exception& e) {
+        set_failed(e.what());
+      }
+    });
+  } else {
+    d.stage_thread = std::thread([this] { run_worker(); });
+  }
+}
+
+void Node::install_routes() {
+  auto& d = *impl_;
+  auto authorized = [this](const httplib::Request& req, httplib::Response& res) {
+    std::string reason;
+    if (impl_->http_auth->verify(req, reason)) return true;
+    log::warn("node {}: refused {} {} from {}: {}", id_, req.method, req.path, req.remote_addr, reason);
+    res.status = 401;
+    res.set_content(json{{"error", reason}}.dump(), "application/json");
+    return false;
+  };
+  d.http.Post("/v1/node/assign", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    json j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded() || is_coordinator()) {
+      res.status = 400;
+      return;
+    }
+    Assignment a;
+    a.coordinator_host = j.value("coordinator_host", "");
+    a.coordinator_port = j.value("coordinator_port", 0);
+    a.coordinator_api_port = j.value("coordinator_api_port", 0);
+    a.model_hash = j.value("model_hash", "");
+    a.range = {j.value("first", 0), j.value("last", 0)};
+    a.n_ctx = j.value("n_ctx", 0);
+    {
+      std::lock_guard lock(mutex_);
+      impl_->assignment = a;
+    }
+    impl_->cv.notify_all();
+    res.set_content(json{{"state", "assigned"}}.dump(), "application/json");
+  });
+  d.http.Post("/v1/node/connect", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    json j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded()) {
+      res.status = 400;
+      return;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      impl_->connect = {j.value("coordinator", ""), j.value("next", "")};
+    }
+    impl_->cv.notify_all();
+    res.set_content(json{{"state", "connecting"}}.dump(), "application/json");
+  });
+  d.http.Get("/v1/node/state", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    std::lock_guard lock(mutex_);
+    const WorkerState& w = impl_->worker;
+    res.set_content(json{{"state", w.state}, {"error", w.error}, {"address", w.address_hex}}.dump(),
+                    "application/json");
+  });
+}
+
+void Node::control_loop() {
+  auto& d = *impl_;
+  std::int64_t next_beat = 0;
+  int beats = 0;
+  while (!stopping_) {
+    const std::int64_t now = wall_ms();
+    if (now >= next_beat) {
+      Message m;
+      m.type = beats++ < 3 ? MessageType::kAnnounce : MessageType::kHeartbeat;
+      {
+        std::lock_guard lock(mutex_);
+        m.node = d.membership->self();
+        for (const auto& e : d.membership->tick(now))
+          log::info("node {}: member {} {} {}", id_, e.node_id, member_event_name(e.type), e.detail);
+      }
+      m.seq = ++d.seq;
+      d.discovery->broadcast(seal(m, *d.secret, now));
+      next_beat = now + 1000;
+    }
+    auto dgram = d.discovery->receive(100);
+    if (!dgram) continue;
+    if (auto reply = probe_reply(dgram->bytes)) {
+      d.discovery->send_to(dgram->from, *reply);
+      continue;
+    }
+    Opened opened = open(dgram->bytes, *d.secret, d.guard, wall_ms(), dgram->from.to_string());
+    if (!opened) {
+      log::warn("node {}: refused a message from {}: {} (is its --secret-file the same?)", id_,
+                dgram->from.to_string(), opened.reason);
+      continue;
+    }
+    if (opened.message->node.id == id_) continue;
+    d.discovery->add_peer(dgram->from);
+    std::lock_guard lock(mutex_);
+    for (const auto& e : d.membership->on_message(*opened.message, wall_ms()))
+      log::info("node {}: member {} {} {}", id_, e.node_id, member_event_name(e.type), e.detail);
+  }
+}
+
+void Node::run_coordinator() {
+  auto& d = *impl_;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.wait_timeout_s);
+  for (;;) {
+    std::size_t have = 0;
+    {
+      std::lock_guard lock(mutex_);
+      have = d.membership->members().size();
+    }
+    if (have >= static_cast<std::size_t>(options_.wait_nodes)) break;
+    if (stopping_) return;
+    if (std::chrono::steady_clock::now() > deadline)
+      fail("only {} of the {} expected nodes joined within {} s: check that the others run with "
+           "the same --secret-file and can reach {}:{} (--peers)", have, options_.wait_nodes,
+           options_.wait_timeout_s, options_.host, options_.cluster_port);
+    set_status(fmt::format("waiting for {} more node(s)", options_.wait_nodes - have));
+    std::this_thread::sleep_for(200ms);
+  }
+  // Shape of the model, from the tensor table (binding layer 0 touches no weight bytes).
+  auto probe = model::Model::load(file_, model::LayerRange{0, 1});
+  const int n_layer = probe->n_layer();
+  const int train = probe->hparams().n_ctx_train;
+  d.n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(train > 0 ? train : 4096, 4096);
+  ModelShape shape;
+  for (int il = 0; il < n_layer; ++il) shape.layer_bytes.push_back(probe->layer_bytes(il));
+  shape.embedding_bytes = probe->embedding_bytes();
+  shape.head_bytes = probe->head_bytes();
+  shape.kv_bytes_per_token_per_layer = probe->kv_bytes_per_token_per_layer();
+  shape.n_ctx = d.n_ctx;
+  shape.activation_bytes = static_cast<std::uint64_t>(probe->n_embd()) * 4;
+  std::vector<PlacementMember> members;
+  std::map<std::string, NodeInfo> infos;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, m] : d.membership->members()) {
+      members.push_back({id, m.info.resources.usable_memory_bytes,
+                         m.info.resources.profile.memory_gb_per_s * 1e9, {}});
+      infos[id] = m.info;
+    }
+  }
+  PlacementOptions po;
+  po.per_node_overhead_bytes = 0;  // --memory-limit is what a node offers for weights + KV cache
+  Plan plan = cluster::plan(shape, members, po);
+  put_coordinator_first(plan, id_, shape.layer_bytes, infos[id_].resources.usable_memory_bytes);
+  log::info("node {}: placement\n{}", id_, plan.explain());
+  {
+    std::lock_guard lock(mutex_);
+    d.plan = plan;
+  }
+  const Stage& mine = plan.stages[0];
+  model_ = model::Model::load(file_, model::LayerRange{mine.first_layer, mine.last_layer});
+  if (plan.stages.size() == 1) {
+    d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool);
+    ready_ = true;
+    return;
+  }
+  // 1. Assign every worker its range; they fetch their shards in parallel.
+  set_status("workers are fetching their shards");
+  for (std::size_t i = 1; i < plan.stages.size(); ++i) {
+    const Stage& s = plan.stages[i];
+    const NodeInfo& w = infos.at(s.node_id);
+    post_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/assign",
+                {{"coordinator_host", options_.host}, {"coordinator_port", options_.cluster_port},
+                 {"coordinator_api_port", options_.api_port},
+                 {"model_hash", d.weights->model_hash()}, {"first", s.first_layer},
+                 {"last", s.last_layer}, {"n_ctx", d.n_ctx}});
+  }
+  auto wait_state = [&](const char* wanted, std::vector<std::string>& addresses) {
+    addresses.assign(plan.stages.size(), "");
+    const auto until = std::chrono::steady_clock::now() + 600s;
+    for (std::size_t i = 1; i < plan.stages.size(); ++i) {
+      const NodeInfo& w = infos.at(plan.stages[i].node_id);
+      for (;;) {
+        if (stopping_) fail("stopping");
+        json st = get_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/state");
+        const std::string state = st.value("state", "");
+        if (state == "failed") fail("node '{}' failed: {}", w.id, st.value("error", ""));
+        if (state == wanted) {
+          addresses[i] = st.value("address", "");
+          break;
+        }
+        if (std::chrono::steady_clock::now() > until)
+          fail("node '{}' did not reach state '{}' within 600 s (it is '{}')", w.id, wanted, state);
+        std::this_thread::sleep_for(100ms);
+      }
+    }
+  };
+  std::vector<std::string> addresses;
+  wait_state("loaded", addresses);
+  // 2. Tell each worker where to send: the next stage, or back to us.
+  d.transport = std::make_unique<UcxTransport>();
+  const std::string self_address = hex_of(d.transport->local_address());
+  for (std::size_t i = 1; i < plan.stages.size(); ++i) {
+    const NodeInfo& w = infos.at(plan.stages[i].node_id);
+    post_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/connect",
+                {{"coordinator", self_address},
+                 {"next", i + 1 < plan.stages.size() ? addresses[i + 1] : ""}});
+  }
+  std::vector<std::string> unused;
+  wait_state("serving", unused);
+  // 3. Connect to every stage (pings, truncates) and check the chain answers.
+  std::vector<ChainNode> chain;
+  for (std::size_t i = 1; i < plan.stages.size(); ++i) {
+    const NodeInfo& w = infos.at(plan.stages[i].node_id);
+    const std::string where = fmt::format("{}:{}", w.address.host, w.address.cluster_port);
+    chain.push_back({w.id, where, d.transport->connect(hex_bytes(addresses[i]),
+                                                        fmt::format("node '{}' ({})", w.id, where))});
+  }
+  d.cluster_pipeline = std::make_unique<ClusterPipeline>(model_, d.n_ctx, *d.pool, *d.transport, chain);
+  // Serving the workers' weights pulled the whole file into this process's page tables: drop
+  // those pages (they are clean, file-backed; our own stage faults its pages back in on use).
+  if (const MappedFile* m = file_->mapping()) {
+    madvise(const_cast<std::uint8_t*>(m->data()), m->size(), MADV_DONTNEED);
+  }
+  ready_ = true;
+  log::info("node {}: ready, {} stages", id_, plan.stages.size());
+}
+
+void Node::run_worker() {
+  auto& d = *impl_;
+  auto set_worker = [&](const char* state, std::string error = "") {
+    std::lock_guard lock(mutex_);
+    d.worker.state = state;
+    d.worker.error = std::move(error);
+  };
+  try {
+    Assignment a;
+    {
+      std::unique_lock lock(mutex_);
+      status_ = "waiting for the coordinator's assignment";
+      d.cv.wait(lock, [&] { return stopping_ || d.assignment.has_value(); });
+      if (stopping_) return;
+      a = *d.assignment;
+      d.worker.state = "fetching";
+      status_ = fmt::format("fetching layers {}-{}", a.range.first, a.range.last - 1);
+    }
+    FetchOptions fo;
+    fo.host = a.coordinator_host;
+    fo.port = a.coordinator_port;
+    fo.model_hash = a.model_hash;
+    fo.range = a.range;
+    fo.data_dir = options_.data_dir.empty()
+                      ? std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/tmp") / ".cache" / "herd" / id_
+                      : options_.data_dir;
+    fo.auth = d.http_auth;
+    FetchResult fetched = fetch_shard(fo);
+    auto shard = std::make_shared<const gguf::File>(gguf::File::open(fetched.path.string()));
+    model_ = model::Model::load(shard, a.range);
+    d.transport = std::make_unique<UcxTransport>();
+    {
+      std::lock_guard lock(mutex_);
+      d.worker.address_hex = hex_of(d.transport->local_address());
+      d.worker.state = "loaded";
+      status_ = fmt::format("layers {}-{} loaded, waiting for the chain", a.range.first, a.range.last - 1);
+    }
+    std::pair<std::string, std::string> links;
+    {
+      std::unique_lock lock(mutex_);
+      d.cv.wait(lock, [&] { return stopping_ || d.connect.has_value(); });
+      if (stopping_) return;
+      links = *d.connect;
+    }
+    StageLinks sl;
+    sl.coordinator = d.transport->connect(hex_bytes(links.first), "the coordinator");
+    if (!links.second.empty()) sl.next = d.transport->connect(hex_bytes(links.second), "the next stage");
+    StageServer server(model_, a.n_ctx, *d.pool, *d.transport, sl);
+    set_worker("serving");
+    ready_ = true;
+    server.serve(&stopping_);
+    set_worker("stopped");
+  } catch (const std::exception& e) {
+    set_worker("failed", e.what());
+    set_failed(e.what());
+  }
+}
+
+}  // namespace herd::cluster

@@ -1,0 +1,152 @@
+#include "cluster/stage_server.h"
+
+#include "cluster/stage_protocol.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace herd::cluster {
+
+namespace {
+
+std::shared_ptr<const model::Model> checked(std::shared_ptr<const model::Model> model,
+                                            const StageLinks& links) {
+  HERD_CHECK(model != nullptr);
+  if (model->has_head() && links.next) {
+    fail_argument("the stage for layers [{}, {}) holds the output head, so it is the last stage "
+                  "and must not have a next hop", model->range().first, model->range().last);
+  }
+  if (!model->has_head() && !links.next) {
+    fail_argument("the stage for layers [{}, {}) lacks the output head and needs a next hop",
+                  model->range().first, model->range().last);
+  }
+  return model;
+}
+
+}  // namespace
+
+StageServer::StageServer(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
+                         Transport& transport, StageLinks links, StageServerOptions options)
+    : stage_(checked(std::move(model), links), n_ctx, pool),
+      transport_(transport),
+      links_(links),
+      options_(options) {}
+
+void StageServer::serve(const std::atomic<bool>* stop) {
+  while (stop == nullptr || !stop->load()) {
+    if (!serve_once(Millis(100))) return;
+  }
+}
+
+bool StageServer::serve_once(Millis timeout) {
+  auto received = transport_.try_receive(kStageTag, std::nullopt, timeout);
+  if (!received) return true;
+  StageMessage message;
+  try {
+    message = parse_stage_message(received->bytes);
+  } catch (const FormatError& e) {
+    log::warn("stage server: dropped a malformed message from {}: {}",
+              transport_.peer_label(received->from), e.what());
+    if (received->from == links_.coordinator) reply_error(0, e.what());
+    return true;
+  }
+  const StageHeader& h = message.header;
+  switch (h.op) {
+    case StageOp::kForward:
+      try {
+        on_forward(message);
+      } catch (const Error& e) {
+        reply_error(h.request_id, e.what());
+      }
+      return true;
+    case StageOp::kTruncate:
+      on_truncate(message, received->bytes);
+      return true;
+    case StageOp::kShutdown:
+      if (links_.next) send_or_log(*links_.next, received->bytes, "shutdown");
+      return false;
+    case StageOp::kPing:
+      if (received->from == links_.coordinator) {
+        StageHeader pong;
+        pong.op = StageOp::kPong;
+        pong.request_id = h.request_id;
+        send_or_log(links_.coordinator, encode_stage_message(pong), "pong");
+      }
+      return true;
+    default:
+      log::warn("stage server: ignored a '{}' message from {}", stage_op_name(h.op),
+                transport_.peer_label(received->from));
+      return true;
+  }
+}
+
+void StageServer::on_forward(const StageMessage& message) {
+  const StageHeader& h = message.header;
+  const int n = h.n_tokens;
+  const int n_embd = stage_.n_embd();
+  if (n <= 0 || n > stage_.n_ctx()) {
+    fail_argument("a forward of {} tokens does not fit a context of {}", n, stage_.n_ctx());
+  }
+  if (h.kind == PayloadKind::kTokens && h.n_rows == n && h.row_width == 1) {
+    copy_tokens(message.payload, tokens_);
+    stage_.embed(tokens_, hidden_);  // Error when this stage has no embedding
+  } else if (h.kind == PayloadKind::kHidden && h.n_rows == n && h.row_width == n_embd) {
+    copy_floats(message.payload, hidden_);
+  } else {
+    fail_argument("a forward of {} tokens carried {} rows of {} elements (kind {}), but this "
+                  "stage takes tokens or hidden rows of {}", n, h.n_rows, h.row_width,
+                  static_cast<int>(h.kind), n_embd);
+  }
+  stage_.run_layers(hidden_.data(), n, h.pos0);
+  ++forwards_served_;
+
+  StageHeader out = h;
+  out.checksum = options_.checksum;
+  if (links_.next) {
+    out.kind = PayloadKind::kHidden;
+    out.n_rows = n;
+    out.row_width = n_embd;
+    encode_stage_message(out, as_bytes(std::span<const float>(hidden_)), out_);
+    transport_.send(*links_.next, kStageTag, out_, options_.send_timeout);
+    return;
+  }
+  const int rows = h.all_logits ? n : 1;
+  stage_.head(hidden_.data() + static_cast<std::size_t>(n - rows) * n_embd, rows, logits_);
+  out.op = StageOp::kLogits;
+  out.kind = PayloadKind::kLogits;
+  out.n_rows = rows;
+  out.row_width = stage_.model().n_vocab();
+  encode_stage_message(out, as_bytes(std::span<const float>(logits_)), out_);
+  transport_.send(links_.coordinator, kStageTag, out_, options_.send_timeout);
+}
+
+void StageServer::on_truncate(const StageMessage& message, std::span<const std::uint8_t> raw) {
+  try {
+    stage_.truncate(message.header.pos0);
+  } catch (const Error& e) {
+    reply_error(message.header.request_id, e.what());
+  }
+  if (links_.next) send_or_log(*links_.next, raw, "truncate");
+}
+
+void StageServer::reply_error(std::uint64_t request_id, const std::string& text) {
+  StageHeader h;
+  h.op = StageOp::kError;
+  h.kind = PayloadKind::kText;
+  h.request_id = request_id;
+  h.n_rows = 1;
+  h.row_width = static_cast<std::int32_t>(text.size());
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text.data()),
+                                            text.size());
+  send_or_log(links_.coordinator, encode_stage_message(h, bytes), "error report");
+}
+
+void StageServer::send_or_log(PeerId peer, std::span<const std::uint8_t> bytes, const char* what) {
+  try {
+    transport_.send(peer, kStageTag, bytes, options_.send_timeout);
+  } catch (const Error& e) {
+    log::error("stage server: could not send a {} to {}: {}", what, transport_.peer_label(peer),
+               e.what());
+  }
+}
+
+}  // namespace herd::cluster

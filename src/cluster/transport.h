@@ -1,0 +1,76 @@
+// The data plane's transport: reliable, ordered, tagged byte messages between peers. The
+// activations of a pipeline (and later the partial sums of tensor parallelism) travel through
+// it; it knows nothing about what the bytes mean.
+//
+// A transport is created first, its local_address() (an opaque blob) goes to the peers over the
+// control plane, and each peer connect()s to the blobs it was given. Messages between one pair of
+// peers with the same tag arrive in the order they were sent.
+//
+// Failure model: a peer that dies or stops answering is an event on the call that notices it — a
+// herd::Error naming the peer — never an abort or an unbounded wait. Every blocking call takes a
+// timeout.
+//
+// Implementations: UcxTransport (ucx_transport.h; shared memory, TCP, RDMA behind one API) and
+// LoopbackTransport (transport_loopback.h; in-process, for tests).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace herd::cluster {
+
+// A peer is named by the 32-bit id its transport picked at random when it was created (carried
+// in its address blob), so a receiver knows who sent a message even without an endpoint back.
+using PeerId = std::uint32_t;
+// Separates kinds of traffic (stage protocol, all-reduce, ...) on one transport.
+using Tag = std::uint32_t;
+using Millis = std::chrono::milliseconds;
+
+struct ReceivedMessage {
+  PeerId from = 0;
+  Tag tag = 0;
+  std::vector<std::uint8_t> bytes;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // This transport's own id, as peers see it in ReceivedMessage::from.
+  virtual PeerId self() const = 0;
+  // The blob a peer passes to connect() to reach this transport.
+  virtual std::vector<std::uint8_t> local_address() const = 0;
+  // Opens an endpoint to the transport whose local_address() is `address`. `label` names the
+  // peer in error messages (e.g. "node 'b' (10.0.0.2:7002)"). Connecting again to a peer already
+  // connected returns the same id. InvalidArgument for a malformed blob.
+  virtual PeerId connect(std::span<const std::uint8_t> address, const std::string& label) = 0;
+  // Closes the endpoint (flushing what was sent, for a bounded time).
+  virtual void disconnect(PeerId peer) = 0;
+
+  // Sends one message; returns when `bytes` may be reused. herd::Error when the peer is not
+  // connected, has failed, or the send does not complete within `timeout`.
+  virtual void send(PeerId peer, Tag tag, std::span<const std::uint8_t> bytes, Millis timeout) = 0;
+
+  // The next message with `tag` (from `from` when given), or nullopt when none arrives within
+  // `timeout`. herd::Error when `from` is given and that peer has failed, or when a message
+  // breaks off half-way.
+  virtual std::optional<ReceivedMessage> try_receive(Tag tag, std::optional<PeerId> from,
+                                                     Millis timeout) = 0;
+
+  // Why the endpoint to `peer` failed (the peer died, the link broke), or nullopt while healthy.
+  virtual std::optional<std::string> peer_failure(PeerId peer) const = 0;
+  // The label given to connect(), or "peer <id>" for one never connected.
+  virtual std::string peer_label(PeerId peer) const = 0;
+
+  // try_receive, with a timeout being an error that names what was awaited.
+  ReceivedMessage receive(Tag tag, std::optional<PeerId> from, Millis timeout);
+};
+
+// Tags in use. Kept here so two subsystems never pick the same one.
+constexpr Tag kStageTag = 0x53544731;  // stage protocol (stage_protocol.h)
+
+}  // namespace herd::cluster

@@ -1,0 +1,172 @@
+// The API server on a free port of 127.0.0.1, in-process, exercised with httplib::Client.
+#include "api/server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <thread>
+
+#include "engine/local_pipeline.h"
+#include "gguf/reader.h"
+#include "model/model.h"
+#include "support/test_data.h"
+#include "util/thread_pool.h"
+
+namespace herd::api {
+namespace {
+
+using nlohmann::json;
+
+// Answers every request with the prompt's ids as text "<id> ", one piece per id.
+class EchoBackend : public Backend {
+ public:
+  std::string model_id() const override { return "echo"; }
+  std::int32_t n_ctx() const override { return 16; }
+  std::vector<std::int32_t> prepare(const CompletionRequest& r) override {
+    std::vector<std::int32_t> ids = r.prompt_ids;
+    if (ids.empty()) ids.assign(r.kind == RequestKind::kChat ? r.messages.size() : r.prompt.size(), 7);
+    if (static_cast<int>(ids.size()) + std::max(r.params.max_tokens, 1) > n_ctx())
+      throw ApiError(400, "context exceeded", "invalid_request_error", "messages", "context_length_exceeded");
+    return ids;
+  }
+  engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
+                                    const engine::GenerationParams&,
+                                    const engine::TextCallback& on_text) override {
+    engine::GenerationResult r;
+    for (auto id : prompt) {
+      std::string piece = std::to_string(id) + " ";
+      r.text += piece;
+      if (on_text) on_text(piece);
+    }
+    r.stats.prompt_tokens = static_cast<int>(prompt.size());
+    r.stats.generated_tokens = static_cast<int>(prompt.size());
+    r.stats.finish_reason = "stop";
+    return r;
+  }
+  json cluster_view() const override { return {{"self", "n1"}, {"members", json::array()}}; }
+};
+
+TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
+  EchoBackend backend;
+  ApiOptions options;
+  options.port = 0;
+  ApiServer server(backend, options);
+  const int port = server.start();
+  httplib::Client c("127.0.0.1", port);
+
+  auto health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+
+  auto models = c.Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(json::parse(models->body)["data"][0]["id"], "echo");
+
+  // Malformed requests: 4xx with OpenAI's error object.
+  for (const char* bad : {"{oops", R"({"model":"echo"})", R"({"messages":"hi"})"}) {
+    auto r = c.Post("/v1/chat/completions", bad, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_TRUE(json::parse(r->body)["error"].contains("message")) << r->body;
+  }
+  auto unknown = c.Post("/v1/chat/completions", R"({"model":"gpt-9","messages":[{"role":"user","content":"x"}]})",
+                        "application/json");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_EQ(json::parse(unknown->body)["error"]["code"], "model_not_found");
+  auto too_long = c.Post("/v1/completions", R"({"prompt":[1,2,3],"max_tokens":100})", "application/json");
+  ASSERT_TRUE(too_long);
+  EXPECT_EQ(too_long->status, 400);
+  EXPECT_EQ(json::parse(too_long->body)["error"]["code"], "context_length_exceeded");
+
+  // ... and the server keeps serving.
+  auto ok = c.Post("/v1/completions", R"({"prompt":[4,5],"max_tokens":2})", "application/json");
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(json::parse(ok->body)["choices"][0]["text"], "4 5 ");
+
+  auto stream = c.Post("/v1/chat/completions",
+                       R"({"messages":[{"role":"user","content":"a"}],"stream":true,"stream_options":{"include_usage":true}})",
+                       "application/json");
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(stream->status, 200);
+  EXPECT_NE(stream->body.find(R"("delta":{"content":"7 "})"), std::string::npos) << stream->body;
+  EXPECT_NE(stream->body.find(R"("role":"assistant")"), std::string::npos);
+  EXPECT_NE(stream->body.find(R"("usage":)"), std::string::npos);
+  EXPECT_EQ(stream->body.substr(stream->body.size() - 14), "data: [DONE]\n\n");
+
+  auto cluster = c.Get("/v1/cluster");
+  ASSERT_TRUE(cluster);
+  EXPECT_EQ(json::parse(cluster->body)["self"], "n1");
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("herd_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"} 3"),
+            std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("herd_generated_tokens_total 3"), std::string::npos);
+  auto page = c.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_NE(page->body.find("/v1/cluster"), std::string::npos);
+  auto missing = c.Get("/v2/nothing");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_TRUE(json::parse(missing->body).contains("error"));
+  server.stop();
+}
+
+TEST(ApiServer, RequiresTheApiKeyWhenSet) {
+  EchoBackend backend;
+  ApiOptions options;
+  options.port = 0;
+  options.api_key = "sesame";
+  ApiServer server(backend, options);
+  const int port = server.start();
+  httplib::Client c("127.0.0.1", port);
+  auto denied = c.Get("/v1/models");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 401);
+  EXPECT_EQ(json::parse(denied->body)["error"]["type"], "authentication_error");
+  auto wrong = c.Get("/v1/models", {{"Authorization", "Bearer nope"}});
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  auto allowed = c.Get("/v1/models", {{"Authorization", "Bearer sesame"}});
+  ASSERT_TRUE(allowed);
+  EXPECT_EQ(allowed->status, 200);
+  EXPECT_EQ(c.Get("/health")->status, 200);
+}
+
+TEST(ApiServer, ConcurrentClientsWaitTheirTurnOnARealModel) {
+  HERD_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  auto file = std::make_shared<const gguf::File>(gguf::File::open(path.string()));
+  auto model = model::Model::load(file);
+  auto tokenizer = model::Tokenizer::from_gguf(file->metadata());
+  auto chat = model::ChatTemplate::for_model("", *tokenizer);
+  ThreadPool pool(1);
+  engine::LocalPipeline pipeline(model, 256, pool);
+  PipelineBackend backend("stories260K", "stories260K.gguf", *tokenizer, chat, pipeline,
+                          [] { return json::object(); });
+  ApiOptions options;
+  options.port = 0;
+  ApiServer server(backend, options);
+  const int port = server.start();
+  const std::string body = R"({"model":"stories260K","prompt":"Once upon a time","max_tokens":24,"temperature":0})";
+  std::vector<std::string> texts(4);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(60, 0);
+      auto r = c.Post("/v1/completions", body, "application/json");
+      if (r && r->status == 200) texts[i] = json::parse(r->body)["choices"][0]["text"];
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_FALSE(texts[0].empty());
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(texts[i], texts[0]) << "greedy output differs for client " << i;
+  httplib::Client c("127.0.0.1", port);
+  auto too_long = c.Post("/v1/completions", R"({"prompt":"Once","max_tokens":100000})", "application/json");
+  ASSERT_TRUE(too_long);
+  EXPECT_EQ(too_long->status, 400);
+}
+
+}  // namespace
+}  // namespace herd::api

@@ -1,0 +1,209 @@
+// Norm, rope, softmax, activation and attention kernels against straightforward references.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "util/cpu_features.h"
+
+namespace herd::kernels {
+namespace {
+
+std::vector<float> random_vector(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+TEST(Ops, RmsNormScalesToUnitRootMeanSquareTimesWeight) {
+  const int n = 37;  // odd on purpose
+  auto x = random_vector(n, 1);
+  auto w = random_vector(n, 2);
+  std::vector<float> y(n);
+  rms_norm(x.data(), w.data(), y.data(), n, 1e-6f);
+  double ss = 0;
+  for (float v : x) ss += double(v) * v;
+  const double scale = 1.0 / std::sqrt(ss / n + 1e-6);
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i] * scale * w[i], 1e-5);
+  // In place, no weight.
+  rms_norm_rows(x.data(), nullptr, 1, n, n, 1e-6f);
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(x[i] * w[i], y[i], 1e-5);
+}
+
+TEST(Ops, RopeAtPositionZeroIsIdentity) {
+  RopeConfig c;
+  c.n_rot = 8;
+  std::vector<float> cs(8);
+  rope_cos_sin(c, 0, cs.data());
+  auto x = random_vector(16, 3);
+  auto y = x;
+  rope_apply(c, cs.data(), y.data(), 2, 8);
+  for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(x[i], y[i]);
+}
+
+TEST(Ops, RopeNormalRotatesAdjacentPairsAndNeoxRotatesHalves) {
+  RopeConfig c;
+  c.n_rot = 4;
+  c.freq_base = 10000.0f;
+  std::vector<float> cs(4);
+  rope_cos_sin(c, 1, cs.data());
+  // Pair 0 turns by 1 radian, pair 1 by 10000^(-2/4) = 0.01 radian.
+  EXPECT_NEAR(cs[0], std::cos(1.0), 1e-6);
+  EXPECT_NEAR(cs[1], std::sin(1.0), 1e-6);
+  EXPECT_NEAR(cs[2], std::cos(0.01), 1e-6);
+  EXPECT_NEAR(cs[3], std::sin(0.01), 1e-6);
+
+  std::vector<float> x = {1, 0, 0, 0, 7};  // head_dim 5: the last element is not rotated
+  rope_apply(c, cs.data(), x.data(), 1, 5);
+  EXPECT_NEAR(x[0], std::cos(1.0), 1e-6);
+  EXPECT_NEAR(x[1], std::sin(1.0), 1e-6);
+  EXPECT_FLOAT_EQ(x[4], 7.0f);
+
+  c.neox = true;
+  std::vector<float> y = {1, 0, 0, 0, 7};
+  rope_apply(c, cs.data(), y.data(), 1, 5);
+  EXPECT_NEAR(y[0], std::cos(1.0), 1e-6);
+  EXPECT_NEAR(y[2], std::sin(1.0), 1e-6);  // partner of 0 is n_rot/2 = 2
+  EXPECT_NEAR(y[1], 0.0, 1e-6);
+}
+
+TEST(Ops, RopeFrequencyFactorsDivideTheAngleAndLinearScalingMultipliesIt) {
+  RopeConfig c;
+  c.n_rot = 4;
+  const float factors[2] = {4.0f, 1.0f};
+  c.freq_factors = factors;
+  std::vector<float> cs(4);
+  rope_cos_sin(c, 2, cs.data());
+  EXPECT_NEAR(cs[0], std::cos(0.5), 1e-6);
+  c.freq_factors = nullptr;
+  c.freq_scale = 0.25f;
+  rope_cos_sin(c, 2, cs.data());
+  EXPECT_NEAR(cs[1], std::sin(0.5), 1e-6);
+}
+
+TEST(Ops, YarnExtrapolatesFastDimensionsInterpolatesSlowOnesAndScalesMagnitude) {
+  RopeConfig c;
+  c.n_rot = 64;
+  c.freq_base = 10000.0f;
+  c.freq_scale = 0.25f;
+  c.ext_factor = 1.0f;
+  c.n_ctx_orig = 4096;
+  std::vector<float> cs(64);
+  const int pos = 3;
+  rope_cos_sin(c, pos, cs.data());
+  const double mscale = 1.0 + 0.1 * std::log(4.0);
+  // Pair 0 (fastest) keeps its original angle; the last pair (slowest) is interpolated 4x.
+  EXPECT_NEAR(cs[0], std::cos(3.0) * mscale, 1e-5);
+  const double theta_last = pos * std::pow(10000.0, -62.0 / 64.0);
+  EXPECT_NEAR(cs[62], std::cos(theta_last * 0.25) * mscale, 1e-5);
+  EXPECT_NEAR(cs[63], std::sin(theta_last * 0.25) * mscale, 1e-5);
+}
+
+TEST(Ops, SoftmaxSumsToOneAndSurvivesLargeInputs) {
+  std::vector<float> x = {1000.0f, 1001.0f, 999.0f};
+  softmax(x.data(), 3);
+  EXPECT_NEAR(x[0] + x[1] + x[2], 1.0, 1e-6);
+  EXPECT_GT(x[1], x[0]);
+  EXPECT_NEAR(x[1] / x[0], std::exp(1.0), 1e-4);
+}
+
+TEST(Ops, SwigluIsSiluOfGateTimesUp) {
+  const float gate[3] = {-2.0f, 0.0f, 3.0f};
+  const float up[3] = {1.5f, 2.0f, -1.0f};
+  float out[3];
+  swiglu(gate, up, out, 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(out[i], gate[i] / (1.0 + std::exp(-gate[i])) * up[i], 1e-6);
+  }
+  EXPECT_NEAR(sigmoid(0.0f), 0.5f, 1e-7);
+}
+
+// Plain reference: every (token, head) computed on its own in double.
+std::vector<float> naive_attention(const AttentionArgs& a) {
+  std::vector<float> out(static_cast<std::size_t>(a.n_tokens) * a.out_stride, 0.0f);
+  const int group = a.n_head / a.n_head_kv;
+  for (int t = 0; t < a.n_tokens; ++t) {
+    for (int h = 0; h < a.n_head; ++h) {
+      const int g = h / group;
+      const int n = a.pos0 + t + 1;
+      std::vector<double> s(n);
+      double max = -1e300;
+      for (int p = 0; p < n; ++p) {
+        double d = 0;
+        for (int i = 0; i < a.head_dim_k; ++i) {
+          d += double(a.q[t * a.q_stride + h * a.head_dim_k + i]) * a.k[p * a.k_stride + g * a.head_dim_k + i];
+        }
+        s[p] = d * a.scale;
+        max = std::max(max, s[p]);
+      }
+      double sum = 0;
+      for (auto& v : s) sum += (v = std::exp(v - max));
+      for (int i = 0; i < a.head_dim_v; ++i) {
+        double acc = 0;
+        for (int p = 0; p < n; ++p) acc += s[p] / sum * a.v[p * a.v_stride + g * a.head_dim_v + i];
+        out[t * a.out_stride + h * a.head_dim_v + i] = static_cast<float>(acc);
+      }
+    }
+  }
+  return out;
+}
+
+TEST(Ops, CausalGroupedAttentionMatchesReference) {
+  ThreadPool pool(2);
+  const int n_head = 6, n_head_kv = 2, dk = 29, dv = 19, n_tokens = 5, pos0 = 4, n_ctx = 16;
+  auto q = random_vector(static_cast<std::size_t>(n_tokens) * n_head * dk, 5);
+  auto k = random_vector(static_cast<std::size_t>(n_ctx) * n_head_kv * dk, 6);
+  auto v = random_vector(static_cast<std::size_t>(n_ctx) * n_head_kv * dv, 7);
+  std::vector<float> out(static_cast<std::size_t>(n_tokens) * n_head * dv, -1.0f);
+  std::vector<float> scratch(static_cast<std::size_t>(pool.size()) * n_ctx);
+  AttentionArgs a;
+  a.q = q.data();
+  a.q_stride = n_head * dk;
+  a.k = k.data();
+  a.k_stride = n_head_kv * dk;
+  a.v = v.data();
+  a.v_stride = n_head_kv * dv;
+  a.out = out.data();
+  a.out_stride = n_head * dv;
+  a.n_tokens = n_tokens;
+  a.pos0 = pos0;
+  a.n_head = n_head;
+  a.n_head_kv = n_head_kv;
+  a.head_dim_k = dk;
+  a.head_dim_v = dv;
+  a.scale = 0.3f;
+  a.scratch = scratch.data();
+  a.scratch_stride = n_ctx;
+  const auto ref = naive_attention(a);
+  // Every compiled instruction set against the reference (odd head sizes exercise the tails).
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
+    if (!isa_supported(isa)) continue;
+    set_isa_override(isa);
+    std::fill(out.begin(), out.end(), -1.0f);
+    attention(a, pool);
+    clear_isa_override();
+    for (std::size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 1e-5) << isa_name(isa) << " " << i;
+  }
+}
+
+TEST(Ops, AttentionOverOnePositionReturnsItsValue) {
+  ThreadPool pool(1);
+  std::vector<float> q = {1, 2}, k = {3, 4}, v = {5, -6, 7};
+  std::vector<float> out(3), scratch(4);
+  AttentionArgs a;
+  a.q = q.data(); a.q_stride = 2;
+  a.k = k.data(); a.k_stride = 2;
+  a.v = v.data(); a.v_stride = 3;
+  a.out = out.data(); a.out_stride = 3;
+  a.n_tokens = 1; a.pos0 = 0; a.n_head = 1; a.n_head_kv = 1; a.head_dim_k = 2; a.head_dim_v = 3;
+  a.scratch = scratch.data(); a.scratch_stride = 4;
+  attention(a, pool);
+  EXPECT_EQ(out, v);
+}
+
+}  // namespace
+}  // namespace herd::kernels
