@@ -51,7 +51,9 @@ class Transport {
   // Closes the endpoint (flushing what was sent, for a bounded time).
   virtual void disconnect(PeerId peer) = 0;
 
-  // Sends one message; returns when `bytes` may be reused. herd::Error when the peer is not
+  // Sends one message; returns when `bytes` may be reused. It may need the receiver to make
+  // progress (UCX: the first message sets up the connection, large ones are fetched by the
+  // receiver), so the receiver should be waiting in try_receive, as pipeline stages are. herd::Error when the peer is not
   // connected, has failed, or the send does not complete within `timeout`.
   virtual void send(PeerId peer, Tag tag, std::span<const std::uint8_t> bytes, Millis timeout) = 0;
 

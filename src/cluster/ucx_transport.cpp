@@ -208,7 +208,7 @@ void UcxTransport::finish_request(ucs_status_ptr_t request, Completion* c, const
   if (done) {
     delete c;
   } else {
-    log::warn("transport: {} {} did not finish within {} ms", what, peer.label,
+    log::info("transport: {} {} did not finish within {} ms", what, peer.label,
               options_.close_timeout.count());
     c->abandoned = true;
   }

@@ -9,8 +9,9 @@
 // Tags: the 64-bit UCX tag is (sender id << 32 | Tag), so a receive can select a sender and the
 // receiver learns who sent a message without an endpoint back.
 //
-// Waiting: spin on ucp_worker_progress for `spin` (a reply in a pipeline comes within tens of
-// microseconds), then ucp_worker_arm + poll() on the worker's event fd, so an idle node sleeps.
+// Waiting: spin on ucp_worker_progress for `spin`, then ucp_worker_arm + poll() on the worker's
+// event fd, so an idle node sleeps. Waking from the fd costs ~200 us here against ~18 us for a
+// spinning round trip (16 KiB, 127.0.0.1; see src/cluster/README.md), hence a 5 ms spin.
 //
 // Not thread-safe: one thread uses a transport (UCS_THREAD_MODE_SINGLE).
 #pragma once
@@ -29,7 +30,7 @@ struct UcxOptions {
   std::string tls = "tcp";
   // Network devices when the environment sets no UCX_NET_DEVICES ("" = UCX's choice: all).
   std::string net_devices;
-  std::chrono::microseconds spin{100};
+  std::chrono::microseconds spin{5000};
   // How long disconnect()/the destructor wait for sent data to be flushed.
   Millis close_timeout{250};
 };

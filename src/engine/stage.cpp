@@ -11,8 +11,8 @@ Stage::Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& p
 
 void Stage::embed(std::span<const std::int32_t> tokens, std::vector<float>& hidden) {
   if (!model_->has_embedding()) {
-    fail("this stage holds layers [{}, {}) and has no token embedding",
-         model_->range().first, model_->range().last);
+    fail("this stage holds layers [{}, {}) and has no token embedding", model_->range().first,
+         model_->range().last);
   }
   const int n_embd = model_->n_embd();
   hidden.resize(tokens.size() * static_cast<std::size_t>(n_embd));
@@ -38,8 +38,9 @@ void Stage::run_layers(float* hidden, int n_tokens, int pos0) {
   const auto range = model_->range();
   const auto& arch = model_->arch();
   for (int il = range.first; il < range.last; ++il) {
-    const model::LayerForward f{*model_, model_->layer(il), il, hidden, n_tokens, pos0,
-                                cache_.layer(il - range.first), ws_, pool_};
+    const model::LayerForward f{
+        *model_, model_->layer(il), il, hidden, n_tokens, pos0, cache_.layer(il - range.first), ws_,
+        pool_};
     arch.forward_layer(f);
   }
   n_cached_ = pos0 + n_tokens;
@@ -54,8 +55,8 @@ void Stage::head(const float* hidden, int n_rows, std::vector<float>& logits) {
   const std::int64_t n_embd = hp.n_embd;
   head_norm_.resize(static_cast<std::size_t>(n_rows) * n_embd);
   for (int r = 0; r < n_rows; ++r) {
-    kernels::rms_norm(hidden + r * n_embd, model_->output_norm().data, head_norm_.data() + r * n_embd,
-                      n_embd, hp.rms_eps);
+    kernels::rms_norm(hidden + r * n_embd, model_->output_norm().data,
+                      head_norm_.data() + r * n_embd, n_embd, hp.rms_eps);
   }
   logits.resize(static_cast<std::size_t>(n_rows) * hp.n_vocab);
   kernels::matmul(model_->output(), head_norm_.data(), n_rows, n_embd, logits.data(), hp.n_vocab,

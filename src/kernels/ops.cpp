@@ -21,8 +21,8 @@ void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float ep
   }
 }
 
-void rms_norm_rows(float* x, const float* w, std::int64_t rows, std::int64_t n,
-                   std::int64_t stride, float eps) {
+void rms_norm_rows(float* x, const float* w, std::int64_t rows, std::int64_t n, std::int64_t stride,
+                   float eps) {
   for (std::int64_t r = 0; r < rows; ++r) rms_norm(x + r * stride, w, x + r * stride, n, eps);
 }
 
@@ -32,7 +32,8 @@ namespace {
 // beta_fast and beta_slow rotations over the original context are interpolated gradually.
 float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rotations, float base) {
   return static_cast<float>(n_dims) *
-         std::log(static_cast<float>(n_ctx_orig) / (n_rotations * 2.0f * std::numbers::pi_v<float>)) /
+         std::log(static_cast<float>(n_ctx_orig) /
+                  (n_rotations * 2.0f * std::numbers::pi_v<float>)) /
          (2.0f * std::log(base));
 }
 
@@ -47,7 +48,8 @@ void rope_cos_sin(const RopeConfig& c, std::int64_t pos, float* cos_sin) {
   const int n_dims = c.n_rot;
   float corr_low = 0.0f, corr_high = 0.0f;
   if (c.ext_factor != 0.0f) {
-    corr_low = std::max(0.0f, std::floor(yarn_corr_dim(n_dims, c.n_ctx_orig, c.beta_fast, c.freq_base)));
+    corr_low =
+        std::max(0.0f, std::floor(yarn_corr_dim(n_dims, c.n_ctx_orig, c.beta_fast, c.freq_base)));
     corr_high = std::min(static_cast<float>(n_dims - 1),
                          std::ceil(yarn_corr_dim(n_dims, c.n_ctx_orig, c.beta_slow, c.freq_base)));
   }
@@ -130,7 +132,8 @@ void attend_one(const AttentionArgs& a, const OpsLoops& loops, int t, int h, flo
   const int n_visible = a.pos0 + t + 1;
   const float* q = a.q + t * a.q_stride + static_cast<std::int64_t>(h) * a.head_dim_k;
   const float* k = a.k + static_cast<std::int64_t>(g) * a.head_dim_k;
-  for (int p = 0; p < n_visible; ++p) scores[p] = loops.dot(q, k + p * a.k_stride, a.head_dim_k) * a.scale;
+  for (int p = 0; p < n_visible; ++p)
+    scores[p] = loops.dot(q, k + p * a.k_stride, a.head_dim_k) * a.scale;
   softmax(scores, n_visible);
   float* out = a.out + t * a.out_stride + static_cast<std::int64_t>(h) * a.head_dim_v;
   std::fill(out, out + a.head_dim_v, 0.0f);
@@ -159,7 +162,8 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
     float* scores = a.scratch + thread * a.scratch_stride;
     // Interleaved split: later tokens see more positions, so contiguous chunks would be uneven.
     for (std::int64_t item = thread; item < n_items; item += n_threads) {
-      attend_one(a, loops, static_cast<int>(item / a.n_head), static_cast<int>(item % a.n_head), scores);
+      attend_one(a, loops, static_cast<int>(item / a.n_head), static_cast<int>(item % a.n_head),
+                 scores);
     }
   });
 }

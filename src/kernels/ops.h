@@ -14,20 +14,20 @@ namespace herd::kernels {
 void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 
 // In-place on `rows` rows of `n` floats each, row r at x + r * stride.
-void rms_norm_rows(float* x, const float* w, std::int64_t rows, std::int64_t n,
-                   std::int64_t stride, float eps);
+void rms_norm_rows(float* x, const float* w, std::int64_t rows, std::int64_t n, std::int64_t stride,
+                   float eps);
 
 // Rotary position embedding, the parameters of ggml_rope_ext.
 struct RopeConfig {
-  int n_rot = 0;                 // rotated dimensions of each head (the rest pass through)
-  bool neox = false;             // NEOX: pairs (i, i + n_rot/2); normal (GPT-J): pairs (2i, 2i+1)
+  int n_rot = 0;      // rotated dimensions of each head (the rest pass through)
+  bool neox = false;  // NEOX: pairs (i, i + n_rot/2); normal (GPT-J): pairs (2i, 2i+1)
   float freq_base = 10000.0f;
-  float freq_scale = 1.0f;       // 1 / (linear or YaRN scaling factor)
-  float ext_factor = 0.0f;       // YaRN extrapolation mix; 0 disables YaRN
-  float attn_factor = 1.0f;      // multiplies cos and sin (YaRN magnitude scaling)
+  float freq_scale = 1.0f;   // 1 / (linear or YaRN scaling factor)
+  float ext_factor = 0.0f;   // YaRN extrapolation mix; 0 disables YaRN
+  float attn_factor = 1.0f;  // multiplies cos and sin (YaRN magnitude scaling)
   float beta_fast = 32.0f;
   float beta_slow = 1.0f;
-  int n_ctx_orig = 0;            // training context for the YaRN correction range
+  int n_ctx_orig = 0;                   // training context for the YaRN correction range
   const float* freq_factors = nullptr;  // [n_rot / 2] divisors of theta (Llama 3 rope_freqs)
 };
 
@@ -57,21 +57,27 @@ struct AttentionArgs {
   std::int64_t k_stride = 0;
   const float* v = nullptr;  // cache [n_ctx, v_stride]; kv head g at v + p*v_stride + g*head_dim_v
   std::int64_t v_stride = 0;
-  float* out = nullptr;      // [n_tokens, out_stride]; head h at out + t*out_stride + h*head_dim_v
+  float* out = nullptr;  // [n_tokens, out_stride]; head h at out + t*out_stride + h*head_dim_v
   std::int64_t out_stride = 0;
   int n_tokens = 0;
   int pos0 = 0;
   int n_head = 0;
-  int n_head_kv = 0;         // n_head must be a multiple; query head h reads kv head h / (n_head/n_head_kv)
+  int n_head_kv =
+      0;  // n_head must be a multiple; query head h reads kv head h / (n_head/n_head_kv)
   int head_dim_k = 0;
   int head_dim_v = 0;
-  float scale = 1.0f;        // applied to q.k before the softmax
-  float* scratch = nullptr;  // [pool.size(), scratch_stride] floats, scratch_stride >= pos0 + n_tokens
+  float scale = 1.0f;  // applied to q.k before the softmax
+  float* scratch =
+      nullptr;  // [pool.size(), scratch_stride] floats, scratch_stride >= pos0 + n_tokens
   std::int64_t scratch_stride = 0;
 };
 void attention(const AttentionArgs& args, ThreadPool& pool);
 
-inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
-inline float sigmoid(float x) { return 1.0f / (1.0f + __builtin_expf(-x)); }
+inline float silu(float x) {
+  return x / (1.0f + __builtin_expf(-x));
+}
+inline float sigmoid(float x) {
+  return 1.0f / (1.0f + __builtin_expf(-x));
+}
 
 }  // namespace herd::kernels

@@ -30,7 +30,9 @@ namespace {
 
 using kernels::matmul;
 
-int nope_dim(const HParams& hp) { return hp.head_dim_k - hp.n_rot; }
+int nope_dim(const HParams& hp) {
+  return hp.head_dim_k - hp.n_rot;
+}
 
 class DeepSeek2 final : public Architecture {
  public:
@@ -75,8 +77,8 @@ class DeepSeek2 final : public Architecture {
     } else {
       w.wq = b.matrix(layer_tensor(il, "attn_q.weight"), hp.n_embd, q_dim);
     }
-    w.wkv_a_mqa = b.matrix(layer_tensor(il, "attn_kv_a_mqa.weight"), hp.n_embd,
-                           hp.kv_lora_rank + hp.n_rot);
+    w.wkv_a_mqa =
+        b.matrix(layer_tensor(il, "attn_kv_a_mqa.weight"), hp.n_embd, hp.kv_lora_rank + hp.n_rot);
     w.kv_a_norm = b.vector(layer_tensor(il, "attn_kv_a_norm.weight"), hp.kv_lora_rank);
     if (!hp.mla_absorbed) {
       w.wkv_b = b.matrix(layer_tensor(il, "attn_kv_b.weight"), hp.kv_lora_rank,
@@ -84,8 +86,10 @@ class DeepSeek2 final : public Architecture {
     } else {
       // Newer converters split attn_kv_b: attn_k_b per head is [nope, kv_lora] (Wk_h transposed,
       // ready to absorb into the query), attn_v_b per head [kv_lora, head_dim_v].
-      w.wk_b = b.stack(layer_tensor(il, "attn_k_b.weight"), nope_dim(hp), hp.kv_lora_rank, hp.n_head);
-      w.wv_b = b.stack(layer_tensor(il, "attn_v_b.weight"), hp.kv_lora_rank, hp.head_dim_v, hp.n_head);
+      w.wk_b =
+          b.stack(layer_tensor(il, "attn_k_b.weight"), nope_dim(hp), hp.kv_lora_rank, hp.n_head);
+      w.wv_b =
+          b.stack(layer_tensor(il, "attn_v_b.weight"), hp.kv_lora_rank, hp.head_dim_v, hp.n_head);
     }
     w.wo = b.matrix(layer_tensor(il, "attn_output.weight"),
                     static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v, hp.n_embd);
@@ -185,19 +189,21 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   a.n_head = hp.n_head;
   a.scale = mscale * mscale / std::sqrt(static_cast<float>(hp.head_dim_k));
   a.scratch_stride = f.kv.n_ctx;
-  a.scratch = f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
+  a.scratch =
+      f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
 
   if (hp.mla_absorbed) {
     // q_nope . (Wk_h c) = (Wk_h^T q_nope) . c: each head's query moves into the latent space and
     // all heads share one K row [c, k_rope]; V is c itself, expanded by Wv_h after the sum.
-    float* qa = f.ws.floats(Workspace::kQAbsorbed, static_cast<std::size_t>(T) * hp.n_head * lat_dim);
+    float* qa =
+        f.ws.floats(Workspace::kQAbsorbed, static_cast<std::size_t>(T) * hp.n_head * lat_dim);
     const std::int64_t qa_stride = static_cast<std::int64_t>(hp.n_head) * lat_dim;
     for (int h = 0; h < hp.n_head; ++h) {
       matmul(w.wk_b.at(h), q + h * hp.head_dim_k, T, q_dim, qa + h * lat_dim, qa_stride, f.pool);
       for (int t = 0; t < T; ++t) {
-        std::memcpy(qa + t * qa_stride + h * lat_dim + lora, q + t * q_dim + h * hp.head_dim_k + nope,
-                    hp.n_rot * sizeof(float));
+        std::memcpy(qa + t * qa_stride + h * lat_dim + lora,
+                    q + t * q_dim + h * hp.head_dim_k + nope, hp.n_rot * sizeof(float));
       }
     }
     const std::int64_t lo_stride = static_cast<std::int64_t>(hp.n_head) * lora;

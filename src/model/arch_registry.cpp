@@ -11,12 +11,9 @@ namespace {
 // statics, which the linker drops from a static library when nothing references their file.
 using Entry = std::pair<std::string_view, const Architecture& (*)()>;
 constexpr std::array kArchitectures = {
-    Entry{"llama", &llama_architecture},
-    Entry{"mistral", &llama_architecture},
-    Entry{"qwen2", &qwen2_architecture},
-    Entry{"qwen2moe", &qwen2moe_architecture},
-    Entry{"qwen3", &qwen3_architecture},
-    Entry{"qwen3moe", &qwen3moe_architecture},
+    Entry{"llama", &llama_architecture},         Entry{"mistral", &llama_architecture},
+    Entry{"qwen2", &qwen2_architecture},         Entry{"qwen2moe", &qwen2moe_architecture},
+    Entry{"qwen3", &qwen3_architecture},         Entry{"qwen3moe", &qwen3moe_architecture},
     Entry{"deepseek2", &deepseek2_architecture},
 };
 

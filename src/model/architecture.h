@@ -36,9 +36,26 @@ struct KvWidth {
 class Workspace {
  public:
   enum Slot {
-    kNorm, kQ, kK, kV, kAttnOut, kProj, kGate, kUp, kScores, kRope,
-    kRouter, kRouteWeights, kExpertIn, kExpertGate, kExpertUp, kExpertOut, kShexpGate, kLatent,
-    kQAbsorbed, kLatentOut,
+    kNorm,
+    kQ,
+    kK,
+    kV,
+    kAttnOut,
+    kProj,
+    kGate,
+    kUp,
+    kScores,
+    kRope,
+    kRouter,
+    kRouteWeights,
+    kExpertIn,
+    kExpertGate,
+    kExpertUp,
+    kExpertOut,
+    kShexpGate,
+    kLatent,
+    kQAbsorbed,
+    kLatentOut,
     kQLora,
     kSlotCount
   };

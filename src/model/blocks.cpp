@@ -25,9 +25,12 @@ void bind_attention(TensorBinder& b, const HParams& hp, int il, LayerWeights& w,
   w.wv = b.matrix(layer_tensor(il, "attn_v.weight"), hp.n_embd, v_dim);
   w.wo = b.matrix(layer_tensor(il, "attn_output.weight"), o_dim, hp.n_embd);
   // Biases are optional even where usual (llama.cpp loads them as optional too).
-  w.bq = b.vector(layer_tensor(il, "attn_q.bias"), q_dim, o.biases ? Need::kRequired : Need::kOptional);
-  w.bk = b.vector(layer_tensor(il, "attn_k.bias"), k_dim, o.biases ? Need::kRequired : Need::kOptional);
-  w.bv = b.vector(layer_tensor(il, "attn_v.bias"), v_dim, o.biases ? Need::kRequired : Need::kOptional);
+  w.bq = b.vector(layer_tensor(il, "attn_q.bias"), q_dim,
+                  o.biases ? Need::kRequired : Need::kOptional);
+  w.bk = b.vector(layer_tensor(il, "attn_k.bias"), k_dim,
+                  o.biases ? Need::kRequired : Need::kOptional);
+  w.bv = b.vector(layer_tensor(il, "attn_v.bias"), v_dim,
+                  o.biases ? Need::kRequired : Need::kOptional);
   if (o.qk_norm) {
     w.q_norm = b.vector(layer_tensor(il, "attn_q_norm.weight"), hp.head_dim_k);
     w.k_norm = b.vector(layer_tensor(il, "attn_k_norm.weight"), hp.head_dim_k);
@@ -36,7 +39,8 @@ void bind_attention(TensorBinder& b, const HParams& hp, int il, LayerWeights& w,
 
 void bind_dense_ffn(TensorBinder& b, const HParams& hp, int il, LayerWeights& w) {
   if (hp.n_ff <= 0) {
-    fail_format("{}.feed_forward_length is missing or 0, but layer {} is a dense layer", hp.arch, il);
+    fail_format("{}.feed_forward_length is missing or 0, but layer {} is a dense layer", hp.arch,
+                il);
   }
   w.ffn_norm = b.vector(layer_tensor(il, "ffn_norm.weight"), hp.n_embd);
   w.ffn_gate = b.matrix(layer_tensor(il, "ffn_gate.weight"), hp.n_embd, hp.n_ff);
@@ -124,7 +128,8 @@ void route(const LayerForward& f, const MoeOptions& o, const float* x, std::int3
       for (int e = 0; e < n_exp; ++e) probs[e] = kernels::sigmoid(probs[e]);
     }
     // The selection bias (DeepSeek V3) only changes which experts are chosen, not their weights.
-    for (int e = 0; e < n_exp; ++e) sel[e] = probs[e] + (f.w.exp_probs_b ? f.w.exp_probs_b.data[e] : 0.0f);
+    for (int e = 0; e < n_exp; ++e)
+      sel[e] = probs[e] + (f.w.exp_probs_b ? f.w.exp_probs_b.data[e] : 0.0f);
     std::int32_t* tid = ids + t * k;
     float* tw = weights + t * k;
     for (int j = 0; j < k; ++j) {
@@ -181,8 +186,8 @@ void moe_ffn(const LayerForward& f, const MoeOptions& o, const float* x, float* 
   }
 
   if (f.w.gate_shexp.data) {
-    swiglu_ffn(f, f.w.gate_shexp, f.w.up_shexp, f.w.down_shexp, x, n_tokens, res,
-               Workspace::kGate, Workspace::kUp);
+    swiglu_ffn(f, f.w.gate_shexp, f.w.up_shexp, f.w.down_shexp, x, n_tokens, res, Workspace::kGate,
+               Workspace::kUp);
     float* gate = nullptr;
     if (f.w.gate_inp_shexp.data) {
       gate = f.ws.floats(Workspace::kShexpGate, static_cast<std::size_t>(n_tokens));
@@ -222,8 +227,12 @@ void attention_gqa(const LayerForward& f) {
   for (int t = 0; t < T; ++t) {
     float* qt = q + t * q_dim;
     float* kt = k + t * f.kv.k_stride;
-    if (w.q_norm) kernels::rms_norm_rows(qt, w.q_norm.data, hp.n_head, hp.head_dim_k, hp.head_dim_k, hp.rms_eps);
-    if (w.k_norm) kernels::rms_norm_rows(kt, w.k_norm.data, hp.n_head_kv, hp.head_dim_k, hp.head_dim_k, hp.rms_eps);
+    if (w.q_norm)
+      kernels::rms_norm_rows(qt, w.q_norm.data, hp.n_head, hp.head_dim_k, hp.head_dim_k,
+                             hp.rms_eps);
+    if (w.k_norm)
+      kernels::rms_norm_rows(kt, w.k_norm.data, hp.n_head_kv, hp.head_dim_k, hp.head_dim_k,
+                             hp.rms_eps);
     kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
     kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
     kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
@@ -247,7 +256,8 @@ void attention_gqa(const LayerForward& f) {
   a.head_dim_v = hp.head_dim_v;
   a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
   a.scratch_stride = f.kv.n_ctx;  // fixed size: no reallocation as the context grows
-  a.scratch = f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
+  a.scratch =
+      f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
   kernels::attention(a, f.pool);
 
   float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
@@ -265,7 +275,8 @@ void feed_forward(const LayerForward& f, const MoeOptions& moe) {
     add_residual(f.hidden, out, T * n_embd);
   } else {
     float* out = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
-    swiglu_ffn(f, f.w.ffn_gate, f.w.ffn_up, f.w.ffn_down, x, T, out, Workspace::kGate, Workspace::kUp);
+    swiglu_ffn(f, f.w.ffn_gate, f.w.ffn_up, f.w.ffn_down, x, T, out, Workspace::kGate,
+               Workspace::kUp);
     add_residual(f.hidden, out, T * n_embd);
   }
 }

@@ -59,9 +59,10 @@ int vocab_size(const gguf::File& file) {
   }
   const auto v = file.metadata().get_int(fmt::format("{}.vocab_size", file.architecture()));
   if (!v) {
-    fail_format("{}: cannot tell the vocabulary size (no token_embd.weight, output.weight, "
-                "tokenizer.ggml.tokens or {}.vocab_size)",
-                file.path(), file.architecture());
+    fail_format(
+        "{}: cannot tell the vocabulary size (no token_embd.weight, output.weight, "
+        "tokenizer.ggml.tokens or {}.vocab_size)",
+        file.path(), file.architecture());
   }
   return static_cast<int>(*v);
 }

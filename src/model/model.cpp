@@ -117,10 +117,11 @@ std::string Model::summary() const {
   s += fmt::format("layers         {} (bound {}..{})\n", hp.n_layer, range_.first, range_.last);
   s += fmt::format("embedding      {}  vocab {}  context {}\n", hp.n_embd, hp.n_vocab,
                    hp.n_ctx_train);
-  s += fmt::format("attention      {} heads, {} KV heads, head size k {} v {}, rope {} dims "
-                   "base {:g}{}\n",
-                   hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v, hp.n_rot,
-                   hp.rope_freq_base, rope_.neox ? " (neox)" : "");
+  s += fmt::format(
+      "attention      {} heads, {} KV heads, head size k {} v {}, rope {} dims "
+      "base {:g}{}\n",
+      hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v, hp.n_rot, hp.rope_freq_base,
+      rope_.neox ? " (neox)" : "");
   if (hp.kv_lora_rank > 0) {
     s += fmt::format("latent attn    q_lora {}  kv_lora {}\n", hp.q_lora_rank, hp.kv_lora_rank);
   }

@@ -48,7 +48,7 @@ class Model {
   const LayerWeights& layer(int il) const;
   const Matrix& token_embd() const { return token_embd_; }  // [n_embd, n_vocab]
   const Vector& output_norm() const { return output_norm_; }
-  const Matrix& output() const { return output_; }          // [n_embd, n_vocab] (maybe tied)
+  const Matrix& output() const { return output_; }  // [n_embd, n_vocab] (maybe tied)
   const kernels::RopeConfig& rope() const { return rope_; }
   KvWidth kv_width() const { return kv_width_; }
 
@@ -56,7 +56,7 @@ class Model {
   // file holds them; 0 for those it does not).
   std::size_t layer_bytes(int il) const;
   std::size_t embedding_bytes() const;
-  std::size_t head_bytes() const;  // output_norm + output (token_embd when tied)
+  std::size_t head_bytes() const;                    // output_norm + output (token_embd when tied)
   std::size_t kv_bytes_per_token_per_layer() const;  // f32 K and V
   // Several lines for `herd inspect`.
   std::string summary() const;

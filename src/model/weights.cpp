@@ -18,14 +18,16 @@ TensorBinder::TensorBinder(const gguf::File& file,
 const gguf::TensorInfo* TensorBinder::find(std::string_view name, Need need) const {
   const auto* t = file_.find_tensor(name);
   if (!t && need == Need::kRequired) {
-    fail_format("{}: tensor {} is missing, but the model's hyper-parameters need it — the file is "
-                "incomplete or was written for another layer range",
-                file_.path(), name);
+    fail_format(
+        "{}: tensor {} is missing, but the model's hyper-parameters need it — the file is "
+        "incomplete or was written for another layer range",
+        file_.path(), name);
   }
   return t;
 }
 
-void TensorBinder::check_shape(const gguf::TensorInfo& t, std::vector<std::int64_t> expected) const {
+void TensorBinder::check_shape(const gguf::TensorInfo& t,
+                               std::vector<std::int64_t> expected) const {
   std::vector<std::int64_t> actual = t.dims;
   // Trailing dimensions of 1 carry no meaning (a [n, 1] tensor is a [n] vector).
   while (actual.size() > 1 && actual.back() == 1) actual.pop_back();

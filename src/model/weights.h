@@ -41,33 +41,33 @@ struct MatrixStack {
 // Every tensor a layer of a supported architecture may have; an architecture binds the ones it
 // uses (the others stay null). Shapes in GGML order [cols, rows].
 struct LayerWeights {
-  Vector attn_norm;                   // [n_embd]
-  Matrix wq, wk, wv;                  // [n_embd, n_head * head_dim_k] ... (k/v: n_head_kv heads)
-  Vector bq, bk, bv;                  // qwen2 biases
-  Vector q_norm, k_norm;              // qwen3 QK-norm [head_dim_k]
-  Matrix wo;                          // [n_head * head_dim_v, n_embd]
+  Vector attn_norm;       // [n_embd]
+  Matrix wq, wk, wv;      // [n_embd, n_head * head_dim_k] ... (k/v: n_head_kv heads)
+  Vector bq, bk, bv;      // qwen2 biases
+  Vector q_norm, k_norm;  // qwen3 QK-norm [head_dim_k]
+  Matrix wo;              // [n_head * head_dim_v, n_embd]
 
   // Multi-head latent attention (deepseek2).
-  Matrix wq_a;                        // [n_embd, q_lora_rank]
-  Vector q_a_norm;                    // [q_lora_rank]
-  Matrix wq_b;                        // [q_lora_rank, n_head * head_dim_k]
-  Matrix wkv_a_mqa;                   // [n_embd, kv_lora_rank + n_rot]
-  Vector kv_a_norm;                   // [kv_lora_rank]
-  Matrix wkv_b;                       // [kv_lora_rank, n_head * (nope + head_dim_v)] (older files)
-  MatrixStack wk_b;                   // n_head x [nope, kv_lora_rank] (newer files)
-  MatrixStack wv_b;                   // n_head x [kv_lora_rank, head_dim_v] (newer files)
+  Matrix wq_a;       // [n_embd, q_lora_rank]
+  Vector q_a_norm;   // [q_lora_rank]
+  Matrix wq_b;       // [q_lora_rank, n_head * head_dim_k]
+  Matrix wkv_a_mqa;  // [n_embd, kv_lora_rank + n_rot]
+  Vector kv_a_norm;  // [kv_lora_rank]
+  Matrix wkv_b;      // [kv_lora_rank, n_head * (nope + head_dim_v)] (older files)
+  MatrixStack wk_b;  // n_head x [nope, kv_lora_rank] (newer files)
+  MatrixStack wv_b;  // n_head x [kv_lora_rank, head_dim_v] (newer files)
 
-  Vector ffn_norm;                    // [n_embd]
-  Matrix ffn_gate, ffn_up;            // [n_embd, n_ff]
-  Matrix ffn_down;                    // [n_ff, n_embd]
+  Vector ffn_norm;          // [n_embd]
+  Matrix ffn_gate, ffn_up;  // [n_embd, n_ff]
+  Matrix ffn_down;          // [n_ff, n_embd]
 
-  Matrix gate_inp;                    // router [n_embd, n_expert]
-  Vector exp_probs_b;                 // [n_expert] selection bias (deepseek v3)
-  MatrixStack gate_exps, up_exps;     // n_expert x [n_embd, n_ff_exp]
-  MatrixStack down_exps;              // n_expert x [n_ff_exp, n_embd]
-  Matrix gate_shexp, up_shexp;        // [n_embd, n_ff_shexp]
-  Matrix down_shexp;                  // [n_ff_shexp, n_embd]
-  Matrix gate_inp_shexp;              // [n_embd, 1] qwen2moe shared-expert gate
+  Matrix gate_inp;                 // router [n_embd, n_expert]
+  Vector exp_probs_b;              // [n_expert] selection bias (deepseek v3)
+  MatrixStack gate_exps, up_exps;  // n_expert x [n_embd, n_ff_exp]
+  MatrixStack down_exps;           // n_expert x [n_ff_exp, n_embd]
+  Matrix gate_shexp, up_shexp;     // [n_embd, n_ff_shexp]
+  Matrix down_shexp;               // [n_ff_shexp, n_embd]
+  Matrix gate_inp_shexp;           // [n_embd, 1] qwen2moe shared-expert gate
 };
 
 enum class Need { kRequired, kOptional };

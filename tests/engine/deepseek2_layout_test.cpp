@@ -44,7 +44,8 @@ std::filesystem::path split_kv_b(const gguf::File& src, int n_head, int nope, in
     for (int h = 0; h < n_head; ++h) {
       const float* head = kv.data() + static_cast<std::size_t>(h) * (nope + head_v) * lora;
       for (int r = 0; r < lora; ++r) {
-        for (int c = 0; c < nope; ++c) k_b[(static_cast<std::size_t>(h) * lora + r) * nope + c] = head[c * lora + r];
+        for (int c = 0; c < nope; ++c)
+          k_b[(static_cast<std::size_t>(h) * lora + r) * nope + c] = head[c * lora + r];
       }
       for (int v = 0; v < head_v; ++v) {
         for (int r = 0; r < lora; ++r) {
@@ -53,8 +54,10 @@ std::filesystem::path split_kv_b(const gguf::File& src, int n_head, int nope, in
       }
     }
     const std::string prefix = t.name.substr(0, pos);
-    w.add_tensor(prefix + "attn_k_b.weight", tensor::Type::kF32, {nope, lora, n_head}, as_bytes(k_b));
-    w.add_tensor(prefix + "attn_v_b.weight", tensor::Type::kF32, {lora, head_v, n_head}, as_bytes(v_b));
+    w.add_tensor(prefix + "attn_k_b.weight", tensor::Type::kF32, {nope, lora, n_head},
+                 as_bytes(k_b));
+    w.add_tensor(prefix + "attn_v_b.weight", tensor::Type::kF32, {lora, head_v, n_head},
+                 as_bytes(v_b));
   }
   const auto path = herd::testing::temp_dir("deepseek2_layout") / "split.gguf";
   w.write(path.string());

@@ -30,14 +30,12 @@ const std::vector<std::int32_t> kInput = {1,   403, 407, 261, 378, 432, 383, 286
                                           408, 419, 292, 411, 322, 265, 282, 295, 433, 426};
 
 const char* const kStems[] = {
-    "llama-f32",        "llama-f16",        "llama-bf16",       "llama-q8_0",
-    "llama-q4_0",       "llama-q4_k_m",     "llama-pure-q4_1",  "llama-pure-q5_0",
-    "llama-pure-q5_1",  "llama-pure-q2_k",  "llama-pure-q3_k",  "llama-pure-q4_k",
-    "llama-pure-q5_k",  "llama-pure-q6_k",  "llama-moe-f16",    "llama-moe-q4_0",
-    "qwen2-f16",        "qwen2-q8_0",       "qwen2-q4_k_m",     "qwen2moe-f16",
-    "qwen2moe-q8_0",    "qwen2moe-q4_k_m",  "qwen3-f16",        "qwen3-q8_0",
-    "qwen3-q4_k_m",     "qwen3moe-f16",     "qwen3moe-q4_k_m",  "deepseek2-f16",
-    "deepseek2-q8_0",   "deepseek2-q4_k_m",
+    "llama-f32",       "llama-f16",       "llama-bf16",      "llama-q8_0",      "llama-q4_0",
+    "llama-q4_k_m",    "llama-pure-q4_1", "llama-pure-q5_0", "llama-pure-q5_1", "llama-pure-q2_k",
+    "llama-pure-q3_k", "llama-pure-q4_k", "llama-pure-q5_k", "llama-pure-q6_k", "llama-moe-f16",
+    "llama-moe-q4_0",  "qwen2-f16",       "qwen2-q8_0",      "qwen2-q4_k_m",    "qwen2moe-f16",
+    "qwen2moe-q8_0",   "qwen2moe-q4_k_m", "qwen3-f16",       "qwen3-q8_0",      "qwen3-q4_k_m",
+    "qwen3moe-f16",    "qwen3moe-q4_k_m", "deepseek2-f16",   "deepseek2-q8_0",  "deepseek2-q4_k_m",
 };
 
 bool is_float_type(const std::string& stem) {
@@ -58,7 +56,9 @@ double cosine(const float* a, const float* b, int n) {
   return ab / std::sqrt(aa * bb);
 }
 
-int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
+int argmax(const float* x, int n) {
+  return static_cast<int>(std::max_element(x, x + n) - x);
+}
 
 ThreadPool& pool() {
   static ThreadPool p(2);
@@ -101,7 +101,8 @@ TEST_P(GoldenLogits, MatchesLlamaCppLogitsAndGreedyTokens) {
     EXPECT_GE(c, flips_allowed ? 0.9 : 0.999) << stem << " position " << t;
   }
   EXPECT_LE(below, flips_allowed ? 1 : 0) << stem << ": positions below cosine 0.999";
-  for (std::size_t i = 0; i < ref.size(); ++i) max_abs = std::max(max_abs, double(std::abs(logits[i] - ref[i])));
+  for (std::size_t i = 0; i < ref.size(); ++i)
+    max_abs = std::max(max_abs, double(std::abs(logits[i] - ref[i])));
   RecordProperty("min_cosine", std::to_string(worst));
   RecordProperty("max_abs_diff", std::to_string(max_abs));
   std::printf("[ golden   ] %-18s min cosine %.6f  max |diff| %.4f  positions < 0.999: %d\n",
@@ -131,14 +132,13 @@ TEST_P(GoldenLogits, MatchesLlamaCppLogitsAndGreedyTokens) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shared, GoldenLogits, ::testing::ValuesIn(kStems),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           for (char& c : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Shared, GoldenLogits, ::testing::ValuesIn(kStems), [](const auto& info) {
+  std::string name = info.param;
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name;
+});
 
 TEST(GoldenLogits, EveryGoldenFileIsCovered) {
   const auto dir = herd::testing::shared_dir();

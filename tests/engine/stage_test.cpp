@@ -1,6 +1,8 @@
 // The forward pass over layer ranges: a model split into stages gives the same logits as one
 // stage; stories260K (a real trained model) generates its reference text; context limits and bad
 // input are errors, not crashes.
+#include "engine/stage.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "engine/local_pipeline.h"
-#include "engine/stage.h"
 #include "gguf/reader.h"
 #include "gguf/writer.h"
 #include "model/model.h"
@@ -30,7 +31,9 @@ std::shared_ptr<const gguf::File> open(const std::filesystem::path& path) {
   return std::make_shared<const gguf::File>(gguf::File::open(path.string()));
 }
 
-int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
+int argmax(const float* x, int n) {
+  return static_cast<int>(std::max_element(x, x + n) - x);
+}
 
 TEST(Stories260K, GreedyFromBosMatchesLlama2cFor200Tokens) {
   HERD_REQUIRE_SHARED(path, "models/stories260K.gguf");
@@ -81,8 +84,10 @@ TEST_P(SplitStages, TwoStagesGiveTheSameLogitsAsOne) {
 
   for (int k = 1; k < n; ++k) {
     std::vector<std::unique_ptr<Stage>> two;
-    two.push_back(std::make_unique<Stage>(model::Model::load(file, model::LayerRange{0, k}), 64, pool()));
-    two.push_back(std::make_unique<Stage>(model::Model::load(file, model::LayerRange{k, n}), 64, pool()));
+    two.push_back(
+        std::make_unique<Stage>(model::Model::load(file, model::LayerRange{0, k}), 64, pool()));
+    two.push_back(
+        std::make_unique<Stage>(model::Model::load(file, model::LayerRange{k, n}), 64, pool()));
     EXPECT_FALSE(two[0]->model().has_head());
     EXPECT_FALSE(two[1]->model().has_embedding());
     const auto got = run_chain(two);
@@ -93,7 +98,8 @@ TEST_P(SplitStages, TwoStagesGiveTheSameLogitsAsOne) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shared, SplitStages,
-                         ::testing::Values("llama-f32", "qwen2moe-f16", "qwen3-f16", "deepseek2-f16"),
+                         ::testing::Values("llama-f32", "qwen2moe-f16", "qwen3-f16",
+                                           "deepseek2-f16"),
                          [](const auto& info) {
                            std::string s = info.param;
                            std::replace(s.begin(), s.end(), '-', '_');

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -74,10 +75,40 @@ std::vector<float> dequantize_activation(ActivationFormat format, const std::uin
       std::memcpy(&blk, row + b * sizeof(BlockQ8A), sizeof blk);
       for (int j = 0; j < 32; ++j) out[b * 32 + j] = blk.d * blk.qs[j];
     }
+  } else if (format == ActivationFormat::kQ8X) {
+    const std::int64_t groups = n / 32 / BlockQ8X::kBlocks;
+    for (std::int64_t g = 0; g < groups; ++g) {
+      BlockQ8X blk;
+      std::memcpy(&blk, row + g * sizeof(BlockQ8X), sizeof blk);
+      for (int k = 0; k < BlockQ8X::kBlocks; ++k) {
+        for (int j = 0; j < 32; ++j) {
+          out[(g * BlockQ8X::kBlocks + k) * 32 + j] =
+              blk.d[k] * blk.qs[k / 4][j / 16][16 * (k % 4) + j % 16];
+        }
+      }
+    }
+    const auto tail = dequantize_activation(ActivationFormat::kQ8A, row + groups * sizeof(BlockQ8X),
+                                            n - groups * BlockQ8X::kBlocks * 32);
+    std::copy(tail.begin(), tail.end(), out.begin() + groups * BlockQ8X::kBlocks * 32);
   } else {
     tensor::dequantize(Type::kQ8_K, row, out.data(), n);
   }
   return out;
+}
+
+// BlockQ8X holds the integers of BlockQ8A, regrouped, with its per-block sums.
+void expect_q8x_matches_q8a(const std::uint8_t* q8x, const std::uint8_t* q8a, std::int64_t n) {
+  EXPECT_EQ(dequantize_activation(ActivationFormat::kQ8X, q8x, n),
+            dequantize_activation(ActivationFormat::kQ8A, q8a, n));
+  for (std::int64_t g = 0; g < n / 32 / BlockQ8X::kBlocks; ++g) {
+    BlockQ8X blk;
+    std::memcpy(&blk, q8x + g * sizeof(BlockQ8X), sizeof blk);
+    for (int k = 0; k < BlockQ8X::kBlocks; ++k) {
+      BlockQ8A a;
+      std::memcpy(&a, q8a + (g * BlockQ8X::kBlocks + k) * sizeof(BlockQ8A), sizeof a);
+      for (int l = 0; l < 4; ++l) EXPECT_EQ(blk.neg_sum2[k / 4][4 * (k % 4) + l], -2 * a.sum);
+    }
+  }
 }
 
 struct Fixture {
@@ -146,16 +177,36 @@ TEST(Dot, VectorIsasQuantizeActivationsToTheSameBytes) {
   }
 }
 
+TEST(Dot, Q8XActivationsHoldTheQ8AIntegersRegrouped) {
+  for (Isa isa : vector_isas()) {
+    const KernelTable& table = kernels_for(isa);
+    if (!table.quantizer(ActivationFormat::kQ8X)) continue;
+    for (std::int64_t n : {32 * 5, 32 * 8, 32 * 21}) {
+      auto x = gaussian(n, static_cast<unsigned>(n), 3.0f);
+      std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block
+      std::vector<std::uint8_t> a(activation_row_bytes(ActivationFormat::kQ8A, n));
+      std::vector<std::uint8_t> b(activation_row_bytes(ActivationFormat::kQ8X, n));
+      scalar_kernels().quantizer(ActivationFormat::kQ8A)(x.data(), a.data(), n);
+      table.quantizer(ActivationFormat::kQ8X)(x.data(), b.data(), n);
+      SCOPED_TRACE(std::string(isa_name(isa)) + " n " + std::to_string(n));
+      expect_q8x_matches_q8a(b.data(), a.data(), n);
+    }
+  }
+}
+
 TEST(Dot, VectorIsasMatchScalarForEveryTileWidth) {
   for (Isa isa : vector_isas()) {
     for (Type type : kTypes) {
       const Fixture f = make(type, 21);
       const DotKernel& ref = *scalar_kernels().find(type);
       const DotKernel& k = *kernels_for(isa).find(type);
-      ASSERT_EQ(k.activation, ref.activation);
-      const Prepared act = prepare(scalar_kernels(), k.activation, f.x, f.n, kMaxTileTokens);
+      // A kernel may take its own layout (BlockQ8X) of the same integers.
+      const Prepared ref_act = prepare(scalar_kernels(), ref.activation, f.x, f.n, kMaxTileTokens);
+      const Prepared act = k.activation == ref.activation
+                               ? ref_act
+                               : prepare(kernels_for(isa), k.activation, f.x, f.n, kMaxTileTokens);
       float want[kMaxTileTokens];
-      ref.tile(f.n, f.w.data() + 1, act.data(), act.stride, kMaxTileTokens, want, 1);
+      ref.tile(f.n, f.w.data() + 1, ref_act.data(), ref_act.stride, kMaxTileTokens, want, 1);
       for (int nc = 1; nc <= kMaxTileTokens; ++nc) {
         std::vector<float> got(static_cast<std::size_t>(nc * 3), NAN);
         k.tile(f.n, f.w.data() + 1, act.data(), act.stride, nc, got.data(), 3);

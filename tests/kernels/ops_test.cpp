@@ -1,11 +1,12 @@
 // Norm, rope, softmax, activation and attention kernels against straightforward references.
+#include "kernels/ops.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
 
-#include "kernels/ops.h"
 #include "util/cpu_features.h"
 
 namespace herd::kernels {
@@ -135,7 +136,8 @@ std::vector<float> naive_attention(const AttentionArgs& a) {
       for (int p = 0; p < n; ++p) {
         double d = 0;
         for (int i = 0; i < a.head_dim_k; ++i) {
-          d += double(a.q[t * a.q_stride + h * a.head_dim_k + i]) * a.k[p * a.k_stride + g * a.head_dim_k + i];
+          d += double(a.q[t * a.q_stride + h * a.head_dim_k + i]) *
+               a.k[p * a.k_stride + g * a.head_dim_k + i];
         }
         s[p] = d * a.scale;
         max = std::max(max, s[p]);
@@ -186,7 +188,8 @@ TEST(Ops, CausalGroupedAttentionMatchesReference) {
     std::fill(out.begin(), out.end(), -1.0f);
     attention(a, pool);
     clear_isa_override();
-    for (std::size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 1e-5) << isa_name(isa) << " " << i;
+    for (std::size_t i = 0; i < out.size(); ++i)
+      ASSERT_NEAR(out[i], ref[i], 1e-5) << isa_name(isa) << " " << i;
   }
 }
 
@@ -195,12 +198,22 @@ TEST(Ops, AttentionOverOnePositionReturnsItsValue) {
   std::vector<float> q = {1, 2}, k = {3, 4}, v = {5, -6, 7};
   std::vector<float> out(3), scratch(4);
   AttentionArgs a;
-  a.q = q.data(); a.q_stride = 2;
-  a.k = k.data(); a.k_stride = 2;
-  a.v = v.data(); a.v_stride = 3;
-  a.out = out.data(); a.out_stride = 3;
-  a.n_tokens = 1; a.pos0 = 0; a.n_head = 1; a.n_head_kv = 1; a.head_dim_k = 2; a.head_dim_v = 3;
-  a.scratch = scratch.data(); a.scratch_stride = 4;
+  a.q = q.data();
+  a.q_stride = 2;
+  a.k = k.data();
+  a.k_stride = 2;
+  a.v = v.data();
+  a.v_stride = 3;
+  a.out = out.data();
+  a.out_stride = 3;
+  a.n_tokens = 1;
+  a.pos0 = 0;
+  a.n_head = 1;
+  a.n_head_kv = 1;
+  a.head_dim_k = 2;
+  a.head_dim_v = 3;
+  a.scratch = scratch.data();
+  a.scratch_stride = 4;
   attention(a, pool);
   EXPECT_EQ(out, v);
 }

@@ -176,6 +176,44 @@ TEST(ModelLoad, UnknownArchitectureIsAFormatError) {
   EXPECT_NE(message.find("mamba"), std::string::npos) << message;
 }
 
+TEST(ModelLoad, ReadsYarnRopeScalingAndBindsRopeFrequencyFactors) {
+  HERD_REQUIRE_SHARED(path, "golden/llama-f32.gguf");
+  auto file = open(path);
+  const std::vector<float> factors(32, 2.0f);  // rope.dimension_count 64 -> 32 pairs
+  auto scaled = rewrite(
+      *file, "yarn",
+      [&](const gguf::TensorInfo& t, gguf::Writer& w) {
+        if (t.name == "output.weight") {
+          w.add_tensor("rope_freqs.weight", tensor::Type::kF32, {32},
+                       std::span(reinterpret_cast<const std::uint8_t*>(factors.data()), 32 * 4));
+        }
+        return true;
+      },
+      [](gguf::Writer& w) {
+        w.set_string("llama.rope.scaling.type", "yarn");
+        w.set_f32("llama.rope.scaling.factor", 4.0f);
+        w.set_u32("llama.rope.scaling.original_context_length", 128);
+      });
+  auto m = Model::load(scaled);
+  const auto& hp = m->hparams();
+  EXPECT_EQ(hp.rope_scaling, RopeScaling::kYarn);
+  EXPECT_FLOAT_EQ(hp.rope_freq_scale, 0.25f);
+  EXPECT_EQ(hp.rope_n_ctx_orig, 128);
+  EXPECT_TRUE(hp.has_rope_freqs);
+  EXPECT_FLOAT_EQ(m->rope().ext_factor, 1.0f);
+  ASSERT_NE(m->rope().freq_factors, nullptr);
+  EXPECT_FLOAT_EQ(m->rope().freq_factors[31], 2.0f);
+}
+
+TEST(ModelLoad, UnknownRopeScalingTypeIsAFormatError) {
+  HERD_REQUIRE_SHARED(path, "golden/llama-f32.gguf");
+  auto file = open(path);
+  auto odd = rewrite(
+      *file, "ropetype", [](const gguf::TensorInfo&, gguf::Writer&) { return true; },
+      [](gguf::Writer& w) { w.set_string("llama.rope.scaling.type", "longrope"); });
+  EXPECT_NE(format_error_of([&] { Model::load(odd); }).find("longrope"), std::string::npos);
+}
+
 TEST(ModelLoad, LayerRangeOutsideTheModelIsInvalid) {
   HERD_REQUIRE_SHARED(path, "golden/llama-f32.gguf");
   auto file = open(path);
