@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cluster/link_probe.h"
+#include "cluster/interface_address.h"
 #include "cluster/node_impl.h"
 #include "cluster/shard_plan.h"
 #include "cluster/stage_server.h"
@@ -18,6 +19,15 @@
 #include "util/memory_bandwidth.h"
 
 namespace herd::cluster {
+namespace {
+// The data plane listens only on the interface of the address the user asked the node to bind.
+UcxOptions data_plane_options(const std::string& host) {
+  UcxOptions o;
+  if (std::string dev = interface_for_address(host); !dev.empty()) o.net_devices = dev;
+  return o;
+}
+}  // namespace
+
 
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -300,7 +310,7 @@ void Node::run_coordinator() {
   std::vector<std::string> addresses;
   wait_state("loaded", addresses);
   // 2. Tell each worker where to send: the next stage, or back to us.
-  d.transport = std::make_unique<UcxTransport>();
+  d.transport = std::make_unique<UcxTransport>(data_plane_options(options_.host));
   const std::string self_address = hex_of(d.transport->local_address());
   for (std::size_t i = 1; i < plan.stages.size(); ++i) {
     const NodeInfo& w = infos.at(plan.stages[i].node_id);
@@ -358,7 +368,7 @@ void Node::run_worker() {
     FetchResult fetched = fetch_shard(fo);
     auto shard = std::make_shared<const gguf::File>(gguf::File::open(fetched.path.string()));
     model_ = model::Model::load(shard, a.range);
-    d.transport = std::make_unique<UcxTransport>();
+    d.transport = std::make_unique<UcxTransport>(data_plane_options(options_.host));
     {
       std::lock_guard lock(mutex_);
       d.worker.address_hex = hex_of(d.transport->local_address());
