@@ -1,5 +1,7 @@
 // herd bench: prompt processing and generation speed, with generation's weight-read bandwidth
 // as a share of this machine's read bandwidth measured in the same run.
+// herd bench --nodes N: the same model served by one `herd serve` process and by a local cluster
+// of N, both measured through the coordinator's API (bench_served.h), side by side.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/bench_served.h"
 #include "cli/common.h"
+#include "cli/local_cluster.h"
 #include "engine/local_pipeline.h"
 #include "util/error.h"
 #include "util/memory_bandwidth.h"
@@ -25,6 +29,8 @@ struct BenchOptions {
   int reps = 3;
   std::vector<int> threads;
   bool json = false;
+  std::vector<int> nodes;  // non-empty: compare one node with clusters of these sizes
+  int node_threads = 0;    // per cluster node; 0: the single node's threads / N
 };
 
 struct BenchResult {
@@ -56,16 +62,6 @@ std::string dominant_type(const gguf::File& file) {
   return it == bytes.end() ? "?" : it->first;
 }
 
-std::vector<std::int32_t> bench_tokens(int n, int n_vocab) {
-  std::vector<std::int32_t> ids(n);
-  std::uint32_t x = 12345;
-  for (auto& id : ids) {
-    x = x * 1664525u + 1013904223u;
-    id = static_cast<std::int32_t>((x >> 8) % static_cast<std::uint32_t>(n_vocab));
-  }
-  return ids;
-}
-
 BenchResult bench_one(const std::string& path, int threads, const BenchOptions& o) {
   auto model = load_model(path);
   ThreadPool pool(threads);
@@ -83,7 +79,7 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
 
   engine::LocalPipeline pipeline(model, o.n_prompt + o.n_gen + 1, pool);
   std::vector<float> logits;
-  auto prompt = bench_tokens(o.n_prompt, model->n_vocab());
+  auto prompt = bench_tokens(o.n_prompt, model->n_vocab(), 12345);
   // Warm-up: page the mapped weights in so the first timed run does not measure the disk.
   pipeline.forward(std::span(prompt).first(std::min<std::size_t>(prompt.size(), 16)), 0, false,
                    logits);
@@ -126,6 +122,7 @@ int run_bench(BenchOptions o) {
   if (o.threads.empty()) o.threads = {ThreadPool::default_thread_count()};
   if (o.reps < 1) fail_argument("-r must be at least 1");
   if (o.n_prompt < 0 || o.n_gen < 0) fail_argument("-p and -n must not be negative");
+  if (!o.nodes.empty()) return run_bench_nodes(o);
   std::vector<BenchResult> results;
   for (const auto& path : o.models)
     for (int t : o.threads) results.push_back(bench_one(path, t, o));
@@ -173,6 +170,13 @@ CommandFn add_bench_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Thread counts to test, e.g. -t 1,2")
       ->delimiter(',');
   cmd->add_flag("--json", o->json, "One JSON object per configuration, one per line");
+  cmd->add_option("--nodes", o->nodes,
+                  "Also serve the model on local clusters of these sizes, e.g. --nodes 2,3, and "
+                  "compare with one node (all measured through the API)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 16));
+  cmd->add_option("--node-threads", o->node_threads,
+                  "Threads per cluster node (default: the single node's threads / nodes)");
   return [o] { return run_bench(*o); };
 }
 

@@ -69,7 +69,7 @@ void Node::start_cluster() {
   auto& d = *impl_;
   if (options_.secret_file.empty())
     fail_argument("a cluster needs a shared secret: --secret-file FILE on every node (create one "
-                  "with: head -c 32 /dev/urandom | xxd -p -c 64 > FILE && chmod 600 FILE)");
+                  "with: (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE))");
   d.secret = std::make_unique<Secret>(load_secret(options_.secret_file));
   d.http_auth = std::make_shared<HttpAuth>(*d.secret);
 
