@@ -1,6 +1,7 @@
 // Matrix-vector (decode) and matrix-matrix (prefill) products per weight type.
 // Counters: GB/s of weight bytes streamed per call, GFLOP/s (2 * rows * cols * tokens).
 // HERD_ISA=scalar|avx2|avx512 picks the kernels; HERD_BENCH_THREADS the pool size (default: all cores).
+// rows/...: one thread calling matmul_rows (per-core kernel speed, CPU-time rates).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -67,6 +68,28 @@ void run(benchmark::State& state, Type type, std::int64_t rows, std::int64_t col
   state.counters["threads"] = pool().size();
 }
 
+// One thread, no pool: the kernels' own speed per core. Rates use CPU time, which a busy
+// machine (other processes taking the core) distorts less than wall time.
+void run_rows(benchmark::State& state, Type type, std::int64_t rows, std::int64_t cols,
+              std::int64_t tokens) {
+  const auto w = make_weights(type, rows, cols);
+  std::vector<float> x(static_cast<std::size_t>(tokens * cols));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (float& v : x) v = dist(rng);
+  std::vector<float> y(static_cast<std::size_t>(tokens * rows));
+  for (auto _ : state) {
+    matmul_rows(w->m, x.data(), tokens, cols, y.data(), rows, 0, rows);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double iters = static_cast<double>(state.iterations());
+  state.counters["GB/s"] = benchmark::Counter(
+      iters * static_cast<double>(w->bytes.size()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      iters * 2.0 * static_cast<double>(rows * cols * tokens) / 1e9, benchmark::Counter::kIsRate);
+}
+
 const bool kRegistered = [] {
   const Type types[] = {Type::kF32,  Type::kF16,  Type::kBF16, Type::kQ8_0, Type::kQ4_0,
                         Type::kQ4_1, Type::kQ5_0, Type::kQ5_1, Type::kQ2_K, Type::kQ3_K,
@@ -84,6 +107,18 @@ const bool kRegistered = [] {
                                    [=](benchmark::State& st) { run(st, t, s[0], s[1], 64); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
+    }
+  }
+  // 1024 x 2048 stays in L2 (compute-bound); 8192 x 2048 streams from memory.
+  for (Type t : {Type::kQ8_0, Type::kQ4_0, Type::kQ4_K, Type::kQ6_K}) {
+    for (std::int64_t rows : {1024, 8192}) {
+      for (std::int64_t tokens : {1, 8}) {
+        const std::string name = "rows/" + std::string(tensor::type_name(t)) + "/" +
+                                 std::to_string(rows) + "x2048/t" + std::to_string(tokens);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
+          run_rows(st, t, rows, 2048, tokens);
+        })->Unit(benchmark::kMicrosecond);
+      }
     }
   }
   return true;

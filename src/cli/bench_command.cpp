@@ -3,6 +3,7 @@
 // herd bench --nodes N: the same model served by one `herd serve` process and by a local cluster
 // of N, both measured through the coordinator's API (bench_served.h), side by side.
 #include <fmt/format.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,8 +11,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.h"
 #include "cli/bench_served.h"
+#include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/local_cluster.h"
 #include "engine/local_pipeline.h"
@@ -73,8 +74,8 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   for (const auto& t : model->file().tensors()) params += t.n_elements;
   r.params_b = params / 1e9;
 
-  std::fprintf(stderr, "bench: %s, %d thread(s): measuring memory bandwidth...\n",
-               r.model.c_str(), threads);
+  std::fprintf(stderr, "bench: %s, %d thread(s): measuring memory bandwidth...\n", r.model.c_str(),
+               threads);
   r.measured_gbs = measure_memory_bandwidth(pool).read_gb_per_s;
 
   engine::LocalPipeline pipeline(model, o.n_prompt + o.n_gen + 1, pool);
@@ -98,8 +99,8 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
     t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < o.n_gen; ++i) {
       pipeline.forward(std::span(&token, 1), i, false, logits);
-      token = static_cast<std::int32_t>(
-          std::max_element(logits.begin(), logits.end()) - logits.begin());
+      token = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) -
+                                        logits.begin());
     }
     double tg_s = seconds_since(t0);
     if (o.n_gen > 0) tg.push_back(o.n_gen / tg_s);
@@ -118,6 +119,117 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   return r;
 }
 
+struct ServedRow {
+  int nodes = 1;
+  int threads_per_node = 0;
+  int stages = 0;
+  ServedSpeed speed;
+};
+
+ServedRow serve_and_measure(const std::string& path, int nodes, int threads, int n_ctx,
+                            std::uint64_t memory_limit, const ServedBenchParams& params) {
+  LocalClusterOptions co;
+  co.nodes = nodes;
+  co.threads_per_node = threads;
+  co.n_ctx = n_ctx;
+  co.memory_limit = memory_limit;
+  LocalCluster cluster(co);
+  std::fprintf(stderr, "bench: starting %d node(s), %d thread(s) each...\n", nodes, threads);
+  ServedRow row{nodes, threads, 0, {}};
+  try {
+    cluster.start(path);
+    cluster.wait_ready(600);
+    httplib::Client client("127.0.0.1", cluster.api_port(0));
+    auto view = client.Get("/v1/cluster");
+    if (view && view->status == 200) {
+      auto j = nlohmann::json::parse(view->body, nullptr, false);
+      if (!j.is_discarded() && j.contains("placement"))
+        row.stages =
+            static_cast<int>(j["placement"].value("stages", nlohmann::json::array()).size());
+    }
+    row.speed = measure_served(cluster.api_port(0), params);
+  } catch (...) {
+    cluster.keep_files();
+    std::fprintf(stderr, "bench: the node logs are kept in %s\n", cluster.dir().c_str());
+    throw;
+  }
+  return row;
+}
+
+int run_bench_nodes(const BenchOptions& o) {
+  const int threads = o.threads.front();
+  const int n_ctx = o.n_prompt + o.n_gen + 16;
+  const ServedBenchParams params{o.n_prompt, o.n_gen, o.reps, 0};
+  for (const auto& path : o.models) {
+    auto model = load_model(path);
+    ServedBenchParams p = params;
+    p.n_vocab = model->n_vocab();
+    const std::string name = model->hparams().name.empty() ? path : model->hparams().name;
+    const std::string type = dominant_type(model->file());
+    std::vector<ServedRow> rows = {serve_and_measure(path, 1, threads, n_ctx, 0, p)};
+    for (int n : o.nodes) {
+      if (n < 2) continue;
+      const int per_node = o.node_threads > 0 ? o.node_threads : std::max(1, threads / n);
+      rows.push_back(
+          serve_and_measure(path, n, per_node, n_ctx, split_memory_limit(*model, n_ctx, n), p));
+    }
+    const ServedSpeed& one = rows.front().speed;
+    auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+    if (o.json) {
+      for (const auto& r : rows) {
+        nlohmann::json j = {{"model", name},
+                            {"type", type},
+                            {"nodes", r.nodes},
+                            {"stages", r.stages},
+                            {"threads_per_node", r.threads_per_node},
+                            {"n_prompt", o.n_prompt},
+                            {"n_gen", o.n_gen},
+                            {"reps", o.reps},
+                            {"pp_tokens_per_s", r.speed.pp_tps},
+                            {"tg_tokens_per_s", r.speed.tg_tps},
+                            {"pp_ratio", ratio(r.speed.pp_tps, one.pp_tps)},
+                            {"tg_ratio", ratio(r.speed.tg_tps, one.tg_tps)},
+                            {"measured_via", "api"},
+                            {"machine_cores", ThreadPool::default_thread_count()}};
+        fmt::print("{}\n", j.dump());
+      }
+      continue;
+    }
+    fmt::print("| {:<24} | {:<5} | {:>5} | {:>6} | {:>12} | {:>10} | {:>10} | {:>8} | {:>8} |\n",
+               "model", "type", "nodes", "stages", "threads/node",
+               fmt::format("pp{} t/s", o.n_prompt), fmt::format("tg{} t/s", o.n_gen), "pp ratio",
+               "tg ratio");
+    fmt::print("|{:-<26}|{:-<7}|{:-<7}|{:-<8}|{:-<14}|{:-<12}|{:-<12}|{:-<10}|{:-<10}|\n", "", "",
+               "", "", "", "", "", "", "");
+    for (const auto& r : rows)
+      fmt::print(
+          "| {:<24} | {:<5} | {:>5} | {:>6} | {:>12} | {:>10.1f} | {:>10.2f} | {:>7.2f}x | "
+          "{:>7.2f}x |\n",
+          name.substr(0, 24), type, r.nodes, r.stages, r.threads_per_node, r.speed.pp_tps,
+          r.speed.tg_tps, ratio(r.speed.pp_tps, one.pp_tps), ratio(r.speed.tg_tps, one.tg_tps));
+  }
+  if (!o.json) {
+    const int cores = ThreadPool::default_thread_count();
+    fmt::print(
+        "(medians of {} runs, measured through the coordinator's API: the prefill and decode rates "
+        "of the generation itself; decode = end-to-end time per token after the first, every "
+        "stage and hop included)\n",
+        o.reps);
+    fmt::print(
+        "note: all nodes run on this one machine ({} cores) and share its cores and memory "
+        "bandwidth; {}. Across machines each node has its own.\n",
+        cores,
+        o.node_threads > 0
+            ? fmt::format("each cluster node has --threads {} (for one stream only one stage "
+                          "computes at a time; the others wait)",
+                          o.node_threads)
+            : fmt::format("each cluster node has --threads = {} / nodes (at least 1), so that "
+                          "together they use the single node's {} thread(s)",
+                          o.threads.front(), o.threads.front()));
+  }
+  return 0;
+}
+
 int run_bench(BenchOptions o) {
   if (o.threads.empty()) o.threads = {ThreadPool::default_thread_count()};
   if (o.reps < 1) fail_argument("-r must be at least 1");
@@ -129,12 +241,18 @@ int run_bench(BenchOptions o) {
 
   if (o.json) {
     for (const auto& r : results) {
-      nlohmann::json j = {{"model", r.model},          {"type", r.type},
-                          {"threads", r.threads},      {"n_prompt", o.n_prompt},
-                          {"n_gen", o.n_gen},          {"reps", o.reps},
-                          {"pp_tokens_per_s", r.pp_tps}, {"tg_tokens_per_s", r.tg_tps},
-                          {"tg_gbs", r.tg_gbs},        {"measured_gbs", r.measured_gbs},
-                          {"tg_bandwidth_pct", r.pct}, {"pp_gflops", r.pp_gflops},
+      nlohmann::json j = {{"model", r.model},
+                          {"type", r.type},
+                          {"threads", r.threads},
+                          {"n_prompt", o.n_prompt},
+                          {"n_gen", o.n_gen},
+                          {"reps", o.reps},
+                          {"pp_tokens_per_s", r.pp_tps},
+                          {"tg_tokens_per_s", r.tg_tps},
+                          {"tg_gbs", r.tg_gbs},
+                          {"measured_gbs", r.measured_gbs},
+                          {"tg_bandwidth_pct", r.pct},
+                          {"pp_gflops", r.pp_gflops},
                           {"params_b", r.params_b}};
       fmt::print("{}\n", j.dump());
     }
@@ -146,12 +264,15 @@ int run_bench(BenchOptions o) {
   fmt::print("|{:-<30}|{:-<7}|{:-<9}|{:-<12}|{:-<12}|{:-<10}|{:-<13}|{:-<8}|{:-<12}|\n", "", "", "",
              "", "", "", "", "", "");
   for (const auto& r : results)
-    fmt::print("| {:<28} | {:<5} | {:>7} | {:>10.1f} | {:>10.2f} | {:>8.1f} | {:>13.1f} | {:>5.1f}% | "
-               "{:>10.1f} |\n",
-               r.model.substr(0, 28), r.type, r.threads, r.pp_tps, r.tg_tps, r.tg_gbs,
-               r.measured_gbs, r.pct, r.pp_gflops);
-  fmt::print("(medians of {} runs; % bw = generation's weight reads / read bandwidth measured "
-             "in this run)\n", o.reps);
+    fmt::print(
+        "| {:<28} | {:<5} | {:>7} | {:>10.1f} | {:>10.2f} | {:>8.1f} | {:>13.1f} | {:>5.1f}% | "
+        "{:>10.1f} |\n",
+        r.model.substr(0, 28), r.type, r.threads, r.pp_tps, r.tg_tps, r.tg_gbs, r.measured_gbs,
+        r.pct, r.pp_gflops);
+  fmt::print(
+      "(medians of {} runs; % bw = generation's weight reads / read bandwidth measured "
+      "in this run)\n",
+      o.reps);
   return 0;
 }
 
@@ -160,15 +281,15 @@ int run_bench(BenchOptions o) {
 CommandFn add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = app.add_subcommand("bench", "Measure prompt processing and generation speed");
-  cmd->add_option("-m,--model", o->models, "GGUF model file(s)")->required()
+  cmd->add_option("-m,--model", o->models, "GGUF model file(s)")
+      ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("-p,--prompt", o->n_prompt, "Prompt tokens processed in one batch")
       ->capture_default_str();
   cmd->add_option("-n,--gen", o->n_gen, "Tokens generated one at a time")->capture_default_str();
   cmd->add_option("-r,--reps", o->reps, "Repetitions (the median is reported)")
       ->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Thread counts to test, e.g. -t 1,2")
-      ->delimiter(',');
+  cmd->add_option("-t,--threads", o->threads, "Thread counts to test, e.g. -t 1,2")->delimiter(',');
   cmd->add_flag("--json", o->json, "One JSON object per configuration, one per line");
   cmd->add_option("--nodes", o->nodes,
                   "Also serve the model on local clusters of these sizes, e.g. --nodes 2,3, and "

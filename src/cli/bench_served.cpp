@@ -41,11 +41,12 @@ double gauge(const std::string& text, const std::string& name) {
 }
 
 void complete(httplib::Client& client, const std::vector<std::int32_t>& prompt, int max_tokens) {
-  const json body = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0},
-                     {"ignore_eos", true}};
+  const json body = {
+      {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"ignore_eos", true}};
   auto r = client.Post("/v1/completions", body.dump(), "application/json");
   if (!r) fail("POST /v1/completions: no answer ({})", httplib::to_string(r.error()));
-  if (r->status != 200) fail("POST /v1/completions: HTTP {}: {}", r->status, r->body.substr(0, 300));
+  if (r->status != 200)
+    fail("POST /v1/completions: HTTP {}: {}", r->status, r->body.substr(0, 300));
 }
 
 }  // namespace

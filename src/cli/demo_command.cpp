@@ -43,7 +43,8 @@ fs::path find_model() {
 
 json get_json(httplib::Client& client, const std::string& path) {
   auto r = client.Get(path);
-  if (!r || r->status != 200) fail("GET {} failed: {}", path, r ? r->body : httplib::to_string(r.error()));
+  if (!r || r->status != 200)
+    fail("GET {} failed: {}", path, r ? r->body : httplib::to_string(r.error()));
   return json::parse(r->body);
 }
 
@@ -58,8 +59,12 @@ void ask(int api_port, const DemoOptions& o) {
   httplib::Request req;
   req.method = "POST";
   req.path = "/v1/completions";
-  req.body = json{{"prompt", o.prompt}, {"max_tokens", o.max_tokens}, {"temperature", 0},
-                  {"stream", true}, {"stream_options", {{"include_usage", true}}}}.dump();
+  req.body = json{{"prompt", o.prompt},
+                  {"max_tokens", o.max_tokens},
+                  {"temperature", 0},
+                  {"stream", true},
+                  {"stream_options", {{"include_usage", true}}}}
+                 .dump();
   req.set_header("Content-Type", "application/json");
   std::string pending;
   std::string error;
@@ -95,9 +100,11 @@ void ask(int api_port, const DemoOptions& o) {
     auto at = metrics.find("\n" + name + " ");
     return at == std::string::npos ? 0.0 : std::atof(metrics.c_str() + at + name.size() + 2);
   };
-  fmt::print("time to first token {:.1f} ms (client side); decode {:.1f} tokens/s (server); "
-             "{} tokens in {:.2f} s\n", ttft_ms, metric("herd_decode_tokens_per_second"),
-             metric("herd_generated_tokens_total"), total_s);
+  fmt::print(
+      "time to first token {:.1f} ms (client side); decode {:.1f} tokens/s (server); "
+      "{} tokens in {:.2f} s\n",
+      ttft_ms, metric("herd_decode_tokens_per_second"), metric("herd_generated_tokens_total"),
+      total_s);
 }
 
 int run_demo(DemoOptions o) {
@@ -110,16 +117,17 @@ int run_demo(DemoOptions o) {
   fs::path model = o.model.empty() ? find_model() : fs::path(o.model);
   if (model.empty()) {
     model = cluster.dir() / "synthetic.gguf";
-    fmt::print("stories260K.gguf not found ($HERD_MODELS, ../shared/models): writing a synthetic "
-               "model to {}\n", model.string());
+    fmt::print(
+        "stories260K.gguf not found ($HERD_MODELS, ../shared/models): writing a synthetic "
+        "model to {}\n",
+        model.string());
     model::SyntheticSpec spec;
     spec.n_layer = 6;
     spec.n_ctx = 512;
     model::write_synthetic_model(spec, model.string());
   }
-  // Each node offers twice its 1/N share (room for the KV cache and whole layers), so that the
-  // model is split across all of them.
-  cluster.set_memory_limit(fs::file_size(model) * 2 / o.nodes);
+  // Each node offers just enough that the model has to be split across all of them.
+  cluster.set_memory_limit(split_memory_limit(*load_model(model.string()), co.n_ctx, o.nodes));
   cluster.start(model);
   fmt::print("started {} node(s) (logs in {}); waiting for the cluster...\n", o.nodes,
              cluster.dir().string());
@@ -140,7 +148,8 @@ int run_demo(DemoOptions o) {
 
 CommandFn add_demo_command(CLI::App& app) {
   auto o = std::make_shared<DemoOptions>();
-  auto* cmd = app.add_subcommand("demo", "Start a local cluster of herd serve processes and ask it something");
+  auto* cmd = app.add_subcommand(
+      "demo", "Start a local cluster of herd serve processes and ask it something");
   cmd->add_option("-m,--model", o->model, "GGUF model (default: stories260K.gguf, else synthetic)");
   cmd->add_option("--nodes", o->nodes, "Nodes to start")->capture_default_str();
   cmd->add_option("-p,--prompt", o->prompt, "Prompt")->capture_default_str();

@@ -23,6 +23,14 @@ namespace herd::cli {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+std::uint64_t split_memory_limit(const model::Model& model, int n_ctx, int nodes) {
+  if (nodes < 2) return 0;
+  double bytes =
+      static_cast<double>(model.kv_bytes_per_token_per_layer()) * n_ctx * model.n_layer();
+  for (const auto& t : model.file().tensors()) bytes += static_cast<double>(t.n_bytes);
+  return static_cast<std::uint64_t>(0.95 * bytes / (nodes - 1));
+}
+
 int free_local_port() {
   for (int attempt = 0; attempt < 50; ++attempt) {
     int t = socket(AF_INET, SOCK_STREAM, 0);
@@ -78,9 +86,10 @@ pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
 
 LocalCluster::LocalCluster(LocalClusterOptions options)
     : options_(std::move(options)),
-      dir_(fs::temp_directory_path() / fmt::format("herd-local-{}-{:x}", getpid(),
-                                                   Clock::now().time_since_epoch().count())) {
-  if (options_.nodes < 1 || options_.nodes > 16) fail_argument("the number of nodes must be 1 to 16");
+      dir_(fs::temp_directory_path() /
+           fmt::format("herd-local-{}-{:x}", getpid(), Clock::now().time_since_epoch().count())) {
+  if (options_.nodes < 1 || options_.nodes > 16)
+    fail_argument("the number of nodes must be 1 to 16");
   fs::create_directories(dir_);
   secret_ = dir_ / "secret";
   std::ofstream(secret_) << random_secret() << "\n";
@@ -93,7 +102,9 @@ LocalCluster::~LocalCluster() {
   if (!keep_) fs::remove_all(dir_, ignored);
 }
 
-fs::path LocalCluster::log_path(int node) const { return dir_ / fmt::format("node-{}.log", node); }
+fs::path LocalCluster::log_path(int node) const {
+  return dir_ / fmt::format("node-{}.log", node);
+}
 
 void LocalCluster::start(const fs::path& model) {
   const int n = options_.nodes;
@@ -102,12 +113,24 @@ void LocalCluster::start(const fs::path& model) {
     cluster_ports_.push_back(free_local_port());
   }
   for (int i = 0; i < n; ++i) {
-    std::vector<std::string> args = {
-        "herd", "--log", options_.log_level, "serve", "--name", fmt::format("node-{}", i),
-        "--api-port", std::to_string(api_ports_[i]), "--cluster-port",
-        std::to_string(cluster_ports_[i]), "--secret-file", secret_.string(), "--data-dir",
-        (dir_ / fmt::format("data-{}", i)).string(), "--ctx", std::to_string(options_.n_ctx),
-        "--threads", std::to_string(options_.threads_per_node)};
+    std::vector<std::string> args = {"herd",
+                                     "--log",
+                                     options_.log_level,
+                                     "serve",
+                                     "--name",
+                                     fmt::format("node-{}", i),
+                                     "--api-port",
+                                     std::to_string(api_ports_[i]),
+                                     "--cluster-port",
+                                     std::to_string(cluster_ports_[i]),
+                                     "--secret-file",
+                                     secret_.string(),
+                                     "--data-dir",
+                                     (dir_ / fmt::format("data-{}", i)).string(),
+                                     "--ctx",
+                                     std::to_string(options_.n_ctx),
+                                     "--threads",
+                                     std::to_string(options_.threads_per_node)};
     if (options_.memory_limit > 0 && n > 1)
       args.insert(args.end(), {"--memory-limit", std::to_string(options_.memory_limit)});
     if (i == 0) {

@@ -11,7 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "model/model.h"
+
 namespace herd::cli {
+
+// The --memory-limit that makes a placement use all `nodes` nodes for `model` at context n_ctx:
+// 95% of (weights + KV cache) / (nodes - 1), so no nodes - 1 of them hold it and all of them do,
+// with room to spare for whole layers. 0 for one node (no limit).
+std::uint64_t split_memory_limit(const model::Model& model, int n_ctx, int nodes);
 
 // A port on 127.0.0.1 free for both TCP and UDP right now (the cluster port uses both).
 // Throws herd::Error when none is found.

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "util/error.h"
 #include "util/log.h"
@@ -28,6 +29,8 @@ constexpr std::uint32_t kAddressMagic = 0x58445248;  // "HRDX"
 constexpr std::uint32_t kAddressVersion = 1;
 constexpr std::size_t kAddressHeader = 12;            // magic, version, node id (u32 LE each)
 constexpr std::uint64_t kUserTagMask = 0xffffffffull;
+// Worker progress calls between two looks at the clock and the awaited condition.
+constexpr int kMaxProgressPerCheck = 64;
 
 std::uint32_t load_u32(const std::uint8_t* p) {
   return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
@@ -148,12 +151,19 @@ template <typename Done>
 bool UcxTransport::progress_until(Done&& done, Clock::time_point deadline) {
   const auto spin_until = Clock::now() + options_.spin;
   for (;;) {
-    while (ucp_worker_progress(ucx_->worker) != 0) {
+    // Drain, but boundedly: a worker whose progress never reports 0 (a peer streaming without
+    // pause, an endpoint retrying a connection) must not keep us from the deadline check below.
+    for (int i = 0; i < kMaxProgressPerCheck && ucp_worker_progress(ucx_->worker) != 0; ++i) {
     }
     if (done()) return true;
     const auto now = Clock::now();
     if (now >= deadline) return false;
-    if (now < spin_until) continue;
+    if (now < spin_until) {
+      // Give the core away between polls: on a loaded machine the peer we wait for (often a
+      // thread of this very process) may need exactly this core to make its progress.
+      std::this_thread::yield();
+      continue;
+    }
     // Sleep until the worker has an event (or 100 ms, to re-check the deadline and failures).
     const ucs_status_t armed = ucp_worker_arm(ucx_->worker);
     if (armed == UCS_ERR_BUSY) continue;

@@ -1,13 +1,16 @@
-// 512-bit Q4_K / Q6_K kernels against tensor::BlockQ8_K activations (natural element order).
+// 512-bit Q6_K kernel against tensor::BlockQ8_K activations (natural element order).
 //
 // A super-block of 256 weights is decoded once per tile into four vectors of 64 unsigned bytes
 // in element order (u[v] = elements 64v .. 64v+63), so the activations load straight from the
-// Q8_K block. Q4_K: each 32-byte quant chunk is broadcast to both halves of a register and the
-// upper half shifted by a nibble (low nibbles = sub-block 2v, high = 2v+1). Q6_K: one 64-byte
-// load of ql gives elements 0..63 (low nibbles) and 64..127 (high), the 32 qh bytes are
-// broadcast and shifted per half. Per token: maddubs gives int16 pair sums, vpdpwssd multiplies
-// them by the per-group scale and accumulates in int32, so every block's sum is exact; offsets
-// (Q6_K: q - 32) and mins (Q4_K) go through Q8_K's per-16 bsums, as in dot_x86_kquants.h.
+// Q8_K block: one 64-byte load of ql gives elements 0..63 (low nibbles) and 64..127 (high), the
+// 32 qh bytes are broadcast to both halves and shifted per half. Per token: maddubs gives int16
+// pair sums, vpdpwssd multiplies them by the per-group scale and accumulates in int32, so every
+// block's sum is exact; the offset (q - 32) goes through Q8_K's per-16 bsums, as in
+// dot_x86_kquants.h.
+//
+// Q4_K was tried the same way (each 32-byte chunk broadcast, upper half shifted a nibble, scales
+// by vpermw) and measured no faster than the 256-bit kernel (about 15 GB/s per core for one
+// token either way; zmm work runs on two ports, ymm on three), so it stays 256-bit.
 #include <immintrin.h>
 
 #include <cstring>
@@ -45,48 +48,15 @@ inline __m512i halves(int lo, int hi) {
 struct DecodedK512 {
   __m512i u[4];
   __m512i scale[4];  // int16 scale of each maddubs pair lane of u[v]
-  __m256i min16;     // per-16-group min (Q4_K) or scale (Q6_K), against Q8_K's bsums
+  __m256i min16;     // per-16-group scale, against Q8_K's bsums
   float d;
   float dmin;
-};
-
-struct Q4K {
-  using Block = tensor::BlockQ4_K;
-  static constexpr int kOffsetShift = -1;  // no offset; mins instead
-  // u[v] spans sub-blocks 2v (lanes 0..15) and 2v + 1 (lanes 16..31).
-  const __m512i pick[4] = {word_index([](int i) { return i / 16; }),
-                           word_index([](int i) { return 2 + i / 16; }),
-                           word_index([](int i) { return 4 + i / 16; }),
-                           word_index([](int i) { return 6 + i / 16; })};
-  const __m512i nibble = halves(0, 4);
-
-  void decode(const Block& b, DecodedK512& out) const {
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    for (int v = 0; v < 4; ++v) {
-      const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(b.qs + 32 * v)));
-      out.u[v] = _mm512_and_si512(_mm512_srlv_epi16(q, nibble), low4);
-    }
-    // get_scale_min_k4 (tensor/blocks.h) four sub-blocks at a time.
-    const std::uint32_t u0 = load_u32(b.scales), u1 = load_u32(b.scales + 4);
-    const std::uint32_t u2 = load_u32(b.scales + 8);
-    const std::uint32_t sc0 = u0 & 0x3F3F3F3Fu, mn0 = u1 & 0x3F3F3F3Fu;
-    const std::uint32_t sc1 = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    const std::uint32_t mn1 = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    const __m512i sc16 = _mm512_castsi128_si512(
-        _mm_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(sc0), static_cast<int>(sc1), 0, 0)));
-    for (int v = 0; v < 4; ++v) out.scale[v] = _mm512_permutexvar_epi16(pick[v], sc16);
-    const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    out.min16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
-        _mm_setr_epi32(static_cast<int>(mn0), static_cast<int>(mn1), 0, 0), pairs));
-    out.d = half_to_float(b.d);
-    out.dmin = half_to_float(b.dmin);
-  }
 };
 
 struct Q6K {
   using Block = tensor::BlockQ6_K;
   static constexpr int kOffsetShift = 5;  // q - 32
+  static constexpr bool kHasMin = false;
   // u[v] spans 16-groups 4v .. 4v+3, eight pair lanes each.
   const __m512i pick[4] = {word_index([](int i) { return i / 8; }),
                            word_index([](int i) { return 4 + i / 8; }),
@@ -136,6 +106,9 @@ void tile_k512(std::int64_t n, const void* w, const void* x, std::size_t x_strid
   DecodedK512 dq;
   for (std::int64_t i = 0; i < n / kQKK; ++i) {
     type.decode(wb[i], dq);
+    // Scales as d * (isum * dx): dx broadcasts straight from memory, no scalar product first.
+    const __m512 d = _mm512_set1_ps(dq.d);
+    const __m256 dmin = _mm256_set1_ps(dq.dmin);
     for (int c = 0; c < NC; ++c) {
       const tensor::BlockQ8_K& xc = xb[c][i];
       // Two chains to shorten the dependency on the integer accumulators.
@@ -151,10 +124,11 @@ void tile_k512(std::int64_t n, const void* w, const void* x, std::size_t x_strid
         isum = _mm512_sub_epi32(
             isum, _mm512_zextsi256_si512(_mm256_slli_epi32(group, T::kOffsetShift)));
       }
-      acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dq.d * xc.d), acc[c]);
-      if constexpr (T::kOffsetShift < 0) {
-        min_acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(group), _mm256_set1_ps(dq.dmin * xc.d),
-                                     min_acc[c]);
+      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xc.d)), d,
+                               acc[c]);
+      if constexpr (T::kHasMin) {
+        min_acc[c] = _mm256_fmadd_ps(
+            _mm256_mul_ps(_mm256_cvtepi32_ps(group), _mm256_set1_ps(xc.d)), dmin, min_acc[c]);
       }
     }
   }
@@ -187,7 +161,6 @@ static_assert(kMaxTileTokens == 8);
 
 void add_avx512_k_kernels(KernelTable& t) {
   using tensor::Type;
-  t.by_type[static_cast<std::size_t>(Type::kQ4_K)] = {ActivationFormat::kQ8K, dispatch<Q4K>};
   t.by_type[static_cast<std::size_t>(Type::kQ6_K)] = {ActivationFormat::kQ8K, dispatch<Q6K>};
 }
 

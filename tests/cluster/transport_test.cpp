@@ -62,6 +62,7 @@ class TransportTest : public ::testing::TestWithParam<std::string> {
   PeerId a_to_b_ = 0, b_to_a_ = 0;
   std::thread b_thread_;
   std::string b_error_;
+  std::vector<ReceivedMessage> b_got_;
 };
 
 TEST_P(TransportTest, RoundTripKeepsBytesAndNamesTheSender) {
@@ -120,8 +121,10 @@ TEST_P(TransportTest, TagsAndSendersAreSelected) {
   auto c = make();
   const PeerId c_to_b = c->connect(b_->local_address(), "node 'b'");
   const PeerId b_to_c = b_->connect(c->local_address(), "node 'c'");
-  std::vector<ReceivedMessage> got;
-  run_b([&](Transport& b) {
+  // `got` lives in the fixture: if a send below throws, b's thread still writes into it until
+  // TearDown joins that thread.
+  auto& got = b_got_;
+  run_b([&got, b_to_c](Transport& b) {
     // b picks c's message first although a's came earlier; and the reply tag before kTag.
     got.push_back(b.receive(kTag, b_to_c, 10s));
     got.push_back(b.receive(kReplyTag, std::nullopt, 10s));

@@ -1,0 +1,115 @@
+// `herd demo` and `herd bench --nodes`: each starts its own local cluster of `herd serve`
+// processes; both must work end to end and leave no process behind.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/process_cluster.h"
+#include "support/test_data.h"
+
+namespace herd::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Finished {
+  int pid = 0;  // of the herd process (the shell execs it)
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs `herd args...` in `cwd` with `env` ("NAME=value ..."), stdout and stderr together.
+Finished run_herd(const fs::path& binary, const std::string& args, const fs::path& cwd,
+                  const std::string& env = "") {
+  const std::string command = "cd '" + cwd.string() + "' && " + env +
+                              " timeout 120 sh -c 'echo $$; exec " + binary.string() + " " + args +
+                              "' 2>&1";
+  Finished f;
+  FILE* p = popen(command.c_str(), "r");
+  if (!p) return f;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) f.output.append(buf, n);
+  const int status = pclose(p);
+  f.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::istringstream first(f.output);
+  first >> f.pid;
+  return f;
+}
+
+// Processes still running whose command line names the cluster folder of herd process `pid`
+// (LocalCluster puts every node's data dir under /tmp/herd-local-<pid>-...).
+std::vector<std::string> leftover_nodes(int pid) {
+  const std::string mark = "herd-local-" + std::to_string(pid) + "-";
+  std::vector<std::string> found;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    const std::string cmdline = read_text(entry.path() / "cmdline");
+    if (cmdline.find(mark) != std::string::npos) found.push_back(name);
+  }
+  return found;
+}
+
+TEST(DemoCommand, RunsEndToEndFromTheRepositoryAndLeavesNoProcessBehind) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  Finished f = run_herd(herd_binary(), "demo -n 16", HERD_SOURCE_DIR);
+  EXPECT_EQ(f.exit_code, 0) << f.output;
+  EXPECT_NE(f.output.find("3 stage(s) on 3 of 3 node(s)"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("Once upon a time"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("stopped all nodes"), std::string::npos) << f.output;
+  ASSERT_GT(f.pid, 0);
+  EXPECT_TRUE(leftover_nodes(f.pid).empty());
+}
+
+TEST(DemoCommand, WritesASyntheticModelWhenNoModelIsFound) {
+  // A copy of the binary in a folder with no ../shared, and HERD_MODELS pointing nowhere.
+  const fs::path dir = temp_dir("demo-synthetic");
+  const fs::path binary = dir / "bin" / "herd";
+  fs::create_directories(binary.parent_path());
+  fs::copy_file(herd_binary(), binary);
+  Finished f =
+      run_herd(binary, "demo -n 8 --nodes 2", dir, "HERD_MODELS=" + (dir / "nowhere").string());
+  EXPECT_EQ(f.exit_code, 0) << f.output;
+  EXPECT_NE(f.output.find("writing a synthetic model"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("2 stage(s) on 2 of 2 node(s)"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("stopped all nodes"), std::string::npos) << f.output;
+  ASSERT_GT(f.pid, 0);
+  EXPECT_TRUE(leftover_nodes(f.pid).empty());
+  // Its temporary folder (the synthetic model, logs, shards) is gone too.
+  const std::string prefix = "herd-local-" + std::to_string(f.pid) + "-";
+  for (const auto& entry : fs::directory_iterator(fs::temp_directory_path()))
+    EXPECT_NE(entry.path().filename().string().rfind(prefix, 0), 0u) << entry.path();
+}
+
+TEST(BenchCommand, NodesComparesOneNodeWithAClusterMeasuredThroughTheApi) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  Finished f = run_herd(herd_binary(),
+                        "bench -m " + model.string() + " -p 8 -n 8 -r 1 -t 1 --nodes 2 --json",
+                        HERD_SOURCE_DIR);
+  ASSERT_EQ(f.exit_code, 0) << f.output;
+  std::vector<json> rows;
+  std::istringstream lines(f.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("{", 0) == 0) rows.push_back(json::parse(line));
+  }
+  ASSERT_EQ(rows.size(), 2u) << f.output;
+  EXPECT_EQ(rows[0]["nodes"], 1);
+  EXPECT_EQ(rows[0]["stages"], 1);
+  EXPECT_EQ(rows[1]["nodes"], 2);
+  EXPECT_EQ(rows[1]["stages"], 2) << "the cluster must split the model over both nodes";
+  for (const auto& r : rows) {
+    EXPECT_GT(r["pp_tokens_per_s"].get<double>(), 0) << r.dump();
+    EXPECT_GT(r["tg_tokens_per_s"].get<double>(), 0) << r.dump();
+  }
+  EXPECT_DOUBLE_EQ(rows[1]["tg_ratio"].get<double>(), rows[1]["tg_tokens_per_s"].get<double>() /
+                                                          rows[0]["tg_tokens_per_s"].get<double>());
+  ASSERT_GT(f.pid, 0);
+  EXPECT_TRUE(leftover_nodes(f.pid).empty());
+}
+
+}  // namespace
+}  // namespace herd::testing
