@@ -13,8 +13,6 @@
 // token either way; zmm work runs on two ports, ymm on three), so it stays 256-bit.
 #include <immintrin.h>
 
-#include <cstring>
-
 #include "kernels/dot.h"
 #include "tensor/blocks.h"
 
@@ -23,12 +21,8 @@ namespace {
 
 using tensor::kQKK;
 
-inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
-
-inline std::uint32_t load_u32(const std::uint8_t* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
+inline float half_to_float(std::uint16_t h) {
+  return _cvtsh_ss(h);
 }
 
 // 16-bit lane indices for vpermw: lane i takes word f(i).
@@ -58,10 +52,9 @@ struct Q6K {
   static constexpr int kOffsetShift = 5;  // q - 32
   static constexpr bool kHasMin = false;
   // u[v] spans 16-groups 4v .. 4v+3, eight pair lanes each.
-  const __m512i pick[4] = {word_index([](int i) { return i / 8; }),
-                           word_index([](int i) { return 4 + i / 8; }),
-                           word_index([](int i) { return 8 + i / 8; }),
-                           word_index([](int i) { return 12 + i / 8; })};
+  const __m512i pick[4] = {
+      word_index([](int i) { return i / 8; }), word_index([](int i) { return 4 + i / 8; }),
+      word_index([](int i) { return 8 + i / 8; }), word_index([](int i) { return 12 + i / 8; })};
   // Bits 4-5 of elements l, l + 32 are qh bits 0-1, 2-3; of l + 64, l + 96 bits 4-5, 6-7.
   const __m512i high_lo = halves(4, 2);  // shift left
   const __m512i high_hi = halves(0, 2);  // shift right
@@ -75,9 +68,8 @@ struct Q6K {
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h)));
       out.u[2 * h] = _mm512_or_si512(_mm512_and_si512(l, low4),
                                      _mm512_and_si512(_mm512_sllv_epi16(q, high_lo), bits45));
-      out.u[2 * h + 1] =
-          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
-                          _mm512_and_si512(_mm512_srlv_epi16(q, high_hi), bits45));
+      out.u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
+                                         _mm512_and_si512(_mm512_srlv_epi16(q, high_hi), bits45));
     }
     const __m256i s16 =
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
@@ -121,14 +113,14 @@ void tile_k512(std::int64_t n, const void* w, const void* x, std::size_t x_strid
       const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc.bsums));
       const __m256i group = _mm256_madd_epi16(bsums, dq.min16);
       if constexpr (T::kOffsetShift >= 0) {
-        isum = _mm512_sub_epi32(
-            isum, _mm512_zextsi256_si512(_mm256_slli_epi32(group, T::kOffsetShift)));
+        isum = _mm512_sub_epi32(isum,
+                                _mm512_zextsi256_si512(_mm256_slli_epi32(group, T::kOffsetShift)));
       }
-      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xc.d)), d,
-                               acc[c]);
+      acc[c] =
+          _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xc.d)), d, acc[c]);
       if constexpr (T::kHasMin) {
-        min_acc[c] = _mm256_fmadd_ps(
-            _mm256_mul_ps(_mm256_cvtepi32_ps(group), _mm256_set1_ps(xc.d)), dmin, min_acc[c]);
+        min_acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(group), _mm256_set1_ps(xc.d)),
+                                     dmin, min_acc[c]);
       }
     }
   }
@@ -145,14 +137,22 @@ template <class T>
 void dispatch(std::int64_t n, const void* w, const void* x, std::size_t s, int nc, float* y,
               std::int64_t ldy) {
   switch (nc) {
-    case 1: return tile_k512<T, 1>(n, w, x, s, y, ldy);
-    case 2: return tile_k512<T, 2>(n, w, x, s, y, ldy);
-    case 3: return tile_k512<T, 3>(n, w, x, s, y, ldy);
-    case 4: return tile_k512<T, 4>(n, w, x, s, y, ldy);
-    case 5: return tile_k512<T, 5>(n, w, x, s, y, ldy);
-    case 6: return tile_k512<T, 6>(n, w, x, s, y, ldy);
-    case 7: return tile_k512<T, 7>(n, w, x, s, y, ldy);
-    default: return tile_k512<T, 8>(n, w, x, s, y, ldy);
+    case 1:
+      return tile_k512<T, 1>(n, w, x, s, y, ldy);
+    case 2:
+      return tile_k512<T, 2>(n, w, x, s, y, ldy);
+    case 3:
+      return tile_k512<T, 3>(n, w, x, s, y, ldy);
+    case 4:
+      return tile_k512<T, 4>(n, w, x, s, y, ldy);
+    case 5:
+      return tile_k512<T, 5>(n, w, x, s, y, ldy);
+    case 6:
+      return tile_k512<T, 6>(n, w, x, s, y, ldy);
+    case 7:
+      return tile_k512<T, 7>(n, w, x, s, y, ldy);
+    default:
+      return tile_k512<T, 8>(n, w, x, s, y, ldy);
   }
 }
 static_assert(kMaxTileTokens == 8);

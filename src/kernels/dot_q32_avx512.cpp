@@ -22,8 +22,12 @@ namespace {
 
 constexpr int kGroupBlocks = BlockQ8X::kBlocks;
 
-inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
-inline float round_to_half(float f) { return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
+inline float half_to_float(std::uint16_t h) {
+  return _cvtsh_ss(h);
+}
+inline float round_to_half(float f) {
+  return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
 
 // --- activations -------------------------------------------------------------------------------
 
@@ -86,7 +90,7 @@ inline __m512i word_index(F f) {
 }
 
 struct Q4_0x {
-  using Block = tensor::BlockQ4_0;  // 18 bytes = 9 words; qs at words 1..8
+  using Block = tensor::BlockQ4_0;        // 18 bytes = 9 words; qs at words 1..8
   static constexpr int kOffsetShift = 0;  // per-lane correction -2 * sum  (q - 8 over 32)
   const __m512i first = word_index([](int i) { return 9 * (i / 8) + 1 + i % 8; });
   // Blocks 4..7 from (bytes 64.., bytes 80..): global word g < 64 is g - 32, else g - 40 + 32.
@@ -120,7 +124,7 @@ struct Q4_0x {
 };
 
 struct Q8_0x {
-  using Block = tensor::BlockQ8_0;  // 34 bytes = 17 words; qs at words 1..16
+  using Block = tensor::BlockQ8_0;        // 34 bytes = 17 words; qs at words 1..16
   static constexpr int kOffsetShift = 4;  // -32 * sum per lane (w + 128 over 32)
   const __m512i first = word_index([](int i) { return 17 * (i / 8) + 1 + i % 8; });
   // From (bytes 8.., bytes 72..): global word g is index g - 4.
@@ -193,14 +197,22 @@ template <class T>
 void dispatch(std::int64_t n, const void* w, const void* x, std::size_t s, int nc, float* y,
               std::int64_t ldy) {
   switch (nc) {
-    case 1: return tile_q32x<T, 1>(n, w, x, s, y, ldy);
-    case 2: return tile_q32x<T, 2>(n, w, x, s, y, ldy);
-    case 3: return tile_q32x<T, 3>(n, w, x, s, y, ldy);
-    case 4: return tile_q32x<T, 4>(n, w, x, s, y, ldy);
-    case 5: return tile_q32x<T, 5>(n, w, x, s, y, ldy);
-    case 6: return tile_q32x<T, 6>(n, w, x, s, y, ldy);
-    case 7: return tile_q32x<T, 7>(n, w, x, s, y, ldy);
-    default: return tile_q32x<T, 8>(n, w, x, s, y, ldy);
+    case 1:
+      return tile_q32x<T, 1>(n, w, x, s, y, ldy);
+    case 2:
+      return tile_q32x<T, 2>(n, w, x, s, y, ldy);
+    case 3:
+      return tile_q32x<T, 3>(n, w, x, s, y, ldy);
+    case 4:
+      return tile_q32x<T, 4>(n, w, x, s, y, ldy);
+    case 5:
+      return tile_q32x<T, 5>(n, w, x, s, y, ldy);
+    case 6:
+      return tile_q32x<T, 6>(n, w, x, s, y, ldy);
+    case 7:
+      return tile_q32x<T, 7>(n, w, x, s, y, ldy);
+    default:
+      return tile_q32x<T, 8>(n, w, x, s, y, ldy);
   }
 }
 static_assert(kMaxTileTokens == 8);

@@ -71,21 +71,20 @@ TEST_P(MatmulLayouts, EveryIsaMatchesScalarAtGroupAndTailLengths) {
         dequantize_row(w, r, row.data());
         for (std::int64_t c = 0; c < cols; ++c) magnitude += std::fabs(row[c] * x[t * cols + c]);
         ASSERT_NEAR(y[i], expected[i], 1e-5 * magnitude)
-            << tensor::type_name(type) << " cols " << cols << " isa " << isa_name(isa)
-            << " token " << t << " row " << r;
+            << tensor::type_name(type) << " cols " << cols << " isa " << isa_name(isa) << " token "
+            << t << " row " << r;
       }
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Lengths, MatmulLayouts,
-    ::testing::Values(Case{Type::kQ4_0, 32 * 3}, Case{Type::kQ4_0, 32 * 8},
-                      Case{Type::kQ4_0, 32 * 13}, Case{Type::kQ4_0, 32 * 40},
-                      Case{Type::kQ8_0, 32 * 3}, Case{Type::kQ8_0, 32 * 8},
-                      Case{Type::kQ8_0, 32 * 13}, Case{Type::kQ8_0, 32 * 40},
-                      Case{Type::kQ4_K, 256 * 1}, Case{Type::kQ4_K, 256 * 5},
-                      Case{Type::kQ6_K, 256 * 1}, Case{Type::kQ6_K, 256 * 5}));
+INSTANTIATE_TEST_SUITE_P(Lengths, MatmulLayouts,
+                         ::testing::Values(Case{Type::kQ4_0, 32 * 3}, Case{Type::kQ4_0, 32 * 8},
+                                           Case{Type::kQ4_0, 32 * 13}, Case{Type::kQ4_0, 32 * 40},
+                                           Case{Type::kQ8_0, 32 * 3}, Case{Type::kQ8_0, 32 * 8},
+                                           Case{Type::kQ8_0, 32 * 13}, Case{Type::kQ8_0, 32 * 40},
+                                           Case{Type::kQ4_K, 256 * 1}, Case{Type::kQ4_K, 256 * 5},
+                                           Case{Type::kQ6_K, 256 * 1}, Case{Type::kQ6_K, 256 * 5}));
 
 }  // namespace
 }  // namespace herd::kernels
