@@ -76,7 +76,9 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
 
   std::fprintf(stderr, "bench: %s, %d thread(s): measuring memory bandwidth...\n", r.model.c_str(),
                threads);
-  r.measured_gbs = measure_memory_bandwidth(pool).read_gb_per_s;
+  // Measured again before every generation run and reported as the median, so a noisy moment
+  // on a shared machine moves the numerator and the denominator alike.
+  std::vector<double> bandwidth = {measure_memory_bandwidth(pool).read_gb_per_s};
 
   engine::LocalPipeline pipeline(model, o.n_prompt + o.n_gen + 1, pool);
   std::vector<float> logits;
@@ -95,6 +97,7 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
     if (o.n_prompt > 0) pp.push_back(o.n_prompt / pp_s);
     std::fprintf(stderr, " %.1f t/s, tg%d", o.n_prompt ? o.n_prompt / pp_s : 0.0, o.n_gen);
     pipeline.truncate(0);
+    bandwidth.push_back(measure_memory_bandwidth(pool, std::size_t{1} << 30, 3).read_gb_per_s);
     std::int32_t token = prompt.empty() ? 1 : prompt[0];
     t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < o.n_gen; ++i) {
@@ -108,6 +111,7 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   }
   if (!pp.empty()) r.pp_tps = median(pp);
   if (!tg.empty()) r.tg_tps = median(tg);
+  r.measured_gbs = median(bandwidth);
   // Bytes streamed per generated token: every layer's weights and the output head (the
   // embedding contributes one row, negligible).
   double bytes_per_token = static_cast<double>(model->head_bytes());

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "cli/commands.h"
 #include "gguf/reader.h"
@@ -21,7 +22,9 @@ struct SynthOptions {
 };
 
 int run_synth(const SynthOptions& o) {
-  auto type = tensor::type_from_name(o.type);
+  // "q4_k_m" is llama.cpp's mix of Q4_K and Q6_K rather than a tensor type.
+  const bool q4_k_m = o.type == "q4_k_m" || o.type == "Q4_K_M";
+  auto type = q4_k_m ? std::optional(tensor::Type::kQ4_K) : tensor::type_from_name(o.type);
   if (!type) fail_argument("--type '{}' is not a tensor type (try q4_0, q8_0, q4_k, f16)", o.type);
   model::SyntheticSpec spec;
   if (o.shape == "1b") {
@@ -37,6 +40,7 @@ int run_synth(const SynthOptions& o) {
   if (o.n_kv_head) spec.n_kv_head = o.n_kv_head;
   if (o.n_ff) spec.n_ff = o.n_ff;
   spec.seed = o.seed;
+  spec.q4_k_m_mix = q4_k_m;
   std::unique_ptr<gguf::File> vocab;
   if (!o.vocab_from.empty()) vocab = std::make_unique<gguf::File>(gguf::File::open(o.vocab_from));
   model::write_synthetic_model(spec, o.output, vocab ? &vocab->metadata() : nullptr,
@@ -54,7 +58,7 @@ CommandFn add_synth_command(CLI::App& app) {
   auto o = std::make_shared<SynthOptions>();
   auto* cmd = app.add_subcommand("synth", "Write a llama-architecture GGUF with random weights");
   cmd->add_option("-o,--output", o->output, "Output GGUF path")->required();
-  cmd->add_option("--type", o->type, "Type of the 2-D weights (f32 f16 bf16 q8_0 q4_0 q4_k ...)")
+  cmd->add_option("--type", o->type, "Type of the 2-D weights (f32 f16 bf16 q8_0 q4_0 q4_k ..., or the q4_k_m mix)")
       ->capture_default_str();
   cmd->add_option("--shape", o->shape, "1b (Llama-3.2-1B shape) or tiny")->capture_default_str();
   cmd->add_option("--vocab-from", o->vocab_from,

@@ -72,6 +72,11 @@ std::int64_t copy_vocab(gguf::Writer& w, const gguf::Metadata& source) {
   return static_cast<std::int64_t>(tokens->size());
 }
 
+// llama.cpp's use_more_bits(i_layer, n_layers) (llama-quant.cpp).
+bool uses_more_bits(int il, int n_layer) {
+  return il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2;
+}
+
 }  // namespace
 
 SyntheticSpec llama_1b_spec(tensor::Type type) {
@@ -134,17 +139,21 @@ void write_synthetic_model(const SyntheticSpec& spec, const std::string& path,
     w.add_tensor_f32(p + "attn_norm.weight", tensor::Type::kF32, {e}, norm_weight(rng, e));
     w.add_tensor_f32(p + "attn_q.weight", spec.type, {e, e}, random_matrix(rng, e, e));
     w.add_tensor_f32(p + "attn_k.weight", spec.type, {e, kv}, random_matrix(rng, e, kv));
-    w.add_tensor_f32(p + "attn_v.weight", spec.type, {e, kv}, random_matrix(rng, e, kv));
+    const tensor::Type more = spec.q4_k_m_mix && uses_more_bits(l, spec.n_layer)
+                                  ? tensor::Type::kQ6_K
+                                  : spec.type;
+    w.add_tensor_f32(p + "attn_v.weight", more, {e, kv}, random_matrix(rng, e, kv));
     w.add_tensor_f32(p + "attn_output.weight", spec.type, {e, e}, random_matrix(rng, e, e));
     w.add_tensor_f32(p + "ffn_norm.weight", tensor::Type::kF32, {e}, norm_weight(rng, e));
     w.add_tensor_f32(p + "ffn_gate.weight", spec.type, {e, f}, random_matrix(rng, e, f));
     w.add_tensor_f32(p + "ffn_up.weight", spec.type, {e, f}, random_matrix(rng, e, f));
-    w.add_tensor_f32(p + "ffn_down.weight", spec.type, {f, e}, random_matrix(rng, f, e));
+    w.add_tensor_f32(p + "ffn_down.weight", more, {f, e}, random_matrix(rng, f, e));
     for (int i = 0; i < 9; ++i) step();
   }
   w.add_tensor_f32("output_norm.weight", tensor::Type::kF32, {e}, norm_weight(rng, e));
   step();
-  w.add_tensor_f32("output.weight", spec.type, {e, n_vocab}, random_matrix(rng, e, n_vocab));
+  const tensor::Type output_type = spec.q4_k_m_mix ? tensor::Type::kQ6_K : spec.type;
+  w.add_tensor_f32("output.weight", output_type, {e, n_vocab}, random_matrix(rng, e, n_vocab));
   step();
   w.write(path);
 }

@@ -26,6 +26,9 @@ struct SyntheticSpec {
   // Type of every 2-D weight; 1-D norm weights stay F32 (as llama.cpp's quantizer does).
   tensor::Type type = tensor::Type::kF32;
   std::uint64_t seed = 1;
+  // llama.cpp's Q4_K_M mix: Q4_K, with Q6_K for the output, and for attn_v / ffn_down in the
+  // layers where llama.cpp spends more bits (first and last eighth, every third in between).
+  bool q4_k_m_mix = false;
 };
 
 // Llama-3.2-1B's shape (embd 2048, 16 layers, 32 heads, 8 KV heads, ffn 8192).

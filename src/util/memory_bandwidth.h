@@ -19,9 +19,10 @@ struct MemoryBandwidth {
 
 // Reads a `bytes`-sized buffer `reps` times using every thread of `pool` and reports the median
 // rate. The buffer is first written by the same threads that later read it (first touch places
-// pages on their NUMA node). Costs about bytes * (reps + 1) of memory traffic; 256 MiB x 5 takes
-// well under a second on a desktop. Throws InvalidArgument when bytes < 1 MiB or reps < 1.
+// pages on their NUMA node). The default 1 GiB is several times the last-level cache of common
+// CPUs (cloud Xeons have up to 260 MiB of L3: a 256 MiB buffer there measures the cache, not
+// memory). Costs about bytes * (reps + 1) of memory traffic, well under a second on a desktop. Throws InvalidArgument when bytes < 1 MiB or reps < 1.
 MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool,
-                                         std::size_t bytes = std::size_t{256} << 20, int reps = 5);
+                                         std::size_t bytes = std::size_t{1} << 30, int reps = 5);
 
 }  // namespace herd
