@@ -27,6 +27,7 @@ struct BenchOptions {
   std::vector<std::string> models;
   int n_prompt = 512;
   int n_gen = 128;
+  int depth = 0;  // also time generation after this many cached positions (long context)
   int reps = 3;
   std::vector<int> threads;
   bool json = false;
@@ -39,6 +40,7 @@ struct BenchResult {
   std::string type;
   int threads = 0;
   double pp_tps = 0, tg_tps = 0;
+  double tg_depth_tps = 0;  // generation after `depth` cached positions (0 when not asked)
   double tg_gbs = 0, measured_gbs = 0, pct = 0;
   double pp_gflops = 0;
   double params_b = 0;
@@ -63,6 +65,32 @@ std::string dominant_type(const gguf::File& file) {
   return it == bytes.end() ? "?" : it->first;
 }
 
+// Generation speed with `depth` positions already in the KV cache: attention then reads the
+// whole cache for every token. The context is filled once (untimed), then each run decodes n_gen
+// tokens from there and is rolled back.
+double bench_depth(engine::LocalPipeline& pipeline, int n_vocab, const BenchOptions& o) {
+  std::vector<float> logits;
+  auto context = bench_tokens(o.depth, n_vocab, 777);
+  std::fprintf(stderr, "bench: filling %d positions of context...\n", o.depth);
+  pipeline.truncate(0);
+  pipeline.forward(context, 0, false, logits);
+  std::vector<double> rates;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    pipeline.truncate(o.depth);
+    std::int32_t token = context.back();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.n_gen; ++i) {
+      pipeline.forward(std::span(&token, 1), o.depth + i, false, logits);
+      token = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) -
+                                        logits.begin());
+    }
+    rates.push_back(o.n_gen / seconds_since(t0));
+    std::fprintf(stderr, "bench: run %d/%d: tg%d at depth %d: %.2f t/s\n", rep + 1, o.reps,
+                 o.n_gen, o.depth, rates.back());
+  }
+  return median(rates);
+}
+
 BenchResult bench_one(const std::string& path, int threads, const BenchOptions& o) {
   auto model = load_model(path);
   ThreadPool pool(threads);
@@ -80,7 +108,7 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   // on a shared machine moves the numerator and the denominator alike.
   std::vector<double> bandwidth = {measure_memory_bandwidth(pool).read_gb_per_s};
 
-  engine::LocalPipeline pipeline(model, o.n_prompt + o.n_gen + 1, pool);
+  engine::LocalPipeline pipeline(model, std::max(o.n_prompt, o.depth) + o.n_gen + 1, pool);
   std::vector<float> logits;
   auto prompt = bench_tokens(o.n_prompt, model->n_vocab(), 12345);
   // Warm-up: page the mapped weights in so the first timed run does not measure the disk.
@@ -111,6 +139,7 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   }
   if (!pp.empty()) r.pp_tps = median(pp);
   if (!tg.empty()) r.tg_tps = median(tg);
+  if (o.depth > 0 && o.n_gen > 0) r.tg_depth_tps = bench_depth(pipeline, model->n_vocab(), o);
   r.measured_gbs = median(bandwidth);
   // Bytes streamed per generated token: every layer's weights and the output head (the
   // embedding contributes one row, negligible).
@@ -258,6 +287,10 @@ int run_bench(BenchOptions o) {
                           {"tg_bandwidth_pct", r.pct},
                           {"pp_gflops", r.pp_gflops},
                           {"params_b", r.params_b}};
+      if (o.depth > 0) {
+        j["depth"] = o.depth;
+        j["tg_depth_tokens_per_s"] = r.tg_depth_tps;
+      }
       fmt::print("{}\n", j.dump());
     }
     return 0;
@@ -277,6 +310,13 @@ int run_bench(BenchOptions o) {
       "(medians of {} runs; % bw = generation's weight reads / read bandwidth measured "
       "in this run)\n",
       o.reps);
+  if (o.depth > 0) {
+    for (const auto& r : results)
+      fmt::print("{} {} threads {}: tg{} at depth {}: {:.2f} t/s ({:.2f}x slower than from an "
+                 "empty context)\n",
+                 r.model.substr(0, 28), r.type, r.threads, o.n_gen, o.depth, r.tg_depth_tps,
+                 r.tg_depth_tps > 0 ? r.tg_tps / r.tg_depth_tps : 0.0);
+  }
   return 0;
 }
 
@@ -291,6 +331,8 @@ CommandFn add_bench_command(CLI::App& app) {
   cmd->add_option("-p,--prompt", o->n_prompt, "Prompt tokens processed in one batch")
       ->capture_default_str();
   cmd->add_option("-n,--gen", o->n_gen, "Tokens generated one at a time")->capture_default_str();
+  cmd->add_option("-d,--depth", o->depth,
+                  "Also time generation with this many positions already in the context");
   cmd->add_option("-r,--reps", o->reps, "Repetitions (the median is reported)")
       ->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Thread counts to test, e.g. -t 1,2")->delimiter(',');
