@@ -1,7 +1,7 @@
 // Matrix-vector (decode) and matrix-matrix (prefill) products per weight type.
 // Counters: GB/s of weight bytes streamed per call, GFLOP/s (2 * rows * cols * tokens).
-// HERD_ISA=scalar|avx2|avx512 picks the kernels; HERD_BENCH_THREADS the pool size (default: all cores).
-// rows/...: one thread calling matmul_rows (per-core kernel speed, CPU-time rates).
+// HERD_ISA=scalar|avx2|avx512 picks the kernels; HERD_BENCH_THREADS the pool size (default: all
+// cores). rows/...: one thread calling matmul_rows (per-core kernel speed, CPU-time rates).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -61,8 +61,8 @@ void run(benchmark::State& state, Type type, std::int64_t rows, std::int64_t col
     benchmark::ClobberMemory();
   }
   const double iters = static_cast<double>(state.iterations());
-  state.counters["GB/s"] = benchmark::Counter(
-      iters * static_cast<double>(w->bytes.size()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GB/s"] = benchmark::Counter(iters * static_cast<double>(w->bytes.size()) / 1e9,
+                                              benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(
       iters * 2.0 * static_cast<double>(rows * cols * tokens) / 1e9, benchmark::Counter::kIsRate);
   state.counters["threads"] = pool().size();
@@ -84,8 +84,8 @@ void run_rows(benchmark::State& state, Type type, std::int64_t rows, std::int64_
     benchmark::ClobberMemory();
   }
   const double iters = static_cast<double>(state.iterations());
-  state.counters["GB/s"] = benchmark::Counter(
-      iters * static_cast<double>(w->bytes.size()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GB/s"] = benchmark::Counter(iters * static_cast<double>(w->bytes.size()) / 1e9,
+                                              benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(
       iters * 2.0 * static_cast<double>(rows * cols * tokens) / 1e9, benchmark::Counter::kIsRate);
 }

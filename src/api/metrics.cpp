@@ -24,7 +24,8 @@ void Metrics::record_generation(const engine::GenerationStats& stats) {
     }
   }
   if (stats.generated_tokens > 1) last_decode_tps_ = stats.decode_tokens_per_s;
-  if (stats.prompt_tokens > stats.cached_prompt_tokens) last_prefill_tps_ = stats.prefill_tokens_per_s;
+  if (stats.prompt_tokens > stats.cached_prompt_tokens)
+    last_prefill_tps_ = stats.prefill_tokens_per_s;
 }
 
 double Metrics::last_decode_tokens_per_s() const {
@@ -45,8 +46,8 @@ std::string Metrics::render(const std::vector<StageTiming>& stages) const {
   header("herd_time_to_first_token_seconds", "histogram",
          "From the start of a generation to its first sampled token.");
   for (std::size_t i = 0; i < kTtftBuckets.size(); ++i)
-    out += fmt::format("herd_time_to_first_token_seconds_bucket{{le=\"{}\"}} {}\n",
-                       kTtftBuckets[i], ttft_buckets_[i]);
+    out += fmt::format("herd_time_to_first_token_seconds_bucket{{le=\"{}\"}} {}\n", kTtftBuckets[i],
+                       ttft_buckets_[i]);
   out += fmt::format("herd_time_to_first_token_seconds_bucket{{le=\"+Inf\"}} {}\n", ttft_count_);
   out += fmt::format("herd_time_to_first_token_seconds_sum {}\n", ttft_sum_s_);
   out += fmt::format("herd_time_to_first_token_seconds_count {}\n", ttft_count_);

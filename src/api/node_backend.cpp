@@ -8,10 +8,9 @@ PipelineBackend& NodeBackend::inner() {
     throw ApiError(503, "the model is not ready yet (" + node_.status() + "); retry shortly",
                    "service_unavailable");
   if (!inner_) {
-    inner_ = std::make_unique<PipelineBackend>(node_.model_id(), node_.model_file_name(),
-                                               node_.tokenizer(), node_.chat_template(),
-                                               node_.pipeline(),
-                                               [this] { return node_.cluster_view(); });
+    inner_ = std::make_unique<PipelineBackend>(
+        node_.model_id(), node_.model_file_name(), node_.tokenizer(), node_.chat_template(),
+        node_.pipeline(), [this] { return node_.cluster_view(); });
   }
   return *inner_;
 }

@@ -31,10 +31,11 @@ std::int64_t int_field(const json& body, const char* key, std::int64_t lo, std::
   if (it == body.end() || it->is_null()) return fallback;
   if (!it->is_number_integer()) bad(key, fmt::format("'{}' must be an integer", key));
   // Seeds are often sent as large unsigned numbers.
-  const std::int64_t v = it->is_number_unsigned()
-                             ? static_cast<std::int64_t>(std::min<std::uint64_t>(
-                                   it->get<std::uint64_t>(), std::numeric_limits<std::int64_t>::max()))
-                             : it->get<std::int64_t>();
+  const std::int64_t v =
+      it->is_number_unsigned()
+          ? static_cast<std::int64_t>(std::min<std::uint64_t>(
+                it->get<std::uint64_t>(), std::numeric_limits<std::int64_t>::max()))
+          : it->get<std::int64_t>();
   if (v < lo || v > hi)
     bad(key, fmt::format("'{}' is {}, but must be between {} and {}", key, v, lo, hi));
   return v;
@@ -50,8 +51,9 @@ std::string message_content(const json& content, std::size_t index) {
   for (const json& part : content) {
     if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
         !part["text"].is_string())
-      bad(param, param + ": only parts of the form {\"type\":\"text\",\"text\":\"...\"} are "
-                         "supported (this server has no image or audio input)");
+      bad(param, param +
+                     ": only parts of the form {\"type\":\"text\",\"text\":\"...\"} are "
+                     "supported (this server has no image or audio input)");
     text += part["text"].get<std::string>();
   }
   return text;
@@ -66,10 +68,12 @@ std::vector<model::ChatMessage> parse_messages(const json& body) {
   std::vector<model::ChatMessage> out;
   for (std::size_t i = 0; i < it->size(); ++i) {
     const json& m = (*it)[i];
-    if (!m.is_object()) bad(fmt::format("messages[{}]", i), fmt::format("messages[{}] must be an object", i));
+    if (!m.is_object())
+      bad(fmt::format("messages[{}]", i), fmt::format("messages[{}] must be an object", i));
     auto role = m.find("role");
     if (role == m.end() || !role->is_string())
-      bad(fmt::format("messages[{}].role", i), fmt::format("messages[{}].role must be a string", i));
+      bad(fmt::format("messages[{}].role", i),
+          fmt::format("messages[{}].role must be a string", i));
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";  // OpenAI's newer name for the system role
     if (r != "system" && r != "user" && r != "assistant" && r != "tool")
@@ -82,7 +86,8 @@ std::vector<model::ChatMessage> parse_messages(const json& body) {
 
 void parse_prompt(const json& body, CompletionRequest& request) {
   auto it = body.find("prompt");
-  if (it == body.end() || it->is_null()) bad("prompt", "'prompt' is required: a string or an array of token ids");
+  if (it == body.end() || it->is_null())
+    bad("prompt", "'prompt' is required: a string or an array of token ids");
   if (it->is_string()) {
     request.prompt = it->get<std::string>();
   } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
@@ -95,8 +100,9 @@ void parse_prompt(const json& body, CompletionRequest& request) {
   } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
     request.prompt = (*it)[0].get<std::string>();
   } else {
-    bad("prompt", "'prompt' must be a string, a one-element array of strings, or an array of token "
-                  "ids (several prompts per request are not supported)");
+    bad("prompt",
+        "'prompt' must be a string, a one-element array of strings, or an array of token "
+        "ids (several prompts per request are not supported)");
   }
   if (request.prompt.empty() && request.prompt_ids.empty()) bad("prompt", "'prompt' is empty");
 }
@@ -108,7 +114,8 @@ std::vector<std::string> parse_stop(const json& body) {
     if (it->get<std::string>().empty()) return {};
     return {it->get<std::string>()};
   }
-  if (!it->is_array() || it->size() > 16) bad("stop", "'stop' must be a string or an array of at most 16 strings");
+  if (!it->is_array() || it->size() > 16)
+    bad("stop", "'stop' must be a string or an array of at most 16 strings");
   std::vector<std::string> out;
   for (const json& s : *it) {
     if (!s.is_string()) bad("stop", "'stop' must be a string or an array of strings");
@@ -151,8 +158,9 @@ void parse_sampling(const json& body, CompletionRequest& request) {
 CompletionRequest parse_request(std::string_view body, RequestKind kind) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded())
-    bad("", "the request body is not valid JSON (send Content-Type: application/json with a JSON "
-            "object)");
+    bad("",
+        "the request body is not valid JSON (send Content-Type: application/json with a JSON "
+        "object)");
   if (!j.is_object()) bad("", "the request body must be a JSON object");
   CompletionRequest request;
   request.kind = kind;

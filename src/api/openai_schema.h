@@ -36,10 +36,10 @@ enum class RequestKind { kChat, kCompletion };
 
 struct CompletionRequest {
   RequestKind kind = RequestKind::kChat;
-  std::string model;                        // as sent; empty when absent
+  std::string model;                         // as sent; empty when absent
   std::vector<model::ChatMessage> messages;  // kChat
-  std::string prompt;                       // kCompletion with a text prompt
-  std::vector<std::int32_t> prompt_ids;     // kCompletion with a token-id prompt
+  std::string prompt;                        // kCompletion with a text prompt
+  std::vector<std::int32_t> prompt_ids;      // kCompletion with a token-id prompt
   engine::GenerationParams params;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
@@ -54,7 +54,7 @@ nlohmann::json error_body(std::string_view message, std::string_view type = "inv
                           std::string_view param = "", std::string_view code = "");
 
 struct ResponseIds {
-  std::string id;       // "chatcmpl-..." / "cmpl-..."
+  std::string id;            // "chatcmpl-..." / "cmpl-..."
   std::int64_t created = 0;  // Unix seconds
   std::string model;
 };

@@ -1,7 +1,6 @@
-#include "api/backend.h"
-
 #include <fmt/format.h>
 
+#include "api/backend.h"
 #include "util/error.h"
 
 namespace herd::api {
@@ -34,24 +33,34 @@ std::vector<std::int32_t> PipelineBackend::prepare(const CompletionRequest& requ
     }
   } catch (const InvalidArgument& e) {
     // e.g. the template's raise_exception("roles must alternate").
-    throw ApiError(400, fmt::format("the messages cannot be rendered with this model's chat "
-                                    "template: {}", e.what()), "invalid_request_error", "messages");
+    throw ApiError(400,
+                   fmt::format("the messages cannot be rendered with this model's chat "
+                               "template: {}",
+                               e.what()),
+                   "invalid_request_error", "messages");
   }
-  if (ids.empty()) throw ApiError(400, "the prompt is empty after tokenization", "invalid_request_error", "prompt");
+  if (ids.empty())
+    throw ApiError(400, "the prompt is empty after tokenization", "invalid_request_error",
+                   "prompt");
   for (std::int32_t id : ids) {
     if (id < 0 || id >= tokenizer_.n_vocab())
-      throw ApiError(400, fmt::format("token id {} is outside the vocabulary [0, {})", id,
-                                      tokenizer_.n_vocab()), "invalid_request_error", "prompt");
+      throw ApiError(
+          400,
+          fmt::format("token id {} is outside the vocabulary [0, {})", id, tokenizer_.n_vocab()),
+          "invalid_request_error", "prompt");
   }
   const std::int64_t n_prompt = static_cast<std::int64_t>(ids.size());
   const std::int64_t max_tokens = request.params.max_tokens;
   if (n_prompt + std::max<std::int64_t>(max_tokens, 1) > n_ctx()) {
-    throw ApiError(400,
-                   fmt::format("this model's context is {} tokens, but the prompt has {} tokens{}: "
-                               "shorten the prompt{}", n_ctx(), n_prompt,
-                               max_tokens > 0 ? fmt::format(" and max_tokens asks for {} more", max_tokens) : "",
-                               max_tokens > 0 ? " or lower max_tokens" : ""),
-                   "invalid_request_error", "messages", "context_length_exceeded");
+    throw ApiError(
+        400,
+        fmt::format(
+            "this model's context is {} tokens, but the prompt has {} tokens{}: "
+            "shorten the prompt{}",
+            n_ctx(), n_prompt,
+            max_tokens > 0 ? fmt::format(" and max_tokens asks for {} more", max_tokens) : "",
+            max_tokens > 0 ? " or lower max_tokens" : ""),
+        "invalid_request_error", "messages", "context_length_exceeded");
   }
   return ids;
 }

@@ -1,9 +1,9 @@
 #include "api/server.h"
 
+#include <fmt/format.h>
 #include <httplib.h>
 
 #include <chrono>
-#include <fmt/format.h>
 
 #include "cluster/auth.h"
 #include "util/error.h"
@@ -15,8 +15,8 @@ using nlohmann::json;
 
 namespace {
 
-void send_error(httplib::Response& res, int status, std::string_view message,
-                std::string_view type, std::string_view param = "", std::string_view code = "") {
+void send_error(httplib::Response& res, int status, std::string_view message, std::string_view type,
+                std::string_view param = "", std::string_view code = "") {
   res.status = status;
   res.set_content(error_body(message, type, param, code).dump(), "application/json");
 }
@@ -64,14 +64,20 @@ void forward(const httplib::Request& req, httplib::Response& res, const std::str
   std::string host;
   int port = 0;
   if (!split_host_port(upstream, host, port))
-    throw ApiError(503, "no coordinator API address known yet; retry shortly", "service_unavailable");
+    throw ApiError(503, "no coordinator API address known yet; retry shortly",
+                   "service_unavailable");
   httplib::Headers headers;
-  if (req.has_header("Authorization")) headers.emplace("Authorization", req.get_header_value("Authorization"));
+  if (req.has_header("Authorization"))
+    headers.emplace("Authorization", req.get_header_value("Authorization"));
   if (req.method == "GET") {
     httplib::Client client(host, port);
     client.set_read_timeout(600, 0);
     auto r = client.Get(req.path.c_str(), headers);
-    if (!r) throw ApiError(502, fmt::format("the coordinator's API at {} does not answer: {}", upstream, httplib::to_string(r.error())), "server_error");
+    if (!r)
+      throw ApiError(502,
+                     fmt::format("the coordinator's API at {} does not answer: {}", upstream,
+                                 httplib::to_string(r.error())),
+                     "server_error");
     res.status = r->status;
     res.set_content(r->body, r->get_header_value("Content-Type"));
     return;
@@ -81,46 +87,54 @@ void forward(const httplib::Request& req, httplib::Response& res, const std::str
   res.set_header("Cache-Control", "no-cache");
   // The status is sent before the coordinator answers: an error from it arrives as the body (an
   // SSE "data: {error}" line when the client asked for a stream).
-  res.set_chunked_content_provider(
-      "text/event-stream", [host, port, path, body, headers, upstream](std::size_t, httplib::DataSink& sink) {
-        httplib::Client client(host, port);
-        client.set_read_timeout(600, 0);
-        httplib::Request r;
-        r.method = "POST";
-        r.path = path;
-        r.headers = headers;
-        r.body = body;
-        r.set_header("Content-Type", "application/json");
-        r.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
-          return sink.write(data, n);
-        };
-        auto result = client.send(r);
-        if (!result) {
-          const std::string e = sse_event(error_body(
-              fmt::format("the coordinator's API at {} does not answer: {}", upstream,
-                          httplib::to_string(result.error())), "server_error"));
-          sink.write(e.data(), e.size());
-        }
-        sink.done();
-        return true;
-      });
+  res.set_chunked_content_provider("text/event-stream", [host, port, path, body, headers, upstream](
+                                                            std::size_t, httplib::DataSink& sink) {
+    httplib::Client client(host, port);
+    client.set_read_timeout(600, 0);
+    httplib::Request r;
+    r.method = "POST";
+    r.path = path;
+    r.headers = headers;
+    r.body = body;
+    r.set_header("Content-Type", "application/json");
+    r.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
+      return sink.write(data, n);
+    };
+    auto result = client.send(r);
+    if (!result) {
+      const std::string e =
+          sse_event(error_body(fmt::format("the coordinator's API at {} does not answer: {}",
+                                           upstream, httplib::to_string(result.error())),
+                               "server_error"));
+      sink.write(e.data(), e.size());
+    }
+    sink.done();
+    return true;
+  });
 }
 
 }  // namespace
 
 ApiServer::ApiServer(Backend& backend, ApiOptions options)
-    : backend_(backend), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+    : backend_(backend),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {
   install_routes();
 }
 
-ApiServer::~ApiServer() { stop(); }
+ApiServer::~ApiServer() {
+  stop();
+}
 
 int ApiServer::start() {
-  port_ = options_.port == 0 ? server_->bind_to_any_port(options_.host)
-                             : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+  port_ = options_.port == 0
+              ? server_->bind_to_any_port(options_.host)
+              : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
   if (port_ <= 0)
-    fail("cannot listen for the API on {}:{} (address not on this machine, or port in use): pick "
-         "another --api-port or --api-host", options_.host, options_.port);
+    fail(
+        "cannot listen for the API on {}:{} (address not on this machine, or port in use): pick "
+        "another --api-port or --api-host",
+        options_.host, options_.port);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   log::info("api: listening on http://{}:{}", options_.host, port_);
   return port_;
@@ -140,7 +154,8 @@ void ApiServer::install_routes() {
       return httplib::Server::HandlerResponse::Unhandled;
     const std::string expected = "Bearer " + options_.api_key;
     if (!cluster::constant_time_equal(req.get_header_value("Authorization"), expected)) {
-      send_error(res, 401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+      send_error(res, 401,
+                 "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
                  "authentication_error", "", "invalid_api_key");
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -152,9 +167,11 @@ void ApiServer::install_routes() {
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     send_error(res, res.status,
-               res.status == 404 ? fmt::format("no route {} {}: see /v1/models, /v1/chat/completions, "
-                                               "/v1/completions, /health, /v1/cluster, /metrics", req.method, req.path)
-                                 : fmt::format("HTTP {}", res.status),
+               res.status == 404
+                   ? fmt::format("no route {} {}: see /v1/models, /v1/chat/completions, "
+                                 "/v1/completions, /health, /v1/cluster, /metrics",
+                                 req.method, req.path)
+                   : fmt::format("HTTP {}", res.status),
                error_type(res.status));
   });
 
@@ -175,10 +192,15 @@ void ApiServer::install_routes() {
 
   s.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     guarded(res, [&] {
-      if (auto up = options_.upstream ? options_.upstream() : std::nullopt) return forward(req, res, *up);
-      json model = {{"id", backend_.model_id()}, {"object", "model"}, {"created", 0},
-                    {"owned_by", "herd"}, {"context_length", backend_.n_ctx()}};
-      res.set_content(json{{"object", "list"}, {"data", json::array({model})}}.dump(), "application/json");
+      if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
+        return forward(req, res, *up);
+      json model = {{"id", backend_.model_id()},
+                    {"object", "model"},
+                    {"created", 0},
+                    {"owned_by", "herd"},
+                    {"context_length", backend_.n_ctx()}};
+      res.set_content(json{{"object", "list"}, {"data", json::array({model})}}.dump(),
+                      "application/json");
     });
   });
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -190,7 +212,8 @@ void ApiServer::install_routes() {
     guarded(res, [&] {
       json view = backend_.cluster_view();
       view["decode_tokens_per_s"] = metrics_.last_decode_tokens_per_s();
-      res.set_content(view.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      res.set_content(view.dump(-1, ' ', false, json::error_handler_t::replace),
+                      "application/json");
     });
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
@@ -206,30 +229,35 @@ void ApiServer::install_routes() {
 void ApiServer::handle_completion(const std::string& body, RequestKind kind, void* response) {
   auto& res = *static_cast<httplib::Response*>(response);
   if (!backend_.ready())
-    throw ApiError(503, fmt::format("the model is not ready yet ({}); retry shortly",
-                                    backend_.status_text()), "service_unavailable");
+    throw ApiError(
+        503, fmt::format("the model is not ready yet ({}); retry shortly", backend_.status_text()),
+        "service_unavailable");
   CompletionRequest request = parse_request(body, kind);
   if (!request.model.empty() && request.model != backend_.model_id() &&
       request.model != backend_.model_file())
-    throw ApiError(404, fmt::format("the model '{}' does not exist here; this server has '{}' "
-                                    "(GET /v1/models)", request.model, backend_.model_id()),
+    throw ApiError(404,
+                   fmt::format("the model '{}' does not exist here; this server has '{}' "
+                               "(GET /v1/models)",
+                               request.model, backend_.model_id()),
                    "invalid_request_error", "model", "model_not_found");
   std::vector<std::int32_t> prompt = backend_.prepare(request);
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  ResponseIds ids{fmt::format("{}-{:x}{:06x}", kind == RequestKind::kChat ? "chatcmpl" : "cmpl",
-                              std::chrono::duration_cast<std::chrono::milliseconds>(now).count(),
-                              next_id_++),
-                  std::chrono::duration_cast<std::chrono::seconds>(now).count(), backend_.model_id()};
+  ResponseIds ids{
+      fmt::format("{}-{:x}{:06x}", kind == RequestKind::kChat ? "chatcmpl" : "cmpl",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(now).count(), next_id_++),
+      std::chrono::duration_cast<std::chrono::seconds>(now).count(), backend_.model_id()};
   if (!request.stream) {
     engine::GenerationResult result = backend_.generate(prompt, request.params, {});
     metrics_.record_generation(result.stats);
-    res.set_content(completion_response(kind, ids, result).dump(-1, ' ', false, json::error_handler_t::replace),
-                    "application/json");
+    res.set_content(
+        completion_response(kind, ids, result).dump(-1, ' ', false, json::error_handler_t::replace),
+        "application/json");
     return;
   }
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
-      "text/event-stream", [this, request, prompt = std::move(prompt), ids, kind](std::size_t, httplib::DataSink& sink) {
+      "text/event-stream",
+      [this, request, prompt = std::move(prompt), ids, kind](std::size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
         if (kind == RequestKind::kChat) write(sse_event(stream_chunk(kind, ids, "", "", true)));
         try {

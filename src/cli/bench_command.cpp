@@ -85,8 +85,8 @@ double bench_depth(engine::LocalPipeline& pipeline, int n_vocab, const BenchOpti
                                         logits.begin());
     }
     rates.push_back(o.n_gen / seconds_since(t0));
-    std::fprintf(stderr, "bench: run %d/%d: tg%d at depth %d: %.2f t/s\n", rep + 1, o.reps,
-                 o.n_gen, o.depth, rates.back());
+    std::fprintf(stderr, "bench: run %d/%d: tg%d at depth %d: %.2f t/s\n", rep + 1, o.reps, o.n_gen,
+                 o.depth, rates.back());
   }
   return median(rates);
 }
@@ -312,10 +312,11 @@ int run_bench(BenchOptions o) {
       o.reps);
   if (o.depth > 0) {
     for (const auto& r : results)
-      fmt::print("{} {} threads {}: tg{} at depth {}: {:.2f} t/s ({:.2f}x slower than from an "
-                 "empty context)\n",
-                 r.model.substr(0, 28), r.type, r.threads, o.n_gen, o.depth, r.tg_depth_tps,
-                 r.tg_depth_tps > 0 ? r.tg_tps / r.tg_depth_tps : 0.0);
+      fmt::print(
+          "{} {} threads {}: tg{} at depth {}: {:.2f} t/s ({:.2f}x slower than from an "
+          "empty context)\n",
+          r.model.substr(0, 28), r.type, r.threads, o.n_gen, o.depth, r.tg_depth_tps,
+          r.tg_depth_tps > 0 ? r.tg_tps / r.tg_depth_tps : 0.0);
   }
   return 0;
 }

@@ -1,6 +1,6 @@
 // herd cluster: who is in the cluster and which node holds which layers, and why (GET /v1/cluster).
-#include <httplib.h>
 #include <fmt/format.h>
+#include <httplib.h>
 
 #include <nlohmann/json.hpp>
 
@@ -26,13 +26,16 @@ int run_cluster(const ClusterOptions& o) {
   if (key.empty() && std::getenv("HERD_API_KEY")) key = std::getenv("HERD_API_KEY");
   if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
   auto r = client.Get("/v1/cluster", headers);
-  if (!r) fail("no herd node answers at http://{}: {} (is `herd serve` running there?)", o.api,
-               httplib::to_string(r.error()));
-  if (r->status != 200) fail("http://{}/v1/cluster answered HTTP {}: {}", o.api, r->status, r->body);
+  if (!r)
+    fail("no herd node answers at http://{}: {} (is `herd serve` running there?)", o.api,
+         httplib::to_string(r.error()));
+  if (r->status != 200)
+    fail("http://{}/v1/cluster answered HTTP {}: {}", o.api, r->status, r->body);
   auto view = nlohmann::json::parse(r->body);
   fmt::print("node {} ({}); coordinator: {}\n\n", view.value("self", ""), view.value("status", ""),
              view.value("coordinator", ""));
-  fmt::print("{:<20} {:<22} {:>12} {:>8} {:>8}  {}\n", "member", "api", "memory", "threads", "GB/s", "model");
+  fmt::print("{:<20} {:<22} {:>12} {:>8} {:>8}  {}\n", "member", "api", "memory", "threads", "GB/s",
+             "model");
   for (const auto& m : view["members"]) {
     const auto& a = m["address"];
     const auto& res = m["resources"];

@@ -88,8 +88,9 @@ int run_inspect(const InspectOptions& o) {
 
 CommandFn add_inspect_command(CLI::App& app) {
   auto o = std::make_shared<InspectOptions>();
-  auto* cmd = app.add_subcommand("inspect", "Show a GGUF file's architecture, hyper-parameters, "
-                                            "tensor types and sizes");
+  auto* cmd = app.add_subcommand("inspect",
+                                 "Show a GGUF file's architecture, hyper-parameters, "
+                                 "tensor types and sizes");
   cmd->add_option("file", o->path, "GGUF model file")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--all-metadata", o->all_metadata, "Also list tokenizer arrays");
   cmd->add_flag("!--no-tensors", o->tensors, "Do not list every tensor");

@@ -43,11 +43,11 @@ CommandFn add_logits_command(CLI::App& app) {
   auto o = std::make_shared<LogitsOptions>();
   auto* cmd = app.add_subcommand(
       "logits", "Write the logits of every position of a token sequence as float32 rows");
-  cmd->add_option("-m,--model", o->model_path, "GGUF model file")->required()
+  cmd->add_option("-m,--model", o->model_path, "GGUF model file")
+      ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--tokens", o->tokens, "Token ids, e.g. 1,403,407")->required();
-  cmd->add_option("-o,--output", o->output, "Output file (raw little-endian float32)")
-      ->required();
+  cmd->add_option("-o,--output", o->output, "Output file (raw little-endian float32)")->required();
   cmd->add_option("-t,--threads", o->threads, "Compute threads (default: one per core)");
   return [o] { return run_logits(*o); };
 }

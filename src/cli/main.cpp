@@ -1,6 +1,5 @@
 // herd: one LLM server from several machines. Subcommands live in one file each.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <exception>
 #include <utility>

@@ -33,10 +33,10 @@ struct RunOptions {
 int run_run(RunOptions o) {
   auto model = load_model(o.model_path);
   auto tokenizer = model::Tokenizer::from_gguf(model->file().metadata());
-  int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(model->hparams().n_ctx_train > 0
-                                                   ? model->hparams().n_ctx_train
-                                                   : 4096,
-                                               4096);
+  int n_ctx =
+      o.n_ctx > 0
+          ? o.n_ctx
+          : std::min(model->hparams().n_ctx_train > 0 ? model->hparams().n_ctx_train : 4096, 4096);
   ThreadPool pool(resolve_threads(o.threads));
   engine::LocalPipeline pipeline(model, n_ctx, pool);
   engine::Generator generator(*tokenizer, pipeline);
@@ -61,7 +61,8 @@ int run_run(RunOptions o) {
     auto ids = parse_token_list(o.tokens, model->n_vocab());
     result = generator.generate(ids, params, on_text);
   } else if (o.chat) {
-    std::string source = model->file().metadata().get_string("tokenizer.chat_template").value_or("");
+    std::string source =
+        model->file().metadata().get_string("tokenizer.chat_template").value_or("");
     auto chat = model::ChatTemplate::for_model(source, *tokenizer);
     std::vector<model::ChatMessage> messages;
     if (!o.system.empty()) messages.push_back({"system", o.system});
@@ -100,7 +101,8 @@ CommandFn add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   o->sampling.seed = engine::kRandomSeed;
   auto* cmd = app.add_subcommand("run", "Generate text from a prompt on this machine");
-  cmd->add_option("-m,--model", o->model_path, "GGUF model file")->required()
+  cmd->add_option("-m,--model", o->model_path, "GGUF model file")
+      ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (empty: start from BOS)");
   cmd->add_option("--tokens", o->tokens, "Prompt as token ids, e.g. 1,403,407");

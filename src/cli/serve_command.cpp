@@ -28,7 +28,8 @@ int run_serve(ServeOptions o) {
     std::size_t start = 0;
     while (start <= o.peers.size()) {
       std::size_t comma = o.peers.find(',', start);
-      std::string p = o.peers.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      std::string p =
+          o.peers.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       if (!p.empty()) o.node.peers.push_back(p);
       if (comma == std::string::npos) break;
       start = comma + 1;

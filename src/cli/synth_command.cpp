@@ -58,7 +58,8 @@ CommandFn add_synth_command(CLI::App& app) {
   auto o = std::make_shared<SynthOptions>();
   auto* cmd = app.add_subcommand("synth", "Write a llama-architecture GGUF with random weights");
   cmd->add_option("-o,--output", o->output, "Output GGUF path")->required();
-  cmd->add_option("--type", o->type, "Type of the 2-D weights (f32 f16 bf16 q8_0 q4_0 q4_k ..., or the q4_k_m mix)")
+  cmd->add_option("--type", o->type,
+                  "Type of the 2-D weights (f32 f16 bf16 q8_0 q4_0 q4_k ..., or the q4_k_m mix)")
       ->capture_default_str();
   cmd->add_option("--shape", o->shape, "1b (Llama-3.2-1B shape) or tiny")->capture_default_str();
   cmd->add_option("--vocab-from", o->vocab_from,

@@ -16,13 +16,16 @@ std::shared_ptr<const model::Model> checked(std::shared_ptr<const model::Model> 
                                             const std::vector<ChainNode>& chain) {
   HERD_CHECK(model != nullptr);
   if (!model->has_embedding()) {
-    fail_argument("the coordinator's stage must start at layer 0 (it embeds the tokens), but it "
-                  "was loaded for [{}, {})", model->range().first, model->range().last);
+    fail_argument(
+        "the coordinator's stage must start at layer 0 (it embeds the tokens), but it "
+        "was loaded for [{}, {})",
+        model->range().first, model->range().last);
   }
   if (model->has_head() != chain.empty()) {
-    fail_argument("the coordinator holds layers [{}, {}) of {} but the chain has {} more "
-                  "stages", model->range().first, model->range().last, model->n_layer(),
-                  chain.size());
+    fail_argument(
+        "the coordinator holds layers [{}, {}) of {} but the chain has {} more "
+        "stages",
+        model->range().first, model->range().last, model->n_layer(), chain.size());
   }
   return model;
 }
@@ -115,16 +118,18 @@ void ClusterPipeline::wait_for_logits(int n_tokens, std::int32_t pos0, bool all_
       }
       const StageHeader& h = m.header;
       if (h.op == StageOp::kError && (h.request_id > settled_request_ || h.request_id == 0)) {
-        fail("node '{}' ({}) failed during {}: {}", chain_[index].name, chain_[index].where,
-             during, std::string(m.payload.begin(), m.payload.end()));
+        fail("node '{}' ({}) failed during {}: {}", chain_[index].name, chain_[index].where, during,
+             std::string(m.payload.begin(), m.payload.end()));
       }
       if (h.op != StageOp::kLogits || h.request_id != request) continue;  // stale or a late pong
       const int rows = all_logits ? n_tokens : 1;
       if (index + 1 != static_cast<int>(chain_.size()) || h.kind != PayloadKind::kLogits ||
           h.n_rows != rows || h.row_width != n_vocab()) {
-        fail("node '{}' ({}) answered {} with {} rows of {} values; expected {} rows of {} from "
-             "the last node", chain_[index].name, chain_[index].where, during, h.n_rows,
-             h.row_width, rows, n_vocab());
+        fail(
+            "node '{}' ({}) answered {} with {} rows of {} values; expected {} rows of {} from "
+            "the last node",
+            chain_[index].name, chain_[index].where, during, h.n_rows, h.row_width, rows,
+            n_vocab());
       }
       copy_floats(m.payload, logits);
       return;
@@ -138,8 +143,9 @@ void ClusterPipeline::wait_for_logits(int n_tokens, std::int32_t pos0, bool all_
       std::string why;
       const int silent = find_silent_node(why);
       if (silent >= 0) {
-        fail_node(silent, during, fmt::format("no logits within {} ms, and {}",
-                                              options_.reply_timeout.count(), why));
+        fail_node(
+            silent, during,
+            fmt::format("no logits within {} ms, and {}", options_.reply_timeout.count(), why));
       }
       fail("no logits arrived within {} ms during {}, although every node answers a ping",
            options_.reply_timeout.count(), during);

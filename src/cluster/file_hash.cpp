@@ -46,7 +46,9 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
   }
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+}
 
 void Sha256::update(const void* data, std::size_t n) {
   EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n);
@@ -109,7 +111,8 @@ std::shared_ptr<const FileDigest> FileHashCache::get(const gguf::File& file) {
   FileStamp now = stamp(path);
   std::lock_guard lock(mutex_);
   auto it = by_path_.find(path);
-  if (it != by_path_.end() && it->second->size == now.size && it->second->mtime_ns == now.mtime_ns) {
+  if (it != by_path_.end() && it->second->size == now.size &&
+      it->second->mtime_ns == now.mtime_ns) {
     return it->second;
   }
   log::info("hashing {} ({} MiB) for its content identity", path, now.size >> 20);
@@ -155,7 +158,8 @@ void FileHashCache::save() const {
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << nlohmann::json{{"files", files}}.dump();
-    if (!out) fail("cannot write the hash cache {}: check the data dir's permissions", tmp.string());
+    if (!out)
+      fail("cannot write the hash cache {}: check the data dir's permissions", tmp.string());
   }
   std::filesystem::rename(tmp, store_);
 }

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <fstream>
 
+#include "cluster/link_probe.h"
 #include "cluster/node_impl.h"
 #include "cluster/udp_socket.h"
-#include "cluster/link_probe.h"
 #include "util/cpu_features.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -21,7 +21,8 @@ using nlohmann::json;
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 namespace {
@@ -43,27 +44,38 @@ json node_json(const NodeInfo& n) {
   return {{"id", n.id},
           {"name", n.name},
           {"model", n.model},
-          {"address", {{"host", n.address.host}, {"api_port", n.address.api_port},
-                       {"cluster_port", n.address.cluster_port}}},
-          {"resources", {{"usable_memory_bytes", n.resources.usable_memory_bytes},
-                         {"threads", n.resources.threads},
-                         {"cpu_features", n.resources.cpu_features},
-                         {"profile", {{"matvec_gflops", n.resources.profile.matvec_gflops},
-                                      {"memory_gb_per_s", n.resources.profile.memory_gb_per_s}}}}}};
+          {"address",
+           {{"host", n.address.host},
+            {"api_port", n.address.api_port},
+            {"cluster_port", n.address.cluster_port}}},
+          {"resources",
+           {{"usable_memory_bytes", n.resources.usable_memory_bytes},
+            {"threads", n.resources.threads},
+            {"cpu_features", n.resources.cpu_features},
+            {"profile",
+             {{"matvec_gflops", n.resources.profile.matvec_gflops},
+              {"memory_gb_per_s", n.resources.profile.memory_gb_per_s}}}}}};
 }
 
 json plan_json(const Plan& plan) {
   json stages = json::array();
   for (const auto& s : plan.stages) {
-    stages.push_back({{"node_id", s.node_id}, {"first_layer", s.first_layer},
-                      {"last_layer", s.last_layer}, {"weight_bytes", s.weight_bytes},
-                      {"kv_bytes", s.kv_bytes}, {"total_bytes", s.total_bytes},
-                      {"usable_bytes", s.usable_bytes}, {"seconds_per_token", s.seconds_per_token},
+    stages.push_back({{"node_id", s.node_id},
+                      {"first_layer", s.first_layer},
+                      {"last_layer", s.last_layer},
+                      {"weight_bytes", s.weight_bytes},
+                      {"kv_bytes", s.kv_bytes},
+                      {"total_bytes", s.total_bytes},
+                      {"usable_bytes", s.usable_bytes},
+                      {"seconds_per_token", s.seconds_per_token},
                       {"reason", s.reason}});
   }
-  return {{"stages", stages}, {"seconds_per_token", plan.seconds_per_token},
-          {"bottleneck_seconds", plan.bottleneck_seconds}, {"unused", plan.unused},
-          {"summary", plan.summary}, {"explain", plan.explain()}};
+  return {{"stages", stages},
+          {"seconds_per_token", plan.seconds_per_token},
+          {"bottleneck_seconds", plan.bottleneck_seconds},
+          {"unused", plan.unused},
+          {"summary", plan.summary},
+          {"explain", plan.explain()}};
 }
 
 json http_result(httplib::Result& r, const std::string& what) {
@@ -106,10 +118,14 @@ std::uint64_t parse_byte_size(const std::string& text) {
   if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
   if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
   double scale = 1;
-  if (unit == "K") scale = 1024.0;
-  else if (unit == "M") scale = 1024.0 * 1024;
-  else if (unit == "G") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "T") scale = 1024.0 * 1024 * 1024 * 1024;
+  if (unit == "K")
+    scale = 1024.0;
+  else if (unit == "M")
+    scale = 1024.0 * 1024;
+  else if (unit == "G")
+    scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T")
+    scale = 1024.0 * 1024 * 1024 * 1024;
   else if (!unit.empty() && unit != "B")
     fail_argument("'{}': unknown unit '{}' (use K, M, G or T)", text, text.substr(used));
   if (!(value >= 0) || !std::isfinite(value)) fail_argument("'{}' is not a positive size", text);
@@ -125,9 +141,13 @@ void put_coordinator_first(Plan& plan, const std::string& coordinator_id,
   for (std::size_t i = 1; i < stages.size(); ++i) {
     if (stages[i].node_id != coordinator_id) continue;
     // Swap which node runs stage 0 and stage i, when each then still fits.
-    if (stages[0].total_bytes > stages[i].usable_bytes || stages[i].total_bytes > stages[0].usable_bytes)
-      fail("placement put the coordinator '{}' on stage {}, and it cannot swap with stage 0 (memory): "
-           "give the coordinator more --memory-limit", coordinator_id, i);
+    if (stages[0].total_bytes > stages[i].usable_bytes ||
+        stages[i].total_bytes > stages[0].usable_bytes)
+      fail(
+          "placement put the coordinator '{}' on stage {}, and it cannot swap with stage 0 "
+          "(memory): "
+          "give the coordinator more --memory-limit",
+          coordinator_id, i);
     std::swap(stages[0].node_id, stages[i].node_id);
     std::swap(stages[0].usable_bytes, stages[i].usable_bytes);
     stages[0].reason += "; coordinator (embeds the tokens)";
@@ -151,7 +171,9 @@ void put_coordinator_first(Plan& plan, const std::string& coordinator_id,
 
 Node::Node(NodeOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
 
-Node::~Node() { stop(); }
+Node::~Node() {
+  stop();
+}
 
 bool Node::failed() const {
   std::lock_guard lock(mutex_);
@@ -193,10 +215,10 @@ std::optional<Plan> Node::placement() const {
 void Node::start() {
   const std::string port_text = std::to_string(options_.cluster_port);
   id_ = sanitize_id(options_.id.empty() ? hostname() + "-" + port_text : options_.id);
-  clustered_ = !is_coordinator() || !options_.peers.empty() || options_.multicast ||
-               options_.wait_nodes > 1;
-  impl_->pool = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads
-                                                                  : ThreadPool::default_thread_count());
+  clustered_ =
+      !is_coordinator() || !options_.peers.empty() || options_.multicast || options_.wait_nodes > 1;
+  impl_->pool = std::make_unique<ThreadPool>(
+      options_.threads > 0 ? options_.threads : ThreadPool::default_thread_count());
   if (is_coordinator()) {
     file_ = std::make_shared<const gguf::File>(gguf::File::open(options_.model_path));
     tokenizer_ = model::Tokenizer::from_gguf(file_->metadata());
@@ -254,12 +276,15 @@ json Node::cluster_view() const {
   if (impl_->plan) {
     view["placement"] = plan_json(*impl_->plan);
   } else if (model_) {
-    view["placement"] = {{"stages", json::array({{{"node_id", id_}, {"first_layer", 0},
-                                                  {"last_layer", model_->n_layer()},
-                                                  {"weight_bytes", model_->file().mapping() ? model_->file().mapping()->size() : 0},
-                                                  {"seconds_per_token", 0},
-                                                  {"reason", "single node: the whole model"}}})},
-                         {"explain", "one node holds every layer"}};
+    view["placement"] = {
+        {"stages", json::array({{{"node_id", id_},
+                                 {"first_layer", 0},
+                                 {"last_layer", model_->n_layer()},
+                                 {"weight_bytes",
+                                  model_->file().mapping() ? model_->file().mapping()->size() : 0},
+                                 {"seconds_per_token", 0},
+                                 {"reason", "single node: the whole model"}}})},
+        {"explain", "one node holds every layer"}};
   }
   if (!is_coordinator()) {
     view["worker"] = {{"state", impl_->worker.state}, {"error", impl_->worker.error}};

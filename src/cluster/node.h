@@ -37,9 +37,9 @@
 namespace herd::cluster {
 
 struct NodeOptions {
-  std::string model_path;  // set: this node coordinates
-  std::string id;          // empty: "<hostname>-<cluster_port>"
-  std::string name;        // empty: the hostname
+  std::string model_path;          // set: this node coordinates
+  std::string id;                  // empty: "<hostname>-<cluster_port>"
+  std::string name;                // empty: the hostname
   std::string host = "127.0.0.1";  // address bound and announced (API, cluster, data plane)
   int api_port = 8080;             // announced so that workers can forward API requests
   int cluster_port = 7070;
@@ -101,11 +101,11 @@ class Node {
 
  private:
   void start_local();
-  void start_cluster();       // node_stages.cpp
-  void install_routes();      // node_stages.cpp: /v1/node/* on the cluster HTTP server
-  void control_loop();        // node_stages.cpp: heartbeats, discovery, membership
-  void run_coordinator();     // node_stages.cpp
-  void run_worker();          // node_stages.cpp
+  void start_cluster();    // node_stages.cpp
+  void install_routes();   // node_stages.cpp: /v1/node/* on the cluster HTTP server
+  void control_loop();     // node_stages.cpp: heartbeats, discovery, membership
+  void run_coordinator();  // node_stages.cpp
+  void run_worker();       // node_stages.cpp
   void set_status(std::string text);
   void set_failed(const std::string& why);
 

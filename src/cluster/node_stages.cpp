@@ -7,8 +7,8 @@
 #include <chrono>
 #include <thread>
 
-#include "cluster/link_probe.h"
 #include "cluster/interface_address.h"
+#include "cluster/link_probe.h"
 #include "cluster/node_impl.h"
 #include "cluster/shard_plan.h"
 #include "cluster/stage_server.h"
@@ -27,7 +27,6 @@ UcxOptions data_plane_options(const std::string& host) {
   return o;
 }
 }  // namespace
-
 
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -68,8 +67,9 @@ void Node::set_status(std::string text) {
 void Node::start_cluster() {
   auto& d = *impl_;
   if (options_.secret_file.empty())
-    fail_argument("a cluster needs a shared secret: --secret-file FILE on every node (create one "
-                  "with: (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE))");
+    fail_argument(
+        "a cluster needs a shared secret: --secret-file FILE on every node (create one "
+        "with: (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE))");
   d.secret = std::make_unique<Secret>(load_secret(options_.secret_file));
   d.http_auth = std::make_shared<HttpAuth>(*d.secret);
 
@@ -132,47 +132,51 @@ void Node::install_routes() {
   auto authorized = [this](const httplib::Request& req, httplib::Response& res) {
     std::string reason;
     if (impl_->http_auth->verify(req, reason)) return true;
-    log::warn("node {}: refused {} {} from {}: {}", id_, req.method, req.path, req.remote_addr, reason);
+    log::warn("node {}: refused {} {} from {}: {}", id_, req.method, req.path, req.remote_addr,
+              reason);
     res.status = 401;
     res.set_content(json{{"error", reason}}.dump(), "application/json");
     return false;
   };
-  d.http.Post("/v1/node/assign", [this, authorized](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    json j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded() || is_coordinator()) {
-      res.status = 400;
-      return;
-    }
-    Assignment a;
-    a.coordinator_host = j.value("coordinator_host", "");
-    a.coordinator_port = j.value("coordinator_port", 0);
-    a.coordinator_api_port = j.value("coordinator_api_port", 0);
-    a.model_hash = j.value("model_hash", "");
-    a.range = {j.value("first", 0), j.value("last", 0)};
-    a.n_ctx = j.value("n_ctx", 0);
-    {
-      std::lock_guard lock(mutex_);
-      impl_->assignment = a;
-    }
-    impl_->cv.notify_all();
-    res.set_content(json{{"state", "assigned"}}.dump(), "application/json");
-  });
-  d.http.Post("/v1/node/connect", [this, authorized](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    json j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded()) {
-      res.status = 400;
-      return;
-    }
-    {
-      std::lock_guard lock(mutex_);
-      impl_->connect = {j.value("coordinator", ""), j.value("next", "")};
-    }
-    impl_->cv.notify_all();
-    res.set_content(json{{"state", "connecting"}}.dump(), "application/json");
-  });
-  d.http.Get("/v1/node/state", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+  d.http.Post("/v1/node/assign",
+              [this, authorized](const httplib::Request& req, httplib::Response& res) {
+                if (!authorized(req, res)) return;
+                json j = json::parse(req.body, nullptr, false);
+                if (j.is_discarded() || is_coordinator()) {
+                  res.status = 400;
+                  return;
+                }
+                Assignment a;
+                a.coordinator_host = j.value("coordinator_host", "");
+                a.coordinator_port = j.value("coordinator_port", 0);
+                a.coordinator_api_port = j.value("coordinator_api_port", 0);
+                a.model_hash = j.value("model_hash", "");
+                a.range = {j.value("first", 0), j.value("last", 0)};
+                a.n_ctx = j.value("n_ctx", 0);
+                {
+                  std::lock_guard lock(mutex_);
+                  impl_->assignment = a;
+                }
+                impl_->cv.notify_all();
+                res.set_content(json{{"state", "assigned"}}.dump(), "application/json");
+              });
+  d.http.Post("/v1/node/connect",
+              [this, authorized](const httplib::Request& req, httplib::Response& res) {
+                if (!authorized(req, res)) return;
+                json j = json::parse(req.body, nullptr, false);
+                if (j.is_discarded()) {
+                  res.status = 400;
+                  return;
+                }
+                {
+                  std::lock_guard lock(mutex_);
+                  impl_->connect = {j.value("coordinator", ""), j.value("next", "")};
+                }
+                impl_->cv.notify_all();
+                res.set_content(json{{"state", "connecting"}}.dump(), "application/json");
+              });
+  d.http.Get("/v1/node/state", [this, authorized](const httplib::Request& req,
+                                                  httplib::Response& res) {
     if (!authorized(req, res)) return;
     std::lock_guard lock(mutex_);
     const WorkerState& w = impl_->worker;
@@ -194,7 +198,8 @@ void Node::control_loop() {
         std::lock_guard lock(mutex_);
         m.node = d.membership->self();
         for (const auto& e : d.membership->tick(now))
-          log::info("node {}: member {} {} {}", id_, e.node_id, member_event_name(e.type), e.detail);
+          log::info("node {}: member {} {} {}", id_, e.node_id, member_event_name(e.type),
+                    e.detail);
       }
       m.seq = ++d.seq;
       d.discovery->broadcast(seal(m, *d.secret, now));
@@ -222,7 +227,8 @@ void Node::control_loop() {
 
 void Node::run_coordinator() {
   auto& d = *impl_;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.wait_timeout_s);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(options_.wait_timeout_s);
   for (;;) {
     std::size_t have = 0;
     {
@@ -232,9 +238,10 @@ void Node::run_coordinator() {
     if (have >= static_cast<std::size_t>(options_.wait_nodes)) break;
     if (stopping_) return;
     if (std::chrono::steady_clock::now() > deadline)
-      fail("only {} of the {} expected nodes joined within {} s: check that the others run with "
-           "the same --secret-file and can reach {}:{} (--peers)", have, options_.wait_nodes,
-           options_.wait_timeout_s, options_.host, options_.cluster_port);
+      fail(
+          "only {} of the {} expected nodes joined within {} s: check that the others run with "
+          "the same --secret-file and can reach {}:{} (--peers)",
+          have, options_.wait_nodes, options_.wait_timeout_s, options_.host, options_.cluster_port);
     set_status(fmt::format("waiting for {} more node(s)", options_.wait_nodes - have));
     std::this_thread::sleep_for(200ms);
   }
@@ -255,8 +262,10 @@ void Node::run_coordinator() {
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, m] : d.membership->members()) {
-      members.push_back({id, m.info.resources.usable_memory_bytes,
-                         m.info.resources.profile.memory_gb_per_s * 1e9, {}});
+      members.push_back({id,
+                         m.info.resources.usable_memory_bytes,
+                         m.info.resources.profile.memory_gb_per_s * 1e9,
+                         {}});
       infos[id] = m.info;
     }
   }
@@ -282,10 +291,13 @@ void Node::run_coordinator() {
     const Stage& s = plan.stages[i];
     const NodeInfo& w = infos.at(s.node_id);
     post_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/assign",
-                {{"coordinator_host", options_.host}, {"coordinator_port", options_.cluster_port},
+                {{"coordinator_host", options_.host},
+                 {"coordinator_port", options_.cluster_port},
                  {"coordinator_api_port", options_.api_port},
-                 {"model_hash", d.weights->model_hash()}, {"first", s.first_layer},
-                 {"last", s.last_layer}, {"n_ctx", d.n_ctx}});
+                 {"model_hash", d.weights->model_hash()},
+                 {"first", s.first_layer},
+                 {"last", s.last_layer},
+                 {"n_ctx", d.n_ctx}});
   }
   auto wait_state = [&](const char* wanted, std::vector<std::string>& addresses) {
     addresses.assign(plan.stages.size(), "");
@@ -294,7 +306,8 @@ void Node::run_coordinator() {
       const NodeInfo& w = infos.at(plan.stages[i].node_id);
       for (;;) {
         if (stopping_) fail("stopping");
-        json st = get_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/state");
+        json st =
+            get_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/state");
         const std::string state = st.value("state", "");
         if (state == "failed") fail("node '{}' failed: {}", w.id, st.value("error", ""));
         if (state == wanted) {
@@ -325,10 +338,12 @@ void Node::run_coordinator() {
   for (std::size_t i = 1; i < plan.stages.size(); ++i) {
     const NodeInfo& w = infos.at(plan.stages[i].node_id);
     const std::string where = fmt::format("{}:{}", w.address.host, w.address.cluster_port);
-    chain.push_back({w.id, where, d.transport->connect(hex_bytes(addresses[i]),
-                                                        fmt::format("node '{}' ({})", w.id, where))});
+    chain.push_back({w.id, where,
+                     d.transport->connect(hex_bytes(addresses[i]),
+                                          fmt::format("node '{}' ({})", w.id, where))});
   }
-  d.cluster_pipeline = std::make_unique<ClusterPipeline>(model_, d.n_ctx, *d.pool, *d.transport, chain);
+  d.cluster_pipeline =
+      std::make_unique<ClusterPipeline>(model_, d.n_ctx, *d.pool, *d.transport, chain);
   // Serving the workers' weights pulled the whole file into this process's page tables: drop
   // those pages (they are clean, file-backed; our own stage faults its pages back in on use).
   if (const MappedFile* m = file_->mapping()) {
@@ -362,7 +377,8 @@ void Node::run_worker() {
     fo.model_hash = a.model_hash;
     fo.range = a.range;
     fo.data_dir = options_.data_dir.empty()
-                      ? std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/tmp") / ".cache" / "herd" / id_
+                      ? std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/tmp") /
+                            ".cache" / "herd" / id_
                       : options_.data_dir;
     fo.auth = d.http_auth;
     FetchResult fetched = fetch_shard(fo);
@@ -373,7 +389,8 @@ void Node::run_worker() {
       std::lock_guard lock(mutex_);
       d.worker.address_hex = hex_of(d.transport->local_address());
       d.worker.state = "loaded";
-      status_ = fmt::format("layers {}-{} loaded, waiting for the chain", a.range.first, a.range.last - 1);
+      status_ = fmt::format("layers {}-{} loaded, waiting for the chain", a.range.first,
+                            a.range.last - 1);
     }
     std::pair<std::string, std::string> links;
     {
@@ -384,7 +401,8 @@ void Node::run_worker() {
     }
     StageLinks sl;
     sl.coordinator = d.transport->connect(hex_bytes(links.first), "the coordinator");
-    if (!links.second.empty()) sl.next = d.transport->connect(hex_bytes(links.second), "the next stage");
+    if (!links.second.empty())
+      sl.next = d.transport->connect(hex_bytes(links.second), "the next stage");
     StageServer server(model_, a.n_ctx, *d.pool, *d.transport, sl);
     set_worker("serving");
     ready_ = true;

@@ -43,18 +43,30 @@ class Bytes {
   void put_value(const gguf::Value& v) {
     using gguf::ValueType;
     switch (v.type) {
-      case ValueType::kUint8: return put(static_cast<std::uint8_t>(v.as_int()));
-      case ValueType::kInt8: return put(static_cast<std::int8_t>(v.as_int()));
-      case ValueType::kUint16: return put(static_cast<std::uint16_t>(v.as_int()));
-      case ValueType::kInt16: return put(static_cast<std::int16_t>(v.as_int()));
-      case ValueType::kUint32: return put(static_cast<std::uint32_t>(v.as_int()));
-      case ValueType::kInt32: return put(static_cast<std::int32_t>(v.as_int()));
-      case ValueType::kUint64: return put(std::get<std::uint64_t>(v.data));
-      case ValueType::kInt64: return put(std::get<std::int64_t>(v.data));
-      case ValueType::kFloat32: return put(static_cast<float>(v.as_float()));
-      case ValueType::kFloat64: return put(v.as_float());
-      case ValueType::kBool: return put<std::uint8_t>(v.as_bool() ? 1 : 0);
-      case ValueType::kString: return put_string(v.as_string());
+      case ValueType::kUint8:
+        return put(static_cast<std::uint8_t>(v.as_int()));
+      case ValueType::kInt8:
+        return put(static_cast<std::int8_t>(v.as_int()));
+      case ValueType::kUint16:
+        return put(static_cast<std::uint16_t>(v.as_int()));
+      case ValueType::kInt16:
+        return put(static_cast<std::int16_t>(v.as_int()));
+      case ValueType::kUint32:
+        return put(static_cast<std::uint32_t>(v.as_int()));
+      case ValueType::kInt32:
+        return put(static_cast<std::int32_t>(v.as_int()));
+      case ValueType::kUint64:
+        return put(std::get<std::uint64_t>(v.data));
+      case ValueType::kInt64:
+        return put(std::get<std::int64_t>(v.data));
+      case ValueType::kFloat32:
+        return put(static_cast<float>(v.as_float()));
+      case ValueType::kFloat64:
+        return put(v.as_float());
+      case ValueType::kBool:
+        return put<std::uint8_t>(v.as_bool() ? 1 : 0);
+      case ValueType::kString:
+        return put_string(v.as_string());
       case ValueType::kArray: {
         const gguf::Array& a = v.as_array();
         put(static_cast<std::uint32_t>(a.element_type));
@@ -68,7 +80,9 @@ class Bytes {
   std::vector<std::uint8_t> out;
 };
 
-std::uint64_t align_up(std::uint64_t n, std::uint64_t a) { return (n + a - 1) / a * a; }
+std::uint64_t align_up(std::uint64_t n, std::uint64_t a) {
+  return (n + a - 1) / a * a;
+}
 
 }  // namespace
 
@@ -108,7 +122,8 @@ ShardManifest manifest_from_json(const nlohmann::json& j, const std::string& sou
       ManifestTensor t;
       t.name = jt.at("name").get<std::string>();
       auto type = tensor::type_from_id(jt.at("type").get<std::uint32_t>());
-      if (!type) fail_format("{}: tensor {} has unknown type id {}", source, t.name, jt.at("type").dump());
+      if (!type)
+        fail_format("{}: tensor {} has unknown type id {}", source, t.name, jt.at("type").dump());
       t.type = *type;
       t.dims = jt.at("dims").get<std::vector<std::int64_t>>();
       t.n_bytes = jt.at("n_bytes").get<std::uint64_t>();
@@ -122,12 +137,15 @@ ShardManifest manifest_from_json(const nlohmann::json& j, const std::string& sou
     fail_format("{}: manifest range [{}, {}) does not fit {} layers", source, m.range.first,
                 m.range.last, m.n_layer);
   }
-  if (!is_hex64(m.metadata_sha256)) fail_format("{}: manifest metadata_sha256 is not a SHA-256", source);
+  if (!is_hex64(m.metadata_sha256))
+    fail_format("{}: manifest metadata_sha256 is not a SHA-256", source);
   for (const auto& t : m.tensors) {
-    if (!is_url_safe_name(t.name)) fail_format("{}: manifest tensor name '{}' is not usable", source, t.name);
+    if (!is_url_safe_name(t.name))
+      fail_format("{}: manifest tensor name '{}' is not usable", source, t.name);
     if (!is_hex64(t.sha256)) fail_format("{}: tensor {} has no valid sha256", source, t.name);
     if (t.dims.empty() || t.dims.size() > 4 ||
-        std::any_of(t.dims.begin(), t.dims.end(), [](std::int64_t d) { return d <= 0 || d > (1ll << 40); })) {
+        std::any_of(t.dims.begin(), t.dims.end(),
+                    [](std::int64_t d) { return d <= 0 || d > (1ll << 40); })) {
       fail_format("{}: tensor {} has invalid dims", source, t.name);
     }
     // Size from the shape, as the GGUF reader will check it when the shard is opened.
@@ -146,7 +164,8 @@ bool same_manifest(const ShardManifest& a, const ShardManifest& b) {
   return manifest_to_json(a) == manifest_to_json(b);
 }
 
-ShardLayout layout_shard(const gguf::Metadata& metadata, const std::vector<ManifestTensor>& tensors) {
+ShardLayout layout_shard(const gguf::Metadata& metadata,
+                         const std::vector<ManifestTensor>& tensors) {
   std::uint64_t alignment = kDefaultAlignment;
   if (auto a = metadata.get_int("general.alignment")) {
     if (*a <= 0 || !std::has_single_bit(static_cast<std::uint64_t>(*a))) {

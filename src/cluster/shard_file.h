@@ -51,7 +51,8 @@ struct ShardLayout {
 // The GGUF layout of a shard with `metadata` (general.alignment honoured, 32 when absent) and the
 // manifest's tensors in order, so that tensor bytes can be written straight to their place as they
 // arrive (no second copy of a multi-GB shard).
-ShardLayout layout_shard(const gguf::Metadata& metadata, const std::vector<ManifestTensor>& tensors);
+ShardLayout layout_shard(const gguf::Metadata& metadata,
+                         const std::vector<ManifestTensor>& tensors);
 
 // Whether the GGUF at `path` holds exactly the manifest's tensors with matching types, shapes and
 // SHA-256 digests. Reads the whole shard. Fills `reason` when it does not.

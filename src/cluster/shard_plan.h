@@ -10,7 +10,8 @@
 
 namespace herd::cluster {
 
-// The layer a tensor belongs to: N for "blk.N.*", -1 for a global tensor (token_embd, rope_freqs...).
+// The layer a tensor belongs to: N for "blk.N.*", -1 for a global tensor (token_embd,
+// rope_freqs...).
 int tensor_layer(const std::string& name);
 
 // Names of the tensors a stage serving layers [range.first, range.last) of an n_layer model needs,

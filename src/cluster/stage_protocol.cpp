@@ -30,17 +30,25 @@ T get(const std::uint8_t* at) {
 
 std::size_t element_bytes(PayloadKind kind) {
   switch (kind) {
-    case PayloadKind::kNone: return 0;
-    case PayloadKind::kTokens: return sizeof(std::int32_t);
+    case PayloadKind::kNone:
+      return 0;
+    case PayloadKind::kTokens:
+      return sizeof(std::int32_t);
     case PayloadKind::kHidden:
-    case PayloadKind::kLogits: return sizeof(float);
-    case PayloadKind::kText: return 1;
+    case PayloadKind::kLogits:
+      return sizeof(float);
+    case PayloadKind::kText:
+      return 1;
   }
   return 0;
 }
 
-bool known_op(std::uint8_t op) { return op >= 1 && op <= 7; }
-bool known_kind(std::uint8_t kind) { return kind <= 4; }
+bool known_op(std::uint8_t op) {
+  return op >= 1 && op <= 7;
+}
+bool known_kind(std::uint8_t kind) {
+  return kind <= 4;
+}
 
 // Payload size implied by the header, or -1 when rows/width are negative or overflow.
 std::int64_t expected_bytes(const StageHeader& h) {
@@ -54,13 +62,20 @@ std::int64_t expected_bytes(const StageHeader& h) {
 
 const char* stage_op_name(StageOp op) {
   switch (op) {
-    case StageOp::kForward: return "forward";
-    case StageOp::kTruncate: return "truncate";
-    case StageOp::kShutdown: return "shutdown";
-    case StageOp::kLogits: return "logits";
-    case StageOp::kError: return "error";
-    case StageOp::kPing: return "ping";
-    case StageOp::kPong: return "pong";
+    case StageOp::kForward:
+      return "forward";
+    case StageOp::kTruncate:
+      return "truncate";
+    case StageOp::kShutdown:
+      return "shutdown";
+    case StageOp::kLogits:
+      return "logits";
+    case StageOp::kError:
+      return "error";
+    case StageOp::kPing:
+      return "ping";
+    case StageOp::kPong:
+      return "pong";
   }
   return "unknown";
 }
@@ -107,8 +122,10 @@ StageMessage parse_stage_message(std::span<const std::uint8_t> bytes) {
   }
   const std::uint8_t* p = bytes.data();
   if (get<std::uint32_t>(p) != kMagic) {
-    fail_format("not a stage protocol message (magic {:#010x}): a peer of another version or "
-                "another program", get<std::uint32_t>(p));
+    fail_format(
+        "not a stage protocol message (magic {:#010x}): a peer of another version or "
+        "another program",
+        get<std::uint32_t>(p));
   }
   if (!known_op(p[4])) fail_format("stage message has unknown op {}", p[4]);
   if (!known_kind(p[5])) fail_format("stage message has unknown payload kind {}", p[5]);
@@ -147,8 +164,10 @@ StageMessage parse_stage_message(std::span<const std::uint8_t> bytes) {
   }
   m.payload = bytes.subspan(kStageHeaderBytes);
   if (h.checksum && fnv1a(m.payload) != checksum) {
-    fail_format("stage message payload checksum mismatch ({:#010x} != {:#010x}): corrupted in "
-                "transit", fnv1a(m.payload), checksum);
+    fail_format(
+        "stage message payload checksum mismatch ({:#010x} != {:#010x}): corrupted in "
+        "transit",
+        fnv1a(m.payload), checksum);
   }
   return m;
 }

@@ -38,7 +38,13 @@ enum class StageOp : std::uint8_t {
   kPong = 7,
 };
 
-enum class PayloadKind : std::uint8_t { kNone = 0, kTokens = 1, kHidden = 2, kLogits = 3, kText = 4 };
+enum class PayloadKind : std::uint8_t {
+  kNone = 0,
+  kTokens = 1,
+  kHidden = 2,
+  kLogits = 3,
+  kText = 4
+};
 
 const char* stage_op_name(StageOp op);
 

@@ -12,8 +12,10 @@ std::shared_ptr<const model::Model> checked(std::shared_ptr<const model::Model> 
                                             const StageLinks& links) {
   HERD_CHECK(model != nullptr);
   if (model->has_head() && links.next) {
-    fail_argument("the stage for layers [{}, {}) holds the output head, so it is the last stage "
-                  "and must not have a next hop", model->range().first, model->range().last);
+    fail_argument(
+        "the stage for layers [{}, {}) holds the output head, so it is the last stage "
+        "and must not have a next hop",
+        model->range().first, model->range().last);
   }
   if (!model->has_head() && !links.next) {
     fail_argument("the stage for layers [{}, {}) lacks the output head and needs a next hop",
@@ -92,9 +94,10 @@ void StageServer::on_forward(const StageMessage& message) {
   } else if (h.kind == PayloadKind::kHidden && h.n_rows == n && h.row_width == n_embd) {
     copy_floats(message.payload, hidden_);
   } else {
-    fail_argument("a forward of {} tokens carried {} rows of {} elements (kind {}), but this "
-                  "stage takes tokens or hidden rows of {}", n, h.n_rows, h.row_width,
-                  static_cast<int>(h.kind), n_embd);
+    fail_argument(
+        "a forward of {} tokens carried {} rows of {} elements (kind {}), but this "
+        "stage takes tokens or hidden rows of {}",
+        n, h.n_rows, h.row_width, static_cast<int>(h.kind), n_embd);
   }
   stage_.run_layers(hidden_.data(), n, h.pos0);
   ++forwards_served_;

@@ -53,8 +53,9 @@ class Transport {
 
   // Sends one message; returns when `bytes` may be reused. It may need the receiver to make
   // progress (UCX: the first message sets up the connection, large ones are fetched by the
-  // receiver), so the receiver should be waiting in try_receive, as pipeline stages are. herd::Error when the peer is not
-  // connected, has failed, or the send does not complete within `timeout`.
+  // receiver), so the receiver should be waiting in try_receive, as pipeline stages are.
+  // herd::Error when the peer is not connected, has failed, or the send does not complete within
+  // `timeout`.
   virtual void send(PeerId peer, Tag tag, std::span<const std::uint8_t> bytes, Millis timeout) = 0;
 
   // The next message with `tag` (from `from` when given), or nullopt when none arrives within

@@ -27,7 +27,7 @@ using Completion = UcxTransport::Completion;
 
 constexpr std::uint32_t kAddressMagic = 0x58445248;  // "HRDX"
 constexpr std::uint32_t kAddressVersion = 1;
-constexpr std::size_t kAddressHeader = 12;            // magic, version, node id (u32 LE each)
+constexpr std::size_t kAddressHeader = 12;  // magic, version, node id (u32 LE each)
 constexpr std::uint64_t kUserTagMask = 0xffffffffull;
 // Worker progress calls between two looks at the clock and the awaited condition.
 constexpr int kMaxProgressPerCheck = 64;
@@ -115,7 +115,8 @@ UcxTransport::UcxTransport(UcxOptions options)
   ucp_worker_params_t worker_params{};
   worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   worker_params.thread_mode = UCS_THREAD_MODE_SINGLE;
-  if (ucs_status_t s = ucp_worker_create(ucx_->context, &worker_params, &ucx_->worker); s != UCS_OK) {
+  if (ucs_status_t s = ucp_worker_create(ucx_->context, &worker_params, &ucx_->worker);
+      s != UCS_OK) {
     ucp_cleanup(ucx_->context);
     check_ucs(s, "creating a worker");
   }
@@ -180,9 +181,10 @@ PeerId UcxTransport::connect(std::span<const std::uint8_t> address, const std::s
                   address.size());
   }
   if (load_u32(address.data() + 4) != kAddressVersion) {
-    fail_argument("the address of {} has version {} but this herd speaks version {}: upgrade "
-                  "both nodes to the same release", label, load_u32(address.data() + 4),
-                  kAddressVersion);
+    fail_argument(
+        "the address of {} has version {} but this herd speaks version {}: upgrade "
+        "both nodes to the same release",
+        label, load_u32(address.data() + 4), kAddressVersion);
   }
   const PeerId id = load_u32(address.data() + 8);
   if (auto it = peers_.find(id); it != peers_.end()) {
@@ -287,15 +289,16 @@ void UcxTransport::send(PeerId id, Tag tag, std::span<const std::uint8_t> bytes,
     delete c;
     ucp_request_free(request);
     if (status != UCS_OK) {
-      fail("sending {} bytes to {} failed: {}", bytes.size(), peer.label, ucs_status_string(status));
+      fail("sending {} bytes to {} failed: {}", bytes.size(), peer.label,
+           ucs_status_string(status));
     }
     return;
   }
   // The peer failed or did not take the message in time: the endpoint is unusable from here on
   // (a half-sent message cannot be withdrawn), so close it; the request then completes.
   if (!peer.failure) {
-    peer.failure = fmt::format("a {}-byte send did not complete within {} ms", bytes.size(),
-                               timeout.count());
+    peer.failure =
+        fmt::format("a {}-byte send did not complete within {} ms", bytes.size(), timeout.count());
   }
   const std::string why = *peer.failure;
   c->abandoned = true;

@@ -67,7 +67,8 @@ class FileHandle {
       ssize_t r = ::pread(fd_, buf.data(), std::min<std::uint64_t>(n, buf.size()),
                           static_cast<off_t>(offset));
       if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) fail("cannot read back {}: {}", path_, r < 0 ? std::strerror(errno) : "short file");
+      if (r <= 0)
+        fail("cannot read back {}: {}", path_, r < 0 ? std::strerror(errno) : "short file");
       h.update(buf.data(), static_cast<std::size_t>(r));
       offset += static_cast<std::uint64_t>(r), n -= static_cast<std::uint64_t>(r);
     }
@@ -144,11 +145,15 @@ class ShardFetch {
   httplib::Result get(const std::string& target, std::string* nonce = nullptr) {
     httplib::Headers headers;
     if (o_.auth) headers = o_.auth->sign("GET", target);
-    if (nonce) *nonce = headers.count(HttpAuth::kNonceHeader) ? headers.find(HttpAuth::kNonceHeader)->second : "";
+    if (nonce)
+      *nonce =
+          headers.count(HttpAuth::kNonceHeader) ? headers.find(HttpAuth::kNonceHeader)->second : "";
     auto res = client_.Get(target, headers);
-    if (!res) fail("coordinator {}: GET {} failed: {}", peer_, target, httplib::to_string(res.error()));
+    if (!res)
+      fail("coordinator {}: GET {} failed: {}", peer_, target, httplib::to_string(res.error()));
     if (res->status != 200) {
-      fail("coordinator {}: GET {} answered {}: {}", peer_, target, res->status, res->body.substr(0, 500));
+      fail("coordinator {}: GET {} answered {}: {}", peer_, target, res->status,
+           res->body.substr(0, 500));
     }
     return res;
   }
@@ -158,10 +163,12 @@ class ShardFetch {
                                      o_.range.first, o_.range.last);
     std::string nonce;
     auto res = get(target, &nonce);
-    if (o_.auth && !o_.auth->verify_response(nonce, res->body,
-                                             res->get_header_value(HttpAuth::kMacHeader))) {
-      fail("coordinator {}: the manifest's MAC does not verify; it was not sent by a holder of the "
-           "cluster secret", peer_);
+    if (o_.auth &&
+        !o_.auth->verify_response(nonce, res->body, res->get_header_value(HttpAuth::kMacHeader))) {
+      fail(
+          "coordinator {}: the manifest's MAC does not verify; it was not sent by a holder of the "
+          "cluster secret",
+          peer_);
     }
     nlohmann::json j;
     try {
@@ -207,7 +214,8 @@ class ShardFetch {
     auto res = get(fmt::format("/v1/weights/{}/metadata", o_.model_hash));
     std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(res->body.data()),
                                         res->body.size());
-    if (bytes.size() != manifest_.metadata_bytes || sha256_hex(bytes) != manifest_.metadata_sha256) {
+    if (bytes.size() != manifest_.metadata_bytes ||
+        sha256_hex(bytes) != manifest_.metadata_sha256) {
       fail("coordinator {}: the model metadata does not match its manifest digest", peer_);
     }
     gguf::File original = gguf::File::parse(bytes, "metadata from " + peer_);
@@ -257,8 +265,10 @@ class ShardFetch {
       }
       save_progress();
       if (attempt >= o_.max_attempts) {
-        fail("fetching tensor {} from coordinator {} failed after {} attempts: {} (progress is "
-             "kept in {}; fetching again resumes)", t.name, peer_, attempt, problem, dir_.string());
+        fail(
+            "fetching tensor {} from coordinator {} failed after {} attempts: {} (progress is "
+            "kept in {}; fetching again resumes)",
+            t.name, peer_, attempt, problem, dir_.string());
       }
       log::warn("tensor {} from {}: {}; retrying", t.name, peer_, problem);
     }
@@ -339,6 +349,8 @@ class ShardFetch {
 
 }  // namespace
 
-FetchResult fetch_shard(const FetchOptions& options) { return ShardFetch(options).run(); }
+FetchResult fetch_shard(const FetchOptions& options) {
+  return ShardFetch(options).run();
+}
 
 }  // namespace herd::cluster

@@ -39,8 +39,8 @@ struct FetchOptions {
 };
 
 struct FetchResult {
-  std::filesystem::path path;     // the shard GGUF
-  bool from_cache = false;        // true: no network traffic
+  std::filesystem::path path;        // the shard GGUF
+  bool from_cache = false;           // true: no network traffic
   std::uint64_t bytes_received = 0;  // tensor bytes received by this call
 };
 

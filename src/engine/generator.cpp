@@ -84,7 +84,8 @@ void Generator::reset_cache() {
 
 GenerationResult Generator::generate(std::string_view prompt, const GenerationParams& params,
                                      const TextCallback& on_text) {
-  std::vector<std::int32_t> ids = tokenizer_.encode(prompt, params.add_special, params.parse_special);
+  std::vector<std::int32_t> ids =
+      tokenizer_.encode(prompt, params.add_special, params.parse_special);
   // A chat template that already wrote BOS, plus the tokenizer adding one, gives two; the
   // model was trained with one.
   const std::int32_t bos = tokenizer_.bos();
@@ -133,9 +134,10 @@ GenerationResult Generator::generate(std::span<const std::int32_t> prompt,
   }
   std::int64_t max_tokens = params.max_tokens < 0 ? n_ctx - n_prompt : params.max_tokens;
   if (n_prompt + max_tokens > n_ctx || (params.max_tokens < 0 && max_tokens <= 0)) {
-    fail_argument("the prompt has {} tokens and {} more were requested, but the context holds {}; "
-                  "shorten the prompt or ask for fewer tokens (max_tokens)",
-                  n_prompt, params.max_tokens < 0 ? std::int64_t{1} : max_tokens, n_ctx);
+    fail_argument(
+        "the prompt has {} tokens and {} more were requested, but the context holds {}; "
+        "shorten the prompt or ask for fewer tokens (max_tokens)",
+        n_prompt, params.max_tokens < 0 ? std::int64_t{1} : max_tokens, n_ctx);
   }
 
   GenerationResult result;

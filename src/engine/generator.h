@@ -21,12 +21,12 @@ class Tokenizer;
 namespace herd::engine {
 
 struct GenerationParams {
-  int max_tokens = 256;            // tokens to sample at most; < 0: until the context is full
-  std::vector<std::string> stop;   // stop strings: end generation, never emitted
+  int max_tokens = 256;           // tokens to sample at most; < 0: until the context is full
+  std::vector<std::string> stop;  // stop strings: end generation, never emitted
   SamplingParams sampling;
-  bool add_special = true;         // text prompts: add BOS as the vocabulary asks
-  bool parse_special = true;       // text prompts: "<|im_start|>" etc. become special tokens
-  bool ignore_eos = false;         // keep going past end-of-generation tokens
+  bool add_special = true;    // text prompts: add BOS as the vocabulary asks
+  bool parse_special = true;  // text prompts: "<|im_start|>" etc. become special tokens
+  bool ignore_eos = false;    // keep going past end-of-generation tokens
 };
 
 struct GenerationStats {

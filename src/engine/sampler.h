@@ -16,14 +16,14 @@ namespace herd::engine {
 inline constexpr std::uint64_t kRandomSeed = ~std::uint64_t{0};
 
 struct SamplingParams {
-  float temperature = 0.8f;       // <= 0: greedy
-  int top_k = 40;                 // <= 0: off
-  float top_p = 0.95f;            // >= 1: off; in (0, 1]
-  float min_p = 0.05f;            // <= 0: off; keep p >= min_p * p_max
-  float repeat_penalty = 1.0f;    // 1: off; positive logits / penalty, negative * penalty
-  int repeat_last_n = 64;         // window the penalties look at; 0: off
-  float presence_penalty = 0.0f;  // subtracted once from every token in the window
-  float frequency_penalty = 0.0f; // subtracted per occurrence in the window
+  float temperature = 0.8f;        // <= 0: greedy
+  int top_k = 40;                  // <= 0: off
+  float top_p = 0.95f;             // >= 1: off; in (0, 1]
+  float min_p = 0.05f;             // <= 0: off; keep p >= min_p * p_max
+  float repeat_penalty = 1.0f;     // 1: off; positive logits / penalty, negative * penalty
+  int repeat_last_n = 64;          // window the penalties look at; 0: off
+  float presence_penalty = 0.0f;   // subtracted once from every token in the window
+  float frequency_penalty = 0.0f;  // subtracted per occurrence in the window
   std::uint64_t seed = kRandomSeed;
 };
 
@@ -57,9 +57,9 @@ class Sampler {
   SamplingParams params_;
   std::uint64_t seed_;
   std::mt19937 rng_;
-  std::deque<std::int32_t> history_;  // the last repeat_last_n accepted tokens
-  std::vector<float> penalized_;      // scratch: logits after penalties
-  std::vector<Candidate> candidates_; // scratch: surviving tokens, best first
+  std::deque<std::int32_t> history_;   // the last repeat_last_n accepted tokens
+  std::vector<float> penalized_;       // scratch: logits after penalties
+  std::vector<Candidate> candidates_;  // scratch: surviving tokens, best first
 };
 
 }  // namespace herd::engine

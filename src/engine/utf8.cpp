@@ -12,7 +12,9 @@ std::size_t sequence_length(unsigned char c) {
   return 0;
 }
 
-bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool is_continuation(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
 
@@ -21,7 +23,8 @@ constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
 std::size_t utf8_complete_prefix(std::string_view s) {
   // Look back over at most 3 continuation bytes for the lead byte of the last sequence.
   std::size_t back = 0;
-  while (back < 3 && back < s.size() && is_continuation(static_cast<unsigned char>(s[s.size() - 1 - back]))) {
+  while (back < 3 && back < s.size() &&
+         is_continuation(static_cast<unsigned char>(s[s.size() - 1 - back]))) {
     ++back;
   }
   if (back == s.size()) return s.size();  // only continuation bytes: nothing to wait for
@@ -37,7 +40,8 @@ std::string utf8_sanitize(std::string_view s) {
   for (std::size_t i = 0; i < s.size();) {
     std::size_t n = sequence_length(static_cast<unsigned char>(s[i]));
     bool ok = n > 0 && i + n <= s.size();
-    for (std::size_t k = 1; ok && k < n; ++k) ok = is_continuation(static_cast<unsigned char>(s[i + k]));
+    for (std::size_t k = 1; ok && k < n; ++k)
+      ok = is_continuation(static_cast<unsigned char>(s[i + k]));
     if (ok) {
       out.append(s.substr(i, n));
       i += n;

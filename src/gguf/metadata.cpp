@@ -29,7 +29,9 @@ void Metadata::set(std::string key, Value value) {
   }
 }
 
-bool Metadata::has(std::string_view key) const { return entries_.find(key) != entries_.end(); }
+bool Metadata::has(std::string_view key) const {
+  return entries_.find(key) != entries_.end();
+}
 
 const Value* Metadata::find(std::string_view key) const {
   auto it = entries_.find(key);

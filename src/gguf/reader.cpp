@@ -26,8 +26,9 @@ constexpr std::uint64_t kMaxAlignment = std::uint64_t{1} << 30;
 constexpr int kMaxArrayDepth = 8;  // nested arrays deeper than this are certainly corrupt
 constexpr int kMaxDims = 4;        // GGML_MAX_DIMS
 // Smallest encodings, used to bound counts before allocating.
-constexpr std::uint64_t kMinKvBytes = 8 + 4 + 1;              // key length, type, 1-byte value
-constexpr std::uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // name len, n_dims, 1 dim, type, offset
+constexpr std::uint64_t kMinKvBytes = 8 + 4 + 1;  // key length, type, 1-byte value
+constexpr std::uint64_t kMinTensorInfoBytes =
+    8 + 4 + 8 + 4 + 8;  // name len, n_dims, 1 dim, type, offset
 
 class Cursor {
  public:
@@ -39,9 +40,10 @@ class Cursor {
 
   void need(std::uint64_t n, std::string_view what) const {
     if (n > remaining()) {
-      fail_format("{}: truncated while reading {}: needs {} bytes at byte {} but only {} remain"
-                  " — the file is truncated or corrupt (re-download it)",
-                  name_, what, n, pos_, remaining());
+      fail_format(
+          "{}: truncated while reading {}: needs {} bytes at byte {} but only {} remain"
+          " — the file is truncated or corrupt (re-download it)",
+          name_, what, n, pos_, remaining());
     }
   }
 
@@ -49,9 +51,10 @@ class Cursor {
   // corrupt count never turns into a huge allocation.
   void need_items(std::uint64_t count, std::uint64_t min_bytes, std::string_view what) const {
     if (count > remaining() / min_bytes) {
-      fail_format("{}: {} claims {} entries at byte {} but only {} bytes remain — the file is "
-                  "corrupt or truncated",
-                  name_, what, count, pos_, remaining());
+      fail_format(
+          "{}: {} claims {} entries at byte {} but only {} bytes remain — the file is "
+          "corrupt or truncated",
+          name_, what, count, pos_, remaining());
     }
   }
 
@@ -107,29 +110,43 @@ std::uint64_t min_value_bytes(ValueType type) {
 ValueType read_value_type(Cursor& c, std::string_view key) {
   auto id = c.read<std::uint32_t>("a value type");
   if (id > static_cast<std::uint32_t>(ValueType::kFloat64)) {
-    fail_format("{}: metadata key '{}' has unknown value type {} (known: 0..12) — the file is "
-                "corrupt or from a newer GGUF revision",
-                c.name(), key, id);
+    fail_format(
+        "{}: metadata key '{}' has unknown value type {} (known: 0..12) — the file is "
+        "corrupt or from a newer GGUF revision",
+        c.name(), key, id);
   }
   return static_cast<ValueType>(id);
 }
 
 Value read_value(Cursor& c, ValueType type, const std::string& key, int depth) {
   switch (type) {
-    case ValueType::kUint8: return {type, std::uint64_t{c.read<std::uint8_t>(key)}};
-    case ValueType::kInt8: return {type, std::int64_t{c.read<std::int8_t>(key)}};
-    case ValueType::kUint16: return {type, std::uint64_t{c.read<std::uint16_t>(key)}};
-    case ValueType::kInt16: return {type, std::int64_t{c.read<std::int16_t>(key)}};
-    case ValueType::kUint32: return {type, std::uint64_t{c.read<std::uint32_t>(key)}};
-    case ValueType::kInt32: return {type, std::int64_t{c.read<std::int32_t>(key)}};
-    case ValueType::kUint64: return {type, c.read<std::uint64_t>(key)};
-    case ValueType::kInt64: return {type, c.read<std::int64_t>(key)};
-    case ValueType::kFloat32: return {type, double{c.read<float>(key)}};
-    case ValueType::kFloat64: return {type, c.read<double>(key)};
+    case ValueType::kUint8:
+      return {type, std::uint64_t{c.read<std::uint8_t>(key)}};
+    case ValueType::kInt8:
+      return {type, std::int64_t{c.read<std::int8_t>(key)}};
+    case ValueType::kUint16:
+      return {type, std::uint64_t{c.read<std::uint16_t>(key)}};
+    case ValueType::kInt16:
+      return {type, std::int64_t{c.read<std::int16_t>(key)}};
+    case ValueType::kUint32:
+      return {type, std::uint64_t{c.read<std::uint32_t>(key)}};
+    case ValueType::kInt32:
+      return {type, std::int64_t{c.read<std::int32_t>(key)}};
+    case ValueType::kUint64:
+      return {type, c.read<std::uint64_t>(key)};
+    case ValueType::kInt64:
+      return {type, c.read<std::int64_t>(key)};
+    case ValueType::kFloat32:
+      return {type, double{c.read<float>(key)}};
+    case ValueType::kFloat64:
+      return {type, c.read<double>(key)};
     // ggml writes bools as one byte; any non-zero byte reads as true, as in ggml.
-    case ValueType::kBool: return {type, c.read<std::uint8_t>(key) != 0};
-    case ValueType::kString: return {type, c.read_string(key)};
-    case ValueType::kArray: break;
+    case ValueType::kBool:
+      return {type, c.read<std::uint8_t>(key) != 0};
+    case ValueType::kString:
+      return {type, c.read_string(key)};
+    case ValueType::kArray:
+      break;
   }
   Array array;
   array.element_type = read_value_type(c, key);
@@ -148,28 +165,29 @@ Value read_value(Cursor& c, ValueType type, const std::string& key, int depth) {
 
 std::uint32_t read_version(Cursor& c) {
   if (c.remaining() < 4) {
-    fail_format("{}: {} bytes is too small to be a GGUF file — it is empty or truncated",
-                c.name(), c.remaining());
+    fail_format("{}: {} bytes is too small to be a GGUF file — it is empty or truncated", c.name(),
+                c.remaining());
   }
   auto magic = c.read<std::uint32_t>("the magic");
   if (magic != kMagic) {
-    fail_format("{}: not a GGUF file (magic is 0x{:08x}, expected \"GGUF\"); convert the model "
-                "with llama.cpp's convert_hf_to_gguf.py",
-                c.name(), magic);
+    fail_format(
+        "{}: not a GGUF file (magic is 0x{:08x}, expected \"GGUF\"); convert the model "
+        "with llama.cpp's convert_hf_to_gguf.py",
+        c.name(), magic);
   }
   auto version = c.read<std::uint32_t>("the version");
   if (version == 1) {
-    fail_format("{}: GGUF version 1 is too old (32-bit counts, before August 2023); re-convert "
-                "the model with a current llama.cpp",
-                c.name());
+    fail_format(
+        "{}: GGUF version 1 is too old (32-bit counts, before August 2023); re-convert "
+        "the model with a current llama.cpp",
+        c.name());
   }
   if (version == 0x02000000 || version == 0x03000000) {
     fail_format("{}: this is a big-endian GGUF file; herd reads little-endian files only",
                 c.name());
   }
   if (version != 2 && version != 3) {
-    fail_format("{}: unsupported GGUF version {} (herd reads versions 2 and 3)", c.name(),
-                version);
+    fail_format("{}: unsupported GGUF version {} (herd reads versions 2 and 3)", c.name(), version);
   }
   return version;
 }
@@ -219,9 +237,10 @@ void read_tensor_shape(Cursor& c, TensorInfo& t, std::uint64_t file_size) {
                   c.name(), t.name, d, dim);
     }
     if (n_elements > std::numeric_limits<std::int64_t>::max() / dim) {
-      fail_format("{}: tensor '{}' has an absurd element count (dimensions overflow 64 bits) — "
-                  "the file is corrupt",
-                  c.name(), t.name);
+      fail_format(
+          "{}: tensor '{}' has an absurd element count (dimensions overflow 64 bits) — "
+          "the file is corrupt",
+          c.name(), t.name);
     }
     n_elements *= dim;
     t.dims.push_back(dim);
@@ -231,25 +250,28 @@ void read_tensor_shape(Cursor& c, TensorInfo& t, std::uint64_t file_size) {
   auto type_id = c.read<std::uint32_t>("a tensor type");
   auto type = tensor::type_from_id(type_id);
   if (!type) {
-    fail_format("{}: tensor '{}' has GGML type id {}, which herd does not know; re-quantize the "
-                "model to a supported type (f32, f16, bf16, q4_0, q8_0, q4_K, q6_K ...)",
-                c.name(), t.name, type_id);
+    fail_format(
+        "{}: tensor '{}' has GGML type id {}, which herd does not know; re-quantize the "
+        "model to a supported type (f32, f16, bf16, q4_0, q8_0, q4_K, q6_K ...)",
+        c.name(), t.name, type_id);
   }
   t.type = *type;
   const tensor::TypeTraits& tr = tensor::traits(*type);
   HERD_CHECK(tr.block_size > 0 && tr.block_bytes > 0);
   if (t.dims[0] % tr.block_size != 0) {
-    fail_format("{}: tensor '{}' has rows of {} elements, not a multiple of the {} block size {}"
-                " — the file is corrupt",
-                c.name(), t.name, t.dims[0], tr.name, tr.block_size);
+    fail_format(
+        "{}: tensor '{}' has rows of {} elements, not a multiple of the {} block size {}"
+        " — the file is corrupt",
+        c.name(), t.name, t.dims[0], tr.name, tr.block_size);
   }
   // Bytes = blocks per row * block bytes * rows, each step checked so that absurd shapes cannot
   // wrap around; anything larger than the file is rejected later anyway.
   auto blocks = static_cast<std::uint64_t>(n_elements / tr.block_size);
   if (blocks > file_size / tr.block_bytes) {
-    fail_format("{}: tensor '{}' ({} elements of {}) is larger than the whole file ({} bytes) — "
-                "the file is truncated or corrupt",
-                c.name(), t.name, n_elements, tr.name, file_size);
+    fail_format(
+        "{}: tensor '{}' ({} elements of {}) is larger than the whole file ({} bytes) — "
+        "the file is truncated or corrupt",
+        c.name(), t.name, n_elements, tr.name, file_size);
   }
   t.n_bytes = blocks * tr.block_bytes;
 }
@@ -268,9 +290,10 @@ void read_tensor_infos(Cursor& c, std::uint64_t n_tensors, std::vector<TensorInf
     read_tensor_shape(c, t, file_size);
     t.offset = c.read<std::uint64_t>("a tensor offset");
     if (t.offset % alignment != 0) {
-      fail_format("{}: tensor '{}' starts at data offset {}, not a multiple of the alignment {} "
-                  "— the file is corrupt",
-                  c.name(), t.name, t.offset, alignment);
+      fail_format(
+          "{}: tensor '{}' starts at data offset {}, not a multiple of the alignment {} "
+          "— the file is corrupt",
+          c.name(), t.name, t.offset, alignment);
     }
     index.emplace(t.name, tensors.size());
     tensors.push_back(std::move(t));
@@ -306,14 +329,16 @@ File File::parse(std::span<const std::uint8_t> bytes, std::string name) {
     // n_bytes is already known to be at most the file size; compare without overflowing.
     std::uint64_t room = f.data_offset_ <= size ? size - f.data_offset_ : 0;
     if (t.offset > room) {
-      fail_format("{}: tensor '{}': data starts at data offset {} but the data section has {} "
-                  "bytes — the file is truncated (re-download it)",
-                  f.name_, t.name, t.offset, room);
+      fail_format(
+          "{}: tensor '{}': data starts at data offset {} but the data section has {} "
+          "bytes — the file is truncated (re-download it)",
+          f.name_, t.name, t.offset, room);
     }
     if (t.n_bytes > room - t.offset) {
-      fail_format("{}: tensor '{}': data ends at byte {} but the file has {} bytes — the file is "
-                  "truncated (re-download it)",
-                  f.name_, t.name, f.data_offset_ + t.offset + t.n_bytes, size);
+      fail_format(
+          "{}: tensor '{}': data ends at byte {} but the file has {} bytes — the file is "
+          "truncated (re-download it)",
+          f.name_, t.name, f.data_offset_ + t.offset + t.n_bytes, size);
     }
   }
   return f;
@@ -336,8 +361,7 @@ const std::uint8_t* File::tensor_data(const TensorInfo& info) const {
 std::string File::architecture() const {
   auto arch = metadata_.get_string("general.architecture");
   if (!arch) {
-    fail_format("{}: general.architecture is missing; this GGUF does not describe a model",
-                name_);
+    fail_format("{}: general.architecture is missing; this GGUF does not describe a model", name_);
   }
   return *arch;
 }

@@ -83,23 +83,34 @@ double checked_float(const std::string& key, const Value& v) {
 
 void put_value(ByteSink& sink, const std::string& key, const Value& v) {
   switch (v.type) {
-    case ValueType::kUint8: return sink.put(checked_int<std::uint8_t>(key, v));
-    case ValueType::kInt8: return sink.put(checked_int<std::int8_t>(key, v));
-    case ValueType::kUint16: return sink.put(checked_int<std::uint16_t>(key, v));
-    case ValueType::kInt16: return sink.put(checked_int<std::int16_t>(key, v));
-    case ValueType::kUint32: return sink.put(checked_int<std::uint32_t>(key, v));
-    case ValueType::kInt32: return sink.put(checked_int<std::int32_t>(key, v));
-    case ValueType::kUint64: return sink.put(checked_int<std::uint64_t>(key, v));
-    case ValueType::kInt64: return sink.put(checked_int<std::int64_t>(key, v));
-    case ValueType::kFloat32: return sink.put(static_cast<float>(checked_float(key, v)));
-    case ValueType::kFloat64: return sink.put(checked_float(key, v));
+    case ValueType::kUint8:
+      return sink.put(checked_int<std::uint8_t>(key, v));
+    case ValueType::kInt8:
+      return sink.put(checked_int<std::int8_t>(key, v));
+    case ValueType::kUint16:
+      return sink.put(checked_int<std::uint16_t>(key, v));
+    case ValueType::kInt16:
+      return sink.put(checked_int<std::int16_t>(key, v));
+    case ValueType::kUint32:
+      return sink.put(checked_int<std::uint32_t>(key, v));
+    case ValueType::kInt32:
+      return sink.put(checked_int<std::int32_t>(key, v));
+    case ValueType::kUint64:
+      return sink.put(checked_int<std::uint64_t>(key, v));
+    case ValueType::kInt64:
+      return sink.put(checked_int<std::int64_t>(key, v));
+    case ValueType::kFloat32:
+      return sink.put(static_cast<float>(checked_float(key, v)));
+    case ValueType::kFloat64:
+      return sink.put(checked_float(key, v));
     case ValueType::kBool:
       if (const auto* b = std::get_if<bool>(&v.data)) return sink.put<std::uint8_t>(*b ? 1 : 0);
       fail_argument("metadata key '{}': a bool value must hold a bool", key);
     case ValueType::kString:
       if (const auto* s = std::get_if<std::string>(&v.data)) return sink.put_string(*s);
       fail_argument("metadata key '{}': a string value must hold a string", key);
-    case ValueType::kArray: break;
+    case ValueType::kArray:
+      break;
   }
   const auto* a = std::get_if<Array>(&v.data);
   if (v.type != ValueType::kArray || !a) {
@@ -127,7 +138,9 @@ Value int_array(ValueType element_type, const std::vector<T>& values, Value (*ma
 
 }  // namespace
 
-Writer::Writer(std::uint64_t alignment) : alignment_(alignment) { check_alignment(alignment); }
+Writer::Writer(std::uint64_t alignment) : alignment_(alignment) {
+  check_alignment(alignment);
+}
 
 void Writer::set(const std::string& key, Value value) {
   if (key == kAlignmentKey) {
@@ -147,11 +160,21 @@ void Writer::set(const std::string& key, Value value) {
   kv_.emplace_back(key, std::move(value));
 }
 
-void Writer::set_u32(const std::string& key, std::uint32_t v) { set(key, Value::from_u32(v)); }
-void Writer::set_i32(const std::string& key, std::int32_t v) { set(key, Value::from_i32(v)); }
-void Writer::set_u64(const std::string& key, std::uint64_t v) { set(key, Value::from_u64(v)); }
-void Writer::set_f32(const std::string& key, float v) { set(key, Value::from_f32(v)); }
-void Writer::set_bool(const std::string& key, bool v) { set(key, Value::from_bool(v)); }
+void Writer::set_u32(const std::string& key, std::uint32_t v) {
+  set(key, Value::from_u32(v));
+}
+void Writer::set_i32(const std::string& key, std::int32_t v) {
+  set(key, Value::from_i32(v));
+}
+void Writer::set_u64(const std::string& key, std::uint64_t v) {
+  set(key, Value::from_u64(v));
+}
+void Writer::set_f32(const std::string& key, float v) {
+  set(key, Value::from_f32(v));
+}
+void Writer::set_bool(const std::string& key, bool v) {
+  set(key, Value::from_bool(v));
+}
 void Writer::set_string(const std::string& key, const std::string& v) {
   set(key, Value::from_string(v));
 }
@@ -175,8 +198,8 @@ void Writer::copy_metadata(const Metadata& metadata) {
   for (const auto& [key, value] : metadata.entries()) set(key, value);
 }
 
-void Writer::add_tensor(const std::string& name, tensor::Type type,
-                        std::vector<std::int64_t> dims, std::span<const std::uint8_t> data) {
+void Writer::add_tensor(const std::string& name, tensor::Type type, std::vector<std::int64_t> dims,
+                        std::span<const std::uint8_t> data) {
   for (const PendingTensor& t : tensors_) {
     if (t.name == name) fail_argument("tensor '{}' is added twice", name);
   }

@@ -75,10 +75,14 @@ struct KernelTable {
   }
   QuantizeRowFn quantizer(ActivationFormat format) const {
     switch (format) {
-      case ActivationFormat::kQ8A: return quantize_q8a;
-      case ActivationFormat::kQ8K: return quantize_q8k;
-      case ActivationFormat::kQ8X: return quantize_q8x;
-      case ActivationFormat::kF32: break;
+      case ActivationFormat::kQ8A:
+        return quantize_q8a;
+      case ActivationFormat::kQ8K:
+        return quantize_q8k;
+      case ActivationFormat::kQ8X:
+        return quantize_q8x;
+      case ActivationFormat::kF32:
+        break;
     }
     return nullptr;
   }

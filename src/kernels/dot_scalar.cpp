@@ -177,7 +177,8 @@ float dot_q45_k(std::int64_t n, const void* w, const void* xv) {
       const int c = e / 64, l = e % 32;
       const std::uint8_t byte = b[i].qs[32 * c + l];
       u[e] = (e % 64) < 32 ? (byte & 0xF) : (byte >> 4);
-      if constexpr (kFiveBit) u[e] |= static_cast<std::uint8_t>(((b[i].qh[l] >> (e / 32)) & 1) << 4);
+      if constexpr (kFiveBit)
+        u[e] |= static_cast<std::uint8_t>(((b[i].qh[l] >> (e / 32)) & 1) << 4);
     }
     int sc[8], mins = 0;
     for (int s = 0; s < 8; ++s) {
@@ -229,7 +230,9 @@ float dot_float(std::int64_t n, const void* w, const void* xv) {
   return sum;
 }
 
-float load_f32(const void* w, std::int64_t i) { return static_cast<const float*>(w)[i]; }
+float load_f32(const void* w, std::int64_t i) {
+  return static_cast<const float*>(w)[i];
+}
 float load_f16(const void* w, std::int64_t i) {
   return fp16_to_fp32(static_cast<const std::uint16_t*>(w)[i]);
 }
@@ -239,8 +242,8 @@ float load_bf16(const void* w, std::int64_t i) {
 
 // The scalar path takes one token at a time: it is the reference, not the fast path.
 template <float (*kDot)(std::int64_t, const void*, const void*)>
-void tile(std::int64_t n, const void* w_row, const void* x, std::size_t x_stride, int nc,
-          float* y, std::int64_t ldy) {
+void tile(std::int64_t n, const void* w_row, const void* x, std::size_t x_stride, int nc, float* y,
+          std::int64_t ldy) {
   for (int c = 0; c < nc; ++c) {
     y[c * ldy] = kDot(n, w_row, static_cast<const std::uint8_t*>(x) + c * x_stride);
   }
@@ -279,8 +282,10 @@ const KernelTable& scalar_kernels() {
 
 std::size_t activation_row_bytes(ActivationFormat format, std::int64_t n) {
   switch (format) {
-    case ActivationFormat::kF32: return static_cast<std::size_t>(n) * sizeof(float);
-    case ActivationFormat::kQ8A: return static_cast<std::size_t>(n / 32) * sizeof(BlockQ8A);
+    case ActivationFormat::kF32:
+      return static_cast<std::size_t>(n) * sizeof(float);
+    case ActivationFormat::kQ8A:
+      return static_cast<std::size_t>(n / 32) * sizeof(BlockQ8A);
     case ActivationFormat::kQ8K:
       return static_cast<std::size_t>(n / kQKK) * sizeof(BlockQ8_K);
     case ActivationFormat::kQ8X: {

@@ -58,10 +58,16 @@ inline int hsum_i32(__m256i v) {
 }
 
 // F16C: one instruction each, bit-identical to tensor/fp16.h.
-inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
-inline float round_to_half(float f) { return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
+inline float half_to_float(std::uint16_t h) {
+  return _cvtsh_ss(h);
+}
+inline float round_to_half(float f) {
+  return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
 
-inline __m256i loadu(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m256i loadu(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
 
 // 32 bits of qh -> 32 bytes, 0xFF where the bit is set (byte j <- bit j).
 inline __m256i expand_bits(std::uint32_t bits) {
@@ -95,7 +101,8 @@ inline __m256i round_to_i32(__m256 v, __m256 scale) {
 inline float absmax(const float* x, int n) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 m = _mm256_setzero_ps();
-  for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+  for (int j = 0; j < n; j += 8)
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
   s = _mm_max_ps(s, _mm_movehl_ps(s, s));
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
@@ -148,8 +155,8 @@ struct LoadF32 {
 };
 struct LoadF16 {
   static __m256 load(const void* w, std::int64_t i) {
-    return _mm256_cvtph_ps(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(w) + i)));
+    return _mm256_cvtph_ps(_mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(w) + i)));
   }
   static float scalar(const void* w, std::int64_t i) {
     return tensor::fp16_to_fp32(static_cast<const std::uint16_t*>(w)[i]);
@@ -189,7 +196,8 @@ void tile_float(std::int64_t n, const void* w, const void* x, std::size_t x_stri
   }
   for (; i + 8 <= n; i += 8) {
     const __m256 wv = Load::load(w, i);
-    for (int c = 0; c < NC; ++c) acc[c][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[c] + i), acc[c][0]);
+    for (int c = 0; c < NC; ++c)
+      acc[c][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[c] + i), acc[c][0]);
   }
   for (int c = 0; c < NC; ++c) {
     for (int u = 1; u < U; ++u) acc[c][0] = _mm256_add_ps(acc[c][0], acc[c][u]);
@@ -221,8 +229,7 @@ struct Q4_1 {
   using Block = tensor::BlockQ4_1;
   static constexpr bool kSymmetric = false;
   static Decoded32 decode(const Block& b) {
-    return {unpack_nibbles(b.qs), _mm256_setzero_si256(), half_to_float(b.d),
-            half_to_float(b.m)};
+    return {unpack_nibbles(b.qs), _mm256_setzero_si256(), half_to_float(b.d), half_to_float(b.m)};
   }
 };
 inline __m256i q5_bytes(const std::uint8_t* qs, const std::uint8_t* qh) {
@@ -243,8 +250,7 @@ struct Q5_1 {
   using Block = tensor::BlockQ5_1;
   static constexpr bool kSymmetric = false;
   static Decoded32 decode(const Block& b) {
-    return {q5_bytes(b.qs, b.qh), _mm256_setzero_si256(), half_to_float(b.d),
-            half_to_float(b.m)};
+    return {q5_bytes(b.qs, b.qh), _mm256_setzero_si256(), half_to_float(b.d), half_to_float(b.m)};
   }
 };
 struct Q8_0 {

@@ -66,7 +66,8 @@ struct Q2K {
     const __m256i three = _mm256_set1_epi8(3);
     for (int h = 0; h < 2; ++h) {
       const __m256i v = loadu(b.qs + 32 * h);
-      for (int k = 0; k < 4; ++k) out.u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(v, 2 * k), three);
+      for (int k = 0; k < 4; ++k)
+        out.u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(v, 2 * k), three);
     }
     const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
     const __m128i low4 = _mm_set1_epi8(0x0F);
@@ -96,11 +97,10 @@ struct Q3K {
     const std::uint32_t a0 = load_u32(b.scales), a1 = load_u32(b.scales + 4);
     const std::uint32_t a2 = load_u32(b.scales + 8);
     const std::uint32_t lo = 0x0F0F0F0Fu, hi = 0x03030303u;
-    const __m128i sc = _mm_setr_epi32(
-        static_cast<int>((a0 & lo) | ((a2 & hi) << 4)),
-        static_cast<int>((a1 & lo) | (((a2 >> 2) & hi) << 4)),
-        static_cast<int>(((a0 >> 4) & lo) | (((a2 >> 4) & hi) << 4)),
-        static_cast<int>(((a1 >> 4) & lo) | (((a2 >> 6) & hi) << 4)));
+    const __m128i sc = _mm_setr_epi32(static_cast<int>((a0 & lo) | ((a2 & hi) << 4)),
+                                      static_cast<int>((a1 & lo) | (((a2 >> 2) & hi) << 4)),
+                                      static_cast<int>(((a0 >> 4) & lo) | (((a2 >> 4) & hi) << 4)),
+                                      static_cast<int>(((a1 >> 4) & lo) | (((a2 >> 6) & hi) << 4)));
     set_group_scales(_mm_sub_epi8(sc, _mm_set1_epi8(32)), out);
     out.d = half_to_float(b.d);
     out.dmin = 0.0f;
@@ -213,34 +213,54 @@ template <template <int> class Tile>
 void dispatch_tile(std::int64_t n, const void* w, const void* x, std::size_t x_stride, int nc,
                    float* y, std::int64_t ldy) {
   switch (nc) {
-    case 1: return Tile<1>::run(n, w, x, x_stride, y, ldy);
-    case 2: return Tile<2>::run(n, w, x, x_stride, y, ldy);
-    case 3: return Tile<3>::run(n, w, x, x_stride, y, ldy);
-    case 4: return Tile<4>::run(n, w, x, x_stride, y, ldy);
-    case 5: return Tile<5>::run(n, w, x, x_stride, y, ldy);
-    case 6: return Tile<6>::run(n, w, x, x_stride, y, ldy);
-    case 7: return Tile<7>::run(n, w, x, x_stride, y, ldy);
-    default: return Tile<8>::run(n, w, x, x_stride, y, ldy);
+    case 1:
+      return Tile<1>::run(n, w, x, x_stride, y, ldy);
+    case 2:
+      return Tile<2>::run(n, w, x, x_stride, y, ldy);
+    case 3:
+      return Tile<3>::run(n, w, x, x_stride, y, ldy);
+    case 4:
+      return Tile<4>::run(n, w, x, x_stride, y, ldy);
+    case 5:
+      return Tile<5>::run(n, w, x, x_stride, y, ldy);
+    case 6:
+      return Tile<6>::run(n, w, x, x_stride, y, ldy);
+    case 7:
+      return Tile<7>::run(n, w, x, x_stride, y, ldy);
+    default:
+      return Tile<8>::run(n, w, x, x_stride, y, ldy);
   }
 }
 static_assert(kMaxTileTokens == 8);
 
-template <class L> struct FloatTile {
-  template <int NC> struct T {
+template <class L>
+struct FloatTile {
+  template <int NC>
+  struct T {
     static void run(std::int64_t n, const void* w, const void* x, std::size_t s, float* y,
-                    std::int64_t ldy) { tile_float<L, NC>(n, w, x, s, y, ldy); }
+                    std::int64_t ldy) {
+      tile_float<L, NC>(n, w, x, s, y, ldy);
+    }
   };
 };
-template <class Q> struct Q32Tile {
-  template <int NC> struct T {
+template <class Q>
+struct Q32Tile {
+  template <int NC>
+  struct T {
     static void run(std::int64_t n, const void* w, const void* x, std::size_t s, float* y,
-                    std::int64_t ldy) { tile_q32<Q, NC>(n, w, x, s, y, ldy); }
+                    std::int64_t ldy) {
+      tile_q32<Q, NC>(n, w, x, s, y, ldy);
+    }
   };
 };
-template <class Q> struct KTile {
-  template <int NC> struct T {
+template <class Q>
+struct KTile {
+  template <int NC>
+  struct T {
     static void run(std::int64_t n, const void* w, const void* x, std::size_t s, float* y,
-                    std::int64_t ldy) { tile_k<Q, NC>(n, w, x, s, y, ldy); }
+                    std::int64_t ldy) {
+      tile_k<Q, NC>(n, w, x, s, y, ldy);
+    }
   };
 };
 

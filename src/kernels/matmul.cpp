@@ -67,7 +67,8 @@ std::vector<std::uint8_t>& activation_scratch() {
 Activations prepare_activations(const Plan& plan, std::int64_t cols, const float* x,
                                 std::int64_t n_tokens, std::int64_t ldx, ThreadPool* pool) {
   if (plan.kernel->activation == ActivationFormat::kF32) {
-    return {reinterpret_cast<const std::uint8_t*>(x), static_cast<std::size_t>(ldx) * sizeof(float)};
+    return {reinterpret_cast<const std::uint8_t*>(x),
+            static_cast<std::size_t>(ldx) * sizeof(float)};
   }
   const std::size_t stride = activation_row_bytes(plan.kernel->activation, cols);
   // 64 spare bytes to start on a cache line: the 512-bit kernels load whole lines.
@@ -79,8 +80,10 @@ Activations prepare_activations(const Plan& plan, std::int64_t cols, const float
   auto quantize = [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t t = begin; t < end; ++t) plan.quantize(x + t * ldx, out + t * stride, cols);
   };
-  if (pool && n_tokens >= 8) pool->parallel_for(n_tokens, 4, quantize);
-  else quantize(0, n_tokens);
+  if (pool && n_tokens >= 8)
+    pool->parallel_for(n_tokens, 4, quantize);
+  else
+    quantize(0, n_tokens);
   return {out, stride};
 }
 
@@ -120,8 +123,8 @@ void dequantize_row(const Matrix& w, std::int64_t r, float* out) {
   checked_traits(w).dequantize(w.row(r), out, w.cols);
 }
 
-void matmul_rows(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx,
-                 float* y, std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end) {
+void matmul_rows(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
+                 std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end) {
   const tensor::TypeTraits& t = checked_traits(w);
   if (n_tokens <= 0 || row_begin >= row_end) return;
   const Plan plan = plan_for(w.type);

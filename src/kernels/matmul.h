@@ -31,8 +31,8 @@ void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t
             std::int64_t ldy, ThreadPool& pool);
 
 // Same, single-threaded, over rows [row_begin, row_end) only (for callers that already split work).
-void matmul_rows(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx,
-                 float* y, std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end);
+void matmul_rows(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
+                 std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end);
 
 // Dequantizes row r of w into out[0, cols).
 void dequantize_row(const Matrix& w, std::int64_t r, float* out);

@@ -11,12 +11,17 @@ namespace {
 
 jinja::Value to_value(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return jinja::Value::none();
-    case nlohmann::json::value_t::boolean: return jinja::Value(j.get<bool>());
+    case nlohmann::json::value_t::null:
+      return jinja::Value::none();
+    case nlohmann::json::value_t::boolean:
+      return jinja::Value(j.get<bool>());
     case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned: return jinja::Value(j.get<std::int64_t>());
-    case nlohmann::json::value_t::number_float: return jinja::Value(j.get<double>());
-    case nlohmann::json::value_t::string: return jinja::Value(j.get<std::string>());
+    case nlohmann::json::value_t::number_unsigned:
+      return jinja::Value(j.get<std::int64_t>());
+    case nlohmann::json::value_t::number_float:
+      return jinja::Value(j.get<double>());
+    case nlohmann::json::value_t::string:
+      return jinja::Value(j.get<std::string>());
     case nlohmann::json::value_t::array: {
       jinja::Array a;
       for (const auto& item : j) a.push_back(to_value(item));
@@ -27,28 +32,37 @@ jinja::Value to_value(const nlohmann::ordered_json& j) {
       for (const auto& [k, v] : j.items()) o.set(k, to_value(v));
       return jinja::Value(std::move(o));
     }
-    default: return jinja::Value();
+    default:
+      return jinja::Value();
   }
 }
 
 std::string default_bos(ChatFamily family) {
   switch (family) {
-    case ChatFamily::kLlama3: return "<|begin_of_text|>";
+    case ChatFamily::kLlama3:
+      return "<|begin_of_text|>";
     case ChatFamily::kMistral:
-    case ChatFamily::kLlama2: return "<s>";
-    case ChatFamily::kDeepSeek: return "<｜begin▁of▁sentence｜>";
-    case ChatFamily::kChatML: return "";
+    case ChatFamily::kLlama2:
+      return "<s>";
+    case ChatFamily::kDeepSeek:
+      return "<｜begin▁of▁sentence｜>";
+    case ChatFamily::kChatML:
+      return "";
   }
   return "";
 }
 
 std::string default_eos(ChatFamily family) {
   switch (family) {
-    case ChatFamily::kLlama3: return "<|eot_id|>";
+    case ChatFamily::kLlama3:
+      return "<|eot_id|>";
     case ChatFamily::kMistral:
-    case ChatFamily::kLlama2: return "</s>";
-    case ChatFamily::kDeepSeek: return "<｜end▁of▁sentence｜>";
-    case ChatFamily::kChatML: return "<|im_end|>";
+    case ChatFamily::kLlama2:
+      return "</s>";
+    case ChatFamily::kDeepSeek:
+      return "<｜end▁of▁sentence｜>";
+    case ChatFamily::kChatML:
+      return "<|im_end|>";
   }
   return "";
 }
@@ -74,11 +88,16 @@ std::string take_system(std::span<const ChatMessage>& messages) {
 
 const char* chat_family_name(ChatFamily family) {
   switch (family) {
-    case ChatFamily::kChatML: return "chatml";
-    case ChatFamily::kLlama3: return "llama3";
-    case ChatFamily::kMistral: return "mistral";
-    case ChatFamily::kDeepSeek: return "deepseek";
-    case ChatFamily::kLlama2: return "llama2";
+    case ChatFamily::kChatML:
+      return "chatml";
+    case ChatFamily::kLlama3:
+      return "llama3";
+    case ChatFamily::kMistral:
+      return "mistral";
+    case ChatFamily::kDeepSeek:
+      return "deepseek";
+    case ChatFamily::kLlama2:
+      return "llama2";
   }
   return "?";
 }
@@ -129,20 +148,27 @@ ChatTemplate ChatTemplate::from_source(std::string_view source, std::string bos_
                         "this interpreter supports)");
     }
     ChatTemplate t = builtin(*family, std::move(bos_token), std::move(eos_token));
-    t.fallback_reason_ = fmt::format("the model's chat template could not be parsed ({}); using "
-                                     "the built-in {} format",
-                                     e.what(), chat_family_name(*family));
+    t.fallback_reason_ = fmt::format(
+        "the model's chat template could not be parsed ({}); using "
+        "the built-in {} format",
+        e.what(), chat_family_name(*family));
     return t;
   }
 }
 
 ChatTemplate ChatTemplate::for_model(std::string_view source, const Tokenizer& tokenizer) {
-  auto text_of = [&](std::int32_t id) { return id >= 0 ? tokenizer.token_text(id) : std::string(); };
+  auto text_of = [&](std::int32_t id) {
+    return id >= 0 ? tokenizer.token_text(id) : std::string();
+  };
   ChatFamily fallback = ChatFamily::kChatML;
-  if (tokenizer.find_token("<|im_start|>") >= 0) fallback = ChatFamily::kChatML;
-  else if (tokenizer.find_token("<|start_header_id|>") >= 0) fallback = ChatFamily::kLlama3;
-  else if (tokenizer.find_token("<｜User｜>") >= 0) fallback = ChatFamily::kDeepSeek;
-  else if (tokenizer.find_token("[INST]") >= 0) fallback = ChatFamily::kMistral;
+  if (tokenizer.find_token("<|im_start|>") >= 0)
+    fallback = ChatFamily::kChatML;
+  else if (tokenizer.find_token("<|start_header_id|>") >= 0)
+    fallback = ChatFamily::kLlama3;
+  else if (tokenizer.find_token("<｜User｜>") >= 0)
+    fallback = ChatFamily::kDeepSeek;
+  else if (tokenizer.find_token("[INST]") >= 0)
+    fallback = ChatFamily::kMistral;
   return from_source(source, text_of(tokenizer.bos()), text_of(tokenizer.eos()), fallback);
 }
 
@@ -204,9 +230,12 @@ std::string ChatTemplate::render_builtin(std::span<const ChatMessage> messages,
     case ChatFamily::kDeepSeek:
       out = bos_token_;
       for (const ChatMessage& m : messages) {
-        if (m.role == "system") out += m.content;
-        else if (m.role == "user") out += "<｜User｜>" + m.content;
-        else out += "<｜Assistant｜>" + m.content + eos_token_;
+        if (m.role == "system")
+          out += m.content;
+        else if (m.role == "user")
+          out += "<｜User｜>" + m.content;
+        else
+          out += "<｜Assistant｜>" + m.content + eos_token_;
       }
       if (add_generation_prompt) out += "<｜Assistant｜>";
       return out;

@@ -16,9 +16,8 @@
 // "roles must alternate") throws herd::InvalidArgument, other render failures herd::FormatError.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -39,11 +38,12 @@ struct ChatMessage {
 
 // Built-in formats, written as each family's reference template renders them.
 enum class ChatFamily {
-  kChatML,    // Qwen 2/3, SmolLM: <|im_start|>role\ncontent<|im_end|>\n ... <|im_start|>assistant\n
-  kLlama3,    // <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
-  kMistral,   // <s>[INST] user [/INST]answer</s> (Mistral v0.1/v0.2; system joins the 1st user turn)
-  kDeepSeek,  // <｜begin▁of▁sentence｜>system<｜User｜>u<｜Assistant｜>a<｜end▁of▁sentence｜> (V3/R1)
-  kLlama2,    // <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>
+  kChatML,   // Qwen 2/3, SmolLM: <|im_start|>role\ncontent<|im_end|>\n ... <|im_start|>assistant\n
+  kLlama3,   // <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+  kMistral,  // <s>[INST] user [/INST]answer</s> (Mistral v0.1/v0.2; system joins the 1st user turn)
+  kDeepSeek,  // <｜begin▁of▁sentence｜>system<｜User｜>u<｜Assistant｜>a<｜end▁of▁sentence｜>
+              // (V3/R1)
+  kLlama2,  // <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>
 };
 
 const char* chat_family_name(ChatFamily family);

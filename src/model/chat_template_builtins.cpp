@@ -16,7 +16,11 @@ std::vector<std::string> code_points(const std::string& s) {
   std::vector<std::string> out;
   for (std::size_t i = 0; i < s.size();) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+    std::size_t n = c < 0x80           ? 1
+                    : (c >> 5) == 0x6  ? 2
+                    : (c >> 4) == 0xE  ? 3
+                    : (c >> 3) == 0x1E ? 4
+                                       : 1;
     n = std::min(n, s.size() - i);
     out.push_back(s.substr(i, n));
     i += n;
@@ -115,7 +119,8 @@ bool matches_affix(const std::string& s, const Value& affix, bool prefix) {
     if (!a.is_string()) return false;
     const std::string& x = a.as_string();
     if (x.size() > s.size()) return false;
-    return prefix ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0;
+    return prefix ? s.compare(0, x.size(), x) == 0
+                  : s.compare(s.size() - x.size(), x.size(), x) == 0;
   };
   if (affix.is_array()) {
     return std::any_of(affix.as_array().begin(), affix.as_array().end(), one);
@@ -135,12 +140,23 @@ std::string html_escape(const std::string& s) {
   std::string r;
   for (char c : s) {
     switch (c) {
-      case '&': r += "&amp;"; break;
-      case '<': r += "&lt;"; break;
-      case '>': r += "&gt;"; break;
-      case '"': r += "&#34;"; break;
-      case '\'': r += "&#39;"; break;
-      default: r += c;
+      case '&':
+        r += "&amp;";
+        break;
+      case '<':
+        r += "&lt;";
+        break;
+      case '>':
+        r += "&gt;";
+        break;
+      case '"':
+        r += "&#34;";
+        break;
+      case '\'':
+        r += "&#39;";
+        break;
+      default:
+        r += c;
     }
   }
   return r;
@@ -263,7 +279,8 @@ Value apply_filter(const std::string& name, const Value& in, const Args& args, i
   }
   if (name == "default" || name == "d") {
     bool use = in.is_undefined() || (args.get(1, "boolean").truthy() && !in.truthy());
-    return use ? (args.get(0, "default_value").is_undefined() ? Value("") : args.get(0, "default_value"))
+    return use ? (args.get(0, "default_value").is_undefined() ? Value("")
+                                                              : args.get(0, "default_value"))
                : in;
   }
   if (name == "first" || name == "last") {
@@ -277,7 +294,8 @@ Value apply_filter(const std::string& name, const Value& in, const Args& args, i
     std::string r;
     bool first = true;
     for (const Value& item : iterate(in, line)) {
-      r += (first ? "" : sep) + (attr.is_string() ? get_attr(item, attr.as_string()) : item).to_string();
+      r += (first ? "" : sep) +
+           (attr.is_string() ? get_attr(item, attr.as_string()) : item).to_string();
       first = false;
     }
     return Value(std::move(r));
@@ -315,10 +333,12 @@ Value apply_filter(const std::string& name, const Value& in, const Args& args, i
     }
   }
   if (name == "abs" && (in.is_number())) {
-    return in.is_int() ? Value(static_cast<std::int64_t>(std::llabs(in.as_int()))) : Value(std::fabs(in.as_number()));
+    return in.is_int() ? Value(static_cast<std::int64_t>(std::llabs(in.as_int())))
+                       : Value(std::fabs(in.as_number()));
   }
   if (name == "round" && in.is_number()) {
-    double scale = std::pow(10.0, args.get(0, "precision").is_int() ? args.get(0, "precision").as_int() : 0);
+    double scale =
+        std::pow(10.0, args.get(0, "precision").is_int() ? args.get(0, "precision").as_int() : 0);
     return Value(std::round(in.as_number() * scale) / scale);
   }
   if (name == "map") {
@@ -329,7 +349,8 @@ Value apply_filter(const std::string& name, const Value& in, const Args& args, i
         out.push_back(get_attr(item, attr.as_string()));
       } else {
         Args rest;
-        for (std::size_t i = 1; i < args.positional.size(); ++i) rest.positional.push_back(args.positional[i]);
+        for (std::size_t i = 1; i < args.positional.size(); ++i)
+          rest.positional.push_back(args.positional[i]);
         out.push_back(apply_filter(args.get(0, "").to_string(), item, rest, line));
       }
     }
@@ -432,8 +453,9 @@ Value call_method(const Value& self, const std::string& name, const Args& args, 
     }
     if (name == "get") {
       Value found = get_attr(self, args.get(0, "key").to_string());
-      return found.is_undefined() ? (args.positional.size() > 1 ? args.positional[1] : Value::none())
-                                  : found;
+      return found.is_undefined()
+                 ? (args.positional.size() > 1 ? args.positional[1] : Value::none())
+                 : found;
     }
   }
   if (self.is_array() && name == "append") {
@@ -446,7 +468,8 @@ Value call_method(const Value& self, const std::string& name, const Args& args, 
 Value call_global(const std::string& name, const Args& args, int line) {
   if (name == "namespace" || name == "dict") {
     Object o;
-    if (!args.positional.empty() && args.positional[0].is_object()) o = args.positional[0].as_object();
+    if (!args.positional.empty() && args.positional[0].is_object())
+      o = args.positional[0].as_object();
     for (const auto& [k, v] : args.named.items) o.set(k, v);
     return Value(std::move(o));
   }
@@ -457,14 +480,16 @@ Value call_global(const std::string& name, const Args& args, int line) {
   if (name == "range") {
     std::int64_t start = 0, stop = 0, step = 1;
     auto as_int = [&](std::size_t i) {
-      if (!args.positional[i].is_int()) fail_format("chat template: line {}: range() needs integers", line);
+      if (!args.positional[i].is_int())
+        fail_format("chat template: line {}: range() needs integers", line);
       return args.positional[i].as_int();
     };
     if (args.positional.size() == 1) stop = as_int(0);
     if (args.positional.size() >= 2) start = as_int(0), stop = as_int(1);
     if (args.positional.size() >= 3) step = as_int(2);
     if (step == 0) fail_format("chat template: line {}: range() step cannot be zero", line);
-    if ((stop - start) / step > 1000000) fail_format("chat template: line {}: range() too long", line);
+    if ((stop - start) / step > 1000000)
+      fail_format("chat template: line {}: range() too long", line);
     Array out;
     for (std::int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value(i));
     return Value(std::move(out));

@@ -31,18 +31,28 @@ class Renderer {
  private:
   Flow exec(const Node& n) {
     switch (n.kind) {
-      case Node::Kind::kText: emit(n.text); return Flow::kNormal;
-      case Node::Kind::kOutput: emit(eval(*n.expr).to_string()); return Flow::kNormal;
+      case Node::Kind::kText:
+        emit(n.text);
+        return Flow::kNormal;
+      case Node::Kind::kOutput:
+        emit(eval(*n.expr).to_string());
+        return Flow::kNormal;
       case Node::Kind::kIf:
         for (const auto& [cond, body] : n.branches) {
           if (eval(*cond).truthy()) return exec_all(body);
         }
         return exec_all(n.else_body);
-      case Node::Kind::kFor: return exec_for(n);
-      case Node::Kind::kSet: exec_set(n); return Flow::kNormal;
-      case Node::Kind::kBreak: return Flow::kBreak;
-      case Node::Kind::kContinue: return Flow::kContinue;
-      case Node::Kind::kBlock: return exec_all(n.body);
+      case Node::Kind::kFor:
+        return exec_for(n);
+      case Node::Kind::kSet:
+        exec_set(n);
+        return Flow::kNormal;
+      case Node::Kind::kBreak:
+        return Flow::kBreak;
+      case Node::Kind::kContinue:
+        return Flow::kContinue;
+      case Node::Kind::kBlock:
+        return exec_all(n.body);
     }
     return Flow::kNormal;
   }
@@ -127,10 +137,14 @@ class Renderer {
 
   Value eval(const Expr& e) {
     switch (e.kind) {
-      case Expr::Kind::kLiteral: return e.value;
-      case Expr::Kind::kName: return lookup(e.name);
-      case Expr::Kind::kAttr: return get_attr(eval(*e.args[0]), e.name);
-      case Expr::Kind::kIndex: return get_item(eval(*e.args[0]), eval(*e.args[1]), e.line);
+      case Expr::Kind::kLiteral:
+        return e.value;
+      case Expr::Kind::kName:
+        return lookup(e.name);
+      case Expr::Kind::kAttr:
+        return get_attr(eval(*e.args[0]), e.name);
+      case Expr::Kind::kIndex:
+        return get_item(eval(*e.args[0]), eval(*e.args[1]), e.line);
       case Expr::Kind::kSlice: {
         Value parts[3];
         for (int i = 0; i < 3; ++i) {
@@ -138,7 +152,8 @@ class Renderer {
         }
         return slice(eval(*e.args[0]), parts[0], parts[1], parts[2], e.line);
       }
-      case Expr::Kind::kCall: return eval_call(e);
+      case Expr::Kind::kCall:
+        return eval_call(e);
       case Expr::Kind::kFilter: {
         Args a = eval_args(e);
         return apply_filter(e.name, eval(*e.args[0]), a, e.line);
@@ -158,7 +173,8 @@ class Renderer {
         if (e.name == "+") return v;
         return v.is_int() ? Value(-v.as_int()) : Value(-v.as_number());
       }
-      case Expr::Kind::kBinary: return eval_binary(e);
+      case Expr::Kind::kBinary:
+        return eval_binary(e);
       case Expr::Kind::kTernary:
         if (eval(*e.args[1]).truthy()) return eval(*e.args[0]);
         return e.args.size() > 2 ? eval(*e.args[2]) : Value();
@@ -232,8 +248,8 @@ class Renderer {
 bool contains(const Value& container, const Value& item, int line) {
   if (container.is_string()) {
     if (!item.is_string()) {
-      fail_format("chat template: line {}: 'in <string>' needs a string on the left, got {}",
-                  line, item.type_name());
+      fail_format("chat template: line {}: 'in <string>' needs a string on the left, got {}", line,
+                  item.type_name());
     }
     return container.as_string().find(item.as_string()) != std::string::npos;
   }
@@ -243,9 +259,11 @@ bool contains(const Value& container, const Value& item, int line) {
     }
     return false;
   }
-  if (container.is_object()) return item.is_string() && container.as_object().find(item.as_string());
+  if (container.is_object())
+    return item.is_string() && container.as_object().find(item.as_string());
   if (container.is_undefined() || container.is_none()) return false;
-  fail_format("chat template: line {}: cannot test membership in a {}", line, container.type_name());
+  fail_format("chat template: line {}: cannot test membership in a {}", line,
+              container.type_name());
 }
 
 bool compare(const Value& a, const Value& b, const std::string& op, int line) {

@@ -29,19 +29,19 @@ using NodeList = std::vector<std::unique_ptr<Node>>;
 
 struct Expr {
   enum class Kind {
-    kLiteral,   // value
-    kName,      // name
-    kAttr,      // args[0].name
-    kIndex,     // args[0][args[1]]
-    kSlice,     // args[0][args[1]:args[2]:args[3]] (null parts omitted)
-    kCall,      // args[0](args[1..]) with kwargs
-    kFilter,    // args[0] | name(args[1..], kwargs)
-    kTest,      // args[0] is [not] name(args[1..])
-    kUnary,     // op args[0]: "not", "-", "+"
-    kBinary,    // args[0] op args[1]
-    kTernary,   // args[0] if args[1] else args[2] (args[2] may be null)
-    kList,      // [args...]
-    kDict,      // {args[0]: args[1], ...}
+    kLiteral,  // value
+    kName,     // name
+    kAttr,     // args[0].name
+    kIndex,    // args[0][args[1]]
+    kSlice,    // args[0][args[1]:args[2]:args[3]] (null parts omitted)
+    kCall,     // args[0](args[1..]) with kwargs
+    kFilter,   // args[0] | name(args[1..], kwargs)
+    kTest,     // args[0] is [not] name(args[1..])
+    kUnary,    // op args[0]: "not", "-", "+"
+    kBinary,   // args[0] op args[1]
+    kTernary,  // args[0] if args[1] else args[2] (args[2] may be null)
+    kList,     // [args...]
+    kDict,     // {args[0]: args[1], ...}
   };
   Kind kind;
   Value value;
@@ -61,8 +61,8 @@ struct Node {
   std::vector<std::string> targets;  // kFor loop variables; kSet: {name} or {name, attr}
   ExprPtr filter;                    // kFor `if` clause
   std::vector<std::pair<ExprPtr, NodeList>> branches;  // kIf
-  NodeList body;                     // kFor / kBlock
-  NodeList else_body;                // kIf / kFor
+  NodeList body;                                       // kFor / kBlock
+  NodeList else_body;                                  // kIf / kFor
 };
 
 class Template {

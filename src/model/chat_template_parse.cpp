@@ -18,9 +18,13 @@ struct Segment {
   int line;
 };
 
-int count_lines(std::string_view s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int count_lines(std::string_view s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 // Finds `close` after `from`, skipping over quoted strings inside the tag.
 std::size_t find_tag_end(std::string_view src, std::size_t from, std::string_view close) {
@@ -28,8 +32,10 @@ std::size_t find_tag_end(std::string_view src, std::size_t from, std::string_vie
   for (std::size_t i = from; i < src.size(); ++i) {
     char c = src[i];
     if (quote) {
-      if (c == '\\') ++i;
-      else if (c == quote) quote = 0;
+      if (c == '\\')
+        ++i;
+      else if (c == quote)
+        quote = 0;
     } else if (c == '\'' || c == '"') {
       quote = c;
     } else if (src.compare(i, close.size(), close) == 0) {
@@ -51,8 +57,10 @@ std::vector<Segment> split_segments(std::string_view src) {
       while (n < text.size() && is_space(text[n])) ++n;
       text.erase(0, n);
     } else if (trim_next_newline) {
-      if (text.rfind("\r\n", 0) == 0) text.erase(0, 2);
-      else if (!text.empty() && text[0] == '\n') text.erase(0, 1);
+      if (text.rfind("\r\n", 0) == 0)
+        text.erase(0, 2);
+      else if (!text.empty() && text[0] == '\n')
+        text.erase(0, 1);
     }
     strip_next_leading = trim_next_newline = false;
     out.push_back({Segment::Type::kText, std::move(text), line});
@@ -145,7 +153,8 @@ std::vector<Token> tokenize(std::string_view s, int line) {
         }
       }
       std::string num(s.substr(i, j - i));
-      Value v = is_float ? Value(std::stod(num)) : Value(static_cast<std::int64_t>(std::stoll(num)));
+      Value v =
+          is_float ? Value(std::stod(num)) : Value(static_cast<std::int64_t>(std::stoll(num)));
       out.push_back({Token::Type::kNumber, std::move(num), std::move(v)});
       i = j;
     } else if (c == '\'' || c == '"') {
@@ -158,13 +167,27 @@ std::vector<Token> tokenize(std::string_view s, int line) {
         }
         char e = s[++j];
         switch (e) {
-          case 'n': str += '\n'; break;
-          case 't': str += '\t'; break;
-          case 'r': str += '\r'; break;
-          case '\\': str += '\\'; break;
-          case '\'': str += '\''; break;
-          case '"': str += '"'; break;
-          default: str += '\\'; str += e;
+          case 'n':
+            str += '\n';
+            break;
+          case 't':
+            str += '\t';
+            break;
+          case 'r':
+            str += '\r';
+            break;
+          case '\\':
+            str += '\\';
+            break;
+          case '\'':
+            str += '\'';
+            break;
+          case '"':
+            str += '"';
+            break;
+          default:
+            str += '\\';
+            str += e;
         }
       }
       if (j >= s.size()) fail_format("chat template: line {}: unterminated string literal", line);
@@ -172,9 +195,9 @@ std::vector<Token> tokenize(std::string_view s, int line) {
       out.push_back({Token::Type::kString, std::move(str), std::move(v)});
       i = j + 1;
     } else {
-      static const char* kOps[] = {"==", "!=", "<=", ">=", "//", "**", "(", ")", "[", "]", "{",
-                                   "}",  ".",  ",",  ":",  "|",  "~",  "+", "-", "*", "/", "%",
-                                   "<",  ">",  "="};
+      static const char* kOps[] = {"==", "!=", "<=", ">=", "//", "**", "(", ")", "[",
+                                   "]",  "{",  "}",  ".",  ",",  ":",  "|", "~", "+",
+                                   "-",  "*",  "/",  "%",  "<",  ">",  "="};
       bool matched = false;
       for (const char* op : kOps) {
         std::string_view o(op);
@@ -417,10 +440,14 @@ class ExprParser {
     if (t.type == Token::Type::kName) {
       std::string name = tokens_[pos_++].text;
       auto e = make(Expr::Kind::kLiteral, "");
-      if (name == "true" || name == "True") e->value = Value(true);
-      else if (name == "false" || name == "False") e->value = Value(false);
-      else if (name == "none" || name == "None") e->value = Value::none();
-      else e = make(Expr::Kind::kName, name);
+      if (name == "true" || name == "True")
+        e->value = Value(true);
+      else if (name == "false" || name == "False")
+        e->value = Value(false);
+      else if (name == "none" || name == "None")
+        e->value = Value::none();
+      else
+        e = make(Expr::Kind::kName, name);
       return e;
     }
     if (accept_op("(")) {

@@ -31,23 +31,34 @@ Value Value::none() {
 
 double Value::as_number() const {
   switch (kind()) {
-    case Kind::kInt: return static_cast<double>(as_int());
-    case Kind::kFloat: return std::get<double>(data_);
-    case Kind::kBool: return as_bool() ? 1.0 : 0.0;
-    default: return 0.0;
+    case Kind::kInt:
+      return static_cast<double>(as_int());
+    case Kind::kFloat:
+      return std::get<double>(data_);
+    case Kind::kBool:
+      return as_bool() ? 1.0 : 0.0;
+    default:
+      return 0.0;
   }
 }
 
 bool Value::truthy() const {
   switch (kind()) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
-    case Kind::kBool: return as_bool();
-    case Kind::kInt: return as_int() != 0;
-    case Kind::kFloat: return as_number() != 0.0;
-    case Kind::kString: return !as_string().empty();
-    case Kind::kArray: return !as_array().empty();
-    case Kind::kObject: return !as_object().items.empty();
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return as_bool();
+    case Kind::kInt:
+      return as_int() != 0;
+    case Kind::kFloat:
+      return as_number() != 0.0;
+    case Kind::kString:
+      return !as_string().empty();
+    case Kind::kArray:
+      return !as_array().empty();
+    case Kind::kObject:
+      return !as_object().items.empty();
   }
   return false;
 }
@@ -67,13 +78,27 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
@@ -94,16 +119,25 @@ void append_json(std::string& out, const Value& v, int indent, int depth) {
   const char* item_sep = indent < 0 ? ", " : ",";
   switch (v.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: out += "null"; return;
-    case Value::Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
-    case Value::Kind::kInt: out += std::to_string(v.as_int()); return;
+    case Value::Kind::kNone:
+      out += "null";
+      return;
+    case Value::Kind::kBool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Value::Kind::kInt:
+      out += std::to_string(v.as_int());
+      return;
     case Value::Kind::kFloat: {
       double d = v.as_number();
-      out += std::isnan(d) ? "NaN" : std::isinf(d) ? (d > 0 ? "Infinity" : "-Infinity")
-                                                     : float_repr(d);
+      out += std::isnan(d)   ? "NaN"
+             : std::isinf(d) ? (d > 0 ? "Infinity" : "-Infinity")
+                             : float_repr(d);
       return;
     }
-    case Value::Kind::kString: append_json_string(out, v.as_string()); return;
+    case Value::Kind::kString:
+      append_json_string(out, v.as_string());
+      return;
     case Value::Kind::kArray: {
       const Array& a = v.as_array();
       out += '[';
@@ -137,12 +171,18 @@ void append_json(std::string& out, const Value& v, int indent, int depth) {
 
 std::string Value::to_string() const {
   switch (kind()) {
-    case Kind::kUndefined: return "";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return as_bool() ? "True" : "False";
-    case Kind::kInt: return std::to_string(as_int());
-    case Kind::kFloat: return float_repr(as_number());
-    case Kind::kString: return as_string();
+    case Kind::kUndefined:
+      return "";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return as_bool() ? "True" : "False";
+    case Kind::kInt:
+      return std::to_string(as_int());
+    case Kind::kFloat:
+      return float_repr(as_number());
+    case Kind::kString:
+      return as_string();
     case Kind::kArray: {
       std::string s = "[";
       const Array& a = as_array();
@@ -186,14 +226,22 @@ std::string Value::to_json(int indent) const {
 
 const char* Value::type_name() const {
   switch (kind()) {
-    case Kind::kUndefined: return "undefined";
-    case Kind::kNone: return "none";
-    case Kind::kBool: return "boolean";
-    case Kind::kInt: return "integer";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "string";
-    case Kind::kArray: return "list";
-    case Kind::kObject: return "dict";
+    case Kind::kUndefined:
+      return "undefined";
+    case Kind::kNone:
+      return "none";
+    case Kind::kBool:
+      return "boolean";
+    case Kind::kInt:
+      return "integer";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "string";
+    case Kind::kArray:
+      return "list";
+    case Kind::kObject:
+      return "dict";
   }
   return "?";
 }
@@ -204,7 +252,8 @@ bool equals(const Value& a, const Value& b) {
   if (a_num && b_num) return a.as_number() == b.as_number();
   if (a.kind() != b.kind()) return false;  // as Jinja2: Undefined != None
   switch (a.kind()) {
-    case Value::Kind::kString: return a.as_string() == b.as_string();
+    case Value::Kind::kString:
+      return a.as_string() == b.as_string();
     case Value::Kind::kArray: {
       const Array& x = a.as_array();
       const Array& y = b.as_array();
@@ -224,7 +273,8 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    default: return true;  // undefined == undefined, none == none
+    default:
+      return true;  // undefined == undefined, none == none
   }
 }
 

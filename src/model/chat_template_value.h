@@ -62,7 +62,8 @@ class Value {
   std::string to_string() const;
   // Python repr(): strings quoted; used inside printed lists and dicts.
   std::string repr() const;
-  // json.dumps(x, ensure_ascii=False, indent=indent) as HF's `tojson` filter does; indent < 0: none.
+  // json.dumps(x, ensure_ascii=False, indent=indent) as HF's `tojson` filter does; indent < 0:
+  // none.
   std::string to_json(int indent = -1) const;
   const char* type_name() const;
 

@@ -139,9 +139,8 @@ void write_synthetic_model(const SyntheticSpec& spec, const std::string& path,
     w.add_tensor_f32(p + "attn_norm.weight", tensor::Type::kF32, {e}, norm_weight(rng, e));
     w.add_tensor_f32(p + "attn_q.weight", spec.type, {e, e}, random_matrix(rng, e, e));
     w.add_tensor_f32(p + "attn_k.weight", spec.type, {e, kv}, random_matrix(rng, e, kv));
-    const tensor::Type more = spec.q4_k_m_mix && uses_more_bits(l, spec.n_layer)
-                                  ? tensor::Type::kQ6_K
-                                  : spec.type;
+    const tensor::Type more =
+        spec.q4_k_m_mix && uses_more_bits(l, spec.n_layer) ? tensor::Type::kQ6_K : spec.type;
     w.add_tensor_f32(p + "attn_v.weight", more, {e, kv}, random_matrix(rng, e, kv));
     w.add_tensor_f32(p + "attn_output.weight", spec.type, {e, e}, random_matrix(rng, e, e));
     w.add_tensor_f32(p + "ffn_norm.weight", tensor::Type::kF32, {e}, norm_weight(rng, e));

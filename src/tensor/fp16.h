@@ -50,8 +50,7 @@ inline std::uint16_t fp32_to_fp16(float f) {
   const std::uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
   const std::uint32_t mantissa_bits = bits & 0x00000FFFu;
   const std::uint32_t nonsign = exp_bits + mantissa_bits;
-  return static_cast<std::uint16_t>((sign >> 16) |
-                                    (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+  return static_cast<std::uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
 }
 
 inline float bf16_to_fp32(std::uint16_t h) {

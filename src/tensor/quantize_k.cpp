@@ -13,7 +13,9 @@
 namespace herd::tensor {
 namespace {
 
-int nearest(float x) { return static_cast<int>(std::lround(x)); }
+int nearest(float x) {
+  return static_cast<int>(std::lround(x));
+}
 
 // Fits x ~= scale * q - min with q in 0..nmax, scale >= 0, min >= 0. Writes q, returns scale.
 float fit_affine(const float* x, int n, int nmax, float* min_out, std::uint8_t* q) {
@@ -106,7 +108,8 @@ float quantize_positive(const float* v, int n, int levels, std::uint8_t* out) {
     return 0.0f;
   }
   const float step = max / static_cast<float>(levels);
-  for (int i = 0; i < n; ++i) out[i] = static_cast<std::uint8_t>(std::clamp(nearest(v[i] / step), 0, levels));
+  for (int i = 0; i < n; ++i)
+    out[i] = static_cast<std::uint8_t>(std::clamp(nearest(v[i] / step), 0, levels));
   return step;
 }
 
@@ -131,11 +134,12 @@ float quantize_signed(const float* v, int n, int lo, int hi, int* out) {
 // Affine super-block shared by Q2_K (16 x 16, nmax 3, 4-bit scales), Q4_K and Q5_K (8 x 32,
 // nmax 15 / 31, 6-bit scales): fills q[256] and the quantized scale / min per sub-block.
 void quantize_affine_superblock(const float* x, int sub, int nmax, int scale_levels,
-                                std::uint8_t* q, std::uint8_t* sc, std::uint8_t* mn,
-                                float* d_out, float* dmin_out) {
+                                std::uint8_t* q, std::uint8_t* sc, std::uint8_t* mn, float* d_out,
+                                float* dmin_out) {
   const int n_sub = kQKK / sub;
   float scales[16], mins[16];
-  for (int s = 0; s < n_sub; ++s) scales[s] = fit_affine(x + s * sub, sub, nmax, &mins[s], q + s * sub);
+  for (int s = 0; s < n_sub; ++s)
+    scales[s] = fit_affine(x + s * sub, sub, nmax, &mins[s], q + s * sub);
   const float d = quantize_positive(scales, n_sub, scale_levels, sc);
   const float dmin = quantize_positive(mins, n_sub, scale_levels, mn);
   const float d_h = fp16_to_fp32(fp32_to_fp16(d));
@@ -199,8 +203,10 @@ void quantize_row_q3_k(const float* src, void* dst, std::int64_t count) {
     std::memset(b[i].qs, 0, sizeof b[i].qs);
     for (int s = 0; s < 16; ++s) {
       const int v = sc[s] + 32;
-      if (s < 8) b[i].scales[s] |= static_cast<std::uint8_t>(v & 0xF);
-      else b[i].scales[s - 8] |= static_cast<std::uint8_t>((v & 0xF) << 4);
+      if (s < 8)
+        b[i].scales[s] |= static_cast<std::uint8_t>(v & 0xF);
+      else
+        b[i].scales[s - 8] |= static_cast<std::uint8_t>((v & 0xF) << 4);
       b[i].scales[8 + s % 4] |= static_cast<std::uint8_t>((v >> 4) << (2 * (s / 4)));
     }
     for (int e = 0; e < kQKK; ++e) {
@@ -244,7 +250,8 @@ void quantize_row_q5_k(const float* src, void* dst, std::int64_t count) {
       for (int l = 0; l < 32; ++l) {
         const int lo = q[64 * c + l], hi = q[64 * c + 32 + l];
         b[i].qs[32 * c + l] = static_cast<std::uint8_t>((lo & 0xF) | ((hi & 0xF) << 4));
-        b[i].qh[l] |= static_cast<std::uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+        b[i].qh[l] |=
+            static_cast<std::uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
       }
     }
   }
@@ -271,12 +278,13 @@ void quantize_row_q6_k(const float* src, void* dst, std::int64_t count) {
     for (int half = 0; half < 2; ++half) {
       const std::uint8_t* qq = q + 128 * half;
       for (int l = 0; l < 32; ++l) {
-        b[i].ql[64 * half + l] = static_cast<std::uint8_t>((qq[l] & 0xF) | ((qq[l + 64] & 0xF) << 4));
+        b[i].ql[64 * half + l] =
+            static_cast<std::uint8_t>((qq[l] & 0xF) | ((qq[l + 64] & 0xF) << 4));
         b[i].ql[64 * half + l + 32] =
             static_cast<std::uint8_t>((qq[l + 32] & 0xF) | ((qq[l + 96] & 0xF) << 4));
-        b[i].qh[32 * half + l] = static_cast<std::uint8_t>((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
-                                                           ((qq[l + 64] >> 4) << 4) |
-                                                           ((qq[l + 96] >> 4) << 6));
+        b[i].qh[32 * half + l] =
+            static_cast<std::uint8_t>((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
+                                      ((qq[l + 64] >> 4) << 4) | ((qq[l + 96] >> 4) << 6));
       }
     }
   }
@@ -298,7 +306,8 @@ void quantize_row_q8_k(const float* src, void* dst, std::int64_t count) {
     }
     // As ggml: the extreme value maps to -127 (so the scale may be negative).
     const float iscale = -127.0f / max;
-    for (int j = 0; j < kQKK; ++j) b[i].qs[j] = static_cast<std::int8_t>(std::min(127, nearest(iscale * src[j])));
+    for (int j = 0; j < kQKK; ++j)
+      b[i].qs[j] = static_cast<std::int8_t>(std::min(127, nearest(iscale * src[j])));
     for (int g = 0; g < kQKK / 16; ++g) {
       int sum = 0;
       for (int j = 0; j < 16; ++j) sum += b[i].qs[16 * g + j];

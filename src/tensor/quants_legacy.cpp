@@ -18,7 +18,9 @@ std::uint32_t load_qh(const std::uint8_t* qh) {
   return v;
 }
 
-void store_qh(std::uint8_t* qh, std::uint32_t v) { std::memcpy(qh, &v, sizeof v); }
+void store_qh(std::uint8_t* qh, std::uint32_t v) {
+  std::memcpy(qh, &v, sizeof v);
+}
 
 // The element of largest magnitude, with its sign.
 float signed_absmax(const float* x, int n) {

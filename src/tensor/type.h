@@ -40,12 +40,12 @@ using QuantizeFn = void (*)(const float* src, void* dst, std::int64_t count);
 
 struct TypeTraits {
   Type type;
-  std::string_view name;        // as llama.cpp prints it: "q4_K", "f16" ...
-  std::int64_t block_size;      // elements per block (1 for plain types)
-  std::size_t block_bytes;      // bytes per block
-  bool supported;               // herd can compute with it (dequantize + dot)
-  DequantizeFn dequantize;      // null when unsupported
-  QuantizeFn quantize;          // null when herd cannot write it
+  std::string_view name;    // as llama.cpp prints it: "q4_K", "f16" ...
+  std::int64_t block_size;  // elements per block (1 for plain types)
+  std::size_t block_bytes;  // bytes per block
+  bool supported;           // herd can compute with it (dequantize + dot)
+  DequantizeFn dequantize;  // null when unsupported
+  QuantizeFn quantize;      // null when herd cannot write it
 };
 
 // nullopt for an id that is not a known GGML type.

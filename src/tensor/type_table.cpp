@@ -77,7 +77,9 @@ const TypeTraits& traits(Type type) {
   return *t;
 }
 
-std::string_view type_name(Type type) { return traits(type).name; }
+std::string_view type_name(Type type) {
+  return traits(type).name;
+}
 
 std::optional<Type> type_from_name(std::string_view name) {
   for (const TypeTraits& t : kTable) {
@@ -106,8 +108,8 @@ void quantize(Type type, const float* src, void* dst, std::int64_t count) {
   const TypeTraits& t = traits(type);
   if (!t.quantize) fail("herd cannot write tensors of type {}", t.name);
   if (count % t.block_size != 0) {
-    fail_argument("{} elements cannot be stored as {}: not a multiple of its block size {}",
-                  count, t.name, t.block_size);
+    fail_argument("{} elements cannot be stored as {}: not a multiple of its block size {}", count,
+                  t.name, t.block_size);
   }
   t.quantize(src, dst, count);
 }

@@ -70,10 +70,14 @@ Isa cap_from_env(Isa best) {
   const char* env = std::getenv("HERD_ISA");
   if (!env) return best;
   Isa wanted = best;
-  if (!std::strcmp(env, "scalar")) wanted = Isa::kScalar;
-  else if (!std::strcmp(env, "avx2")) wanted = Isa::kAvx2;
-  else if (!std::strcmp(env, "avx512")) wanted = Isa::kAvx512;
-  else if (!std::strcmp(env, "neon")) wanted = Isa::kNeon;
+  if (!std::strcmp(env, "scalar"))
+    wanted = Isa::kScalar;
+  else if (!std::strcmp(env, "avx2"))
+    wanted = Isa::kAvx2;
+  else if (!std::strcmp(env, "avx512"))
+    wanted = Isa::kAvx512;
+  else if (!std::strcmp(env, "neon"))
+    wanted = Isa::kNeon;
   return isa_supported(wanted) ? wanted : best;
 }
 
@@ -89,17 +93,21 @@ const CpuFeatures& cpu_features() {
 bool isa_supported(Isa isa) {
   const CpuFeatures& f = cpu_features();
   switch (isa) {
-    case Isa::kScalar: return true;
+    case Isa::kScalar:
+      return true;
 #if defined(__x86_64__)
-    case Isa::kAvx2: return f.avx2 && f.fma && f.f16c;
+    case Isa::kAvx2:
+      return f.avx2 && f.fma && f.f16c;
     case Isa::kAvx512:
-      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni &&
-             f.avx512bf16 && f.fma && f.f16c;
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx512bf16 &&
+             f.fma && f.f16c;
 #endif
 #if defined(__aarch64__)
-    case Isa::kNeon: return f.neon;
+    case Isa::kNeon:
+      return f.neon;
 #endif
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -109,15 +117,23 @@ Isa active_isa() {
   return o >= 0 ? static_cast<Isa>(o) : chosen;
 }
 
-void set_isa_override(Isa isa) { g_override.store(static_cast<int>(isa)); }
-void clear_isa_override() { g_override.store(-1); }
+void set_isa_override(Isa isa) {
+  g_override.store(static_cast<int>(isa));
+}
+void clear_isa_override() {
+  g_override.store(-1);
+}
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kScalar: return "scalar";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
-    case Isa::kNeon: return "neon";
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kNeon:
+      return "neon";
   }
   return "?";
 }

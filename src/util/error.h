@@ -53,7 +53,7 @@ template <typename... Args>
 }  // namespace herd
 
 // For invariants of our own code only; never for input validation.
-#define HERD_CHECK(cond) \
-  do {                   \
+#define HERD_CHECK(cond)                                          \
+  do {                                                            \
     if (!(cond)) ::herd::check_failed(#cond, __FILE__, __LINE__); \
   } while (0)

@@ -17,7 +17,8 @@ namespace {
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
-std::uint64_t sum_words(const std::uint64_t* words, std::int64_t n) {
+std::uint64_t
+sum_words(const std::uint64_t* words, std::int64_t n) {
   // A plain reduction: the compiler vectorises it to the clone's full vector width.
   std::uint64_t sum = 0;
   for (std::int64_t i = 0; i < n; ++i) sum += words[i];

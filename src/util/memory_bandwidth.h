@@ -21,8 +21,9 @@ struct MemoryBandwidth {
 // rate. The buffer is first written by the same threads that later read it (first touch places
 // pages on their NUMA node). The default 1 GiB is several times the last-level cache of common
 // CPUs (cloud Xeons have up to 260 MiB of L3: a 256 MiB buffer there measures the cache, not
-// memory). Costs about bytes * (reps + 1) of memory traffic, well under a second on a desktop. Throws InvalidArgument when bytes < 1 MiB or reps < 1.
-MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool,
-                                         std::size_t bytes = std::size_t{1} << 30, int reps = 5);
+// memory). Costs about bytes * (reps + 1) of memory traffic, well under a second on a desktop.
+// Throws InvalidArgument when bytes < 1 MiB or reps < 1.
+MemoryBandwidth measure_memory_bandwidth(ThreadPool& pool, std::size_t bytes = std::size_t{1} << 30,
+                                         int reps = 5);
 
 }  // namespace herd

@@ -18,7 +18,9 @@ namespace {
 // of one forward pass, short enough to be invisible when idle.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
 
-std::uint32_t generation_of(std::uint64_t state) { return static_cast<std::uint32_t>(state >> 32); }
+std::uint32_t generation_of(std::uint64_t state) {
+  return static_cast<std::uint32_t>(state >> 32);
+}
 }  // namespace
 
 int ThreadPool::default_thread_count() {

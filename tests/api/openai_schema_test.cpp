@@ -57,12 +57,16 @@ TEST(ParseRequest, RejectsMalformedRequestsWith400AndNamesTheField) {
   EXPECT_EQ(status_of("[]", RequestKind::kChat), 400);
   EXPECT_EQ(status_of(R"({"model":"m"})", RequestKind::kChat), 400);
   EXPECT_EQ(status_of(R"({"messages":[]})", RequestKind::kChat), 400);
-  EXPECT_EQ(status_of(R"({"messages":[{"role":"wizard","content":"x"}]})", RequestKind::kChat), 400);
+  EXPECT_EQ(status_of(R"({"messages":[{"role":"wizard","content":"x"}]})", RequestKind::kChat),
+            400);
   EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"temperature":"hot"})",
-                      RequestKind::kChat), 400);
+                      RequestKind::kChat),
+            400);
   EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"max_tokens":0})",
-                      RequestKind::kChat), 400);
-  EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"n":2})", RequestKind::kChat), 400);
+                      RequestKind::kChat),
+            400);
+  EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"n":2})", RequestKind::kChat),
+            400);
   EXPECT_EQ(status_of(R"({"prompt":["a","b"]})", RequestKind::kCompletion), 400);
   EXPECT_EQ(status_of(R"({"prompt":[1,-2]})", RequestKind::kCompletion), 400);
   try {
@@ -112,11 +116,14 @@ TEST(Metrics, RendersCountersAndHistogram) {
   s.decode_tokens_per_s = 55;
   m.record_generation(s);
   std::string text = m.render({{"b", 2, 5, 0.01}});
-  EXPECT_NE(text.find("herd_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("herd_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 1"),
+            std::string::npos);
   EXPECT_NE(text.find("herd_time_to_first_token_seconds_bucket{le=\"0.05\"} 1"), std::string::npos);
-  EXPECT_NE(text.find("herd_time_to_first_token_seconds_bucket{le=\"0.025\"} 0"), std::string::npos);
+  EXPECT_NE(text.find("herd_time_to_first_token_seconds_bucket{le=\"0.025\"} 0"),
+            std::string::npos);
   EXPECT_NE(text.find("herd_generated_tokens_total 10"), std::string::npos);
-  EXPECT_NE(text.find("herd_stage_seconds_per_token{node=\"b\",layers=\"2-4\"} 0.01"), std::string::npos);
+  EXPECT_NE(text.find("herd_stage_seconds_per_token{node=\"b\",layers=\"2-4\"} 0.01"),
+            std::string::npos);
   EXPECT_DOUBLE_EQ(m.last_decode_tokens_per_s(), 55);
 }
 

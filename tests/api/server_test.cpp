@@ -24,9 +24,11 @@ class EchoBackend : public Backend {
   std::int32_t n_ctx() const override { return 16; }
   std::vector<std::int32_t> prepare(const CompletionRequest& r) override {
     std::vector<std::int32_t> ids = r.prompt_ids;
-    if (ids.empty()) ids.assign(r.kind == RequestKind::kChat ? r.messages.size() : r.prompt.size(), 7);
+    if (ids.empty())
+      ids.assign(r.kind == RequestKind::kChat ? r.messages.size() : r.prompt.size(), 7);
     if (static_cast<int>(ids.size()) + std::max(r.params.max_tokens, 1) > n_ctx())
-      throw ApiError(400, "context exceeded", "invalid_request_error", "messages", "context_length_exceeded");
+      throw ApiError(400, "context exceeded", "invalid_request_error", "messages",
+                     "context_length_exceeded");
     return ids;
   }
   engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
@@ -69,12 +71,14 @@ TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
     EXPECT_EQ(r->status, 400) << bad;
     EXPECT_TRUE(json::parse(r->body)["error"].contains("message")) << r->body;
   }
-  auto unknown = c.Post("/v1/chat/completions", R"({"model":"gpt-9","messages":[{"role":"user","content":"x"}]})",
-                        "application/json");
+  auto unknown =
+      c.Post("/v1/chat/completions",
+             R"({"model":"gpt-9","messages":[{"role":"user","content":"x"}]})", "application/json");
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, 404);
   EXPECT_EQ(json::parse(unknown->body)["error"]["code"], "model_not_found");
-  auto too_long = c.Post("/v1/completions", R"({"prompt":[1,2,3],"max_tokens":100})", "application/json");
+  auto too_long =
+      c.Post("/v1/completions", R"({"prompt":[1,2,3],"max_tokens":100})", "application/json");
   ASSERT_TRUE(too_long);
   EXPECT_EQ(too_long->status, 400);
   EXPECT_EQ(json::parse(too_long->body)["error"]["code"], "context_length_exceeded");
@@ -85,9 +89,10 @@ TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
   ASSERT_EQ(ok->status, 200) << ok->body;
   EXPECT_EQ(json::parse(ok->body)["choices"][0]["text"], "4 5 ");
 
-  auto stream = c.Post("/v1/chat/completions",
-                       R"({"messages":[{"role":"user","content":"a"}],"stream":true,"stream_options":{"include_usage":true}})",
-                       "application/json");
+  auto stream = c.Post(
+      "/v1/chat/completions",
+      R"({"messages":[{"role":"user","content":"a"}],"stream":true,"stream_options":{"include_usage":true}})",
+      "application/json");
   ASSERT_TRUE(stream);
   EXPECT_EQ(stream->status, 200);
   EXPECT_NE(stream->body.find(R"("delta":{"content":"7 "})"), std::string::npos) << stream->body;
@@ -100,8 +105,10 @@ TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
   EXPECT_EQ(json::parse(cluster->body)["self"], "n1");
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("herd_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"} 3"),
-            std::string::npos) << metrics->body;
+  EXPECT_NE(
+      metrics->body.find("herd_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"} 3"),
+      std::string::npos)
+      << metrics->body;
   EXPECT_NE(metrics->body.find("herd_generated_tokens_total 3"), std::string::npos);
   auto page = c.Get("/");
   ASSERT_TRUE(page);
@@ -148,7 +155,8 @@ TEST(ApiServer, ConcurrentClientsWaitTheirTurnOnARealModel) {
   options.port = 0;
   ApiServer server(backend, options);
   const int port = server.start();
-  const std::string body = R"({"model":"stories260K","prompt":"Once upon a time","max_tokens":24,"temperature":0})";
+  const std::string body =
+      R"({"model":"stories260K","prompt":"Once upon a time","max_tokens":24,"temperature":0})";
   std::vector<std::string> texts(4);
   std::vector<std::thread> clients;
   for (int i = 0; i < 4; ++i) {
@@ -161,9 +169,11 @@ TEST(ApiServer, ConcurrentClientsWaitTheirTurnOnARealModel) {
   }
   for (auto& t : clients) t.join();
   EXPECT_FALSE(texts[0].empty());
-  for (int i = 1; i < 4; ++i) EXPECT_EQ(texts[i], texts[0]) << "greedy output differs for client " << i;
+  for (int i = 1; i < 4; ++i)
+    EXPECT_EQ(texts[i], texts[0]) << "greedy output differs for client " << i;
   httplib::Client c("127.0.0.1", port);
-  auto too_long = c.Post("/v1/completions", R"({"prompt":"Once","max_tokens":100000})", "application/json");
+  auto too_long =
+      c.Post("/v1/completions", R"({"prompt":"Once","max_tokens":100000})", "application/json");
   ASSERT_TRUE(too_long);
   EXPECT_EQ(too_long->status, 400);
 }

@@ -1,12 +1,12 @@
 // The command-line contract of `herd run`, `herd logits` and `herd inspect`, checked against the
 // reference outputs in ../shared: the exact commands a user (or a checker) types.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <string>
-#include <sys/wait.h>
 
 #include "support/test_data.h"
 
@@ -67,7 +67,8 @@ TEST(RunCommand, SameSeedGivesSameSampledText) {
 
 TEST(RunCommand, PromptLongerThanTheContextIsAClearError) {
   HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
-  auto r = run_command("run -m " + model.string() + " -p 'Once upon a time there was' -n 50 -c 8 2>&1");
+  auto r =
+      run_command("run -m " + model.string() + " -p 'Once upon a time there was' -n 50 -c 8 2>&1");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("context"), std::string::npos) << r.out;
 }
@@ -79,8 +80,8 @@ TEST(LogitsCommand, WritesEveryPositionMatchingTheGoldenLogits) {
   const std::string tokens =
       "1,403,407,261,378,432,383,286,261,376,298,315,421,395,317,426,338,401,396,267,337,410,408,"
       "419,292,411,322,265,282,295,433,426";
-  auto r = run_command("logits -m " + model.string() + " --tokens " + tokens + " -o " +
-                       out.string());
+  auto r =
+      run_command("logits -m " + model.string() + " --tokens " + tokens + " -o " + out.string());
   ASSERT_EQ(r.status, 0);
   auto ours = read_f32(out);
   auto ref = read_f32(golden);

@@ -31,10 +31,10 @@ constexpr int kCtx = 96;
 constexpr int kGreedy = 32;
 
 struct PipelineRun {
-  std::vector<float> prompt_logits;      // [32, n_vocab]
-  std::vector<std::int32_t> greedy;      // kGreedy tokens
-  std::vector<float> last_step_logits;   // [n_vocab] of the last decode step
-  std::vector<float> refill_logits;      // [16, n_vocab]: positions 16..31 again after truncate(16)
+  std::vector<float> prompt_logits;     // [32, n_vocab]
+  std::vector<std::int32_t> greedy;     // kGreedy tokens
+  std::vector<float> last_step_logits;  // [n_vocab] of the last decode step
+  std::vector<float> refill_logits;     // [16, n_vocab]: positions 16..31 again after truncate(16)
 };
 
 int argmax(const std::vector<float>& x, std::size_t offset, int n) {

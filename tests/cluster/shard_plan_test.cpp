@@ -100,8 +100,9 @@ TEST(ShardPlan, GoldenFilesEveryLayerInExactlyOneStage) {
         }
       }
     }
-    std::size_t block_tensors = std::count_if(file.tensors().begin(), file.tensors().end(),
-                                              [](const auto& t) { return tensor_layer(t.name) >= 0; });
+    std::size_t block_tensors =
+        std::count_if(file.tensors().begin(), file.tensors().end(),
+                      [](const auto& t) { return tensor_layer(t.name) >= 0; });
     EXPECT_EQ(per_layer_total, block_tensors) << name;
   }
 }

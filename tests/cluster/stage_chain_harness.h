@@ -64,9 +64,9 @@ class StageChain {
       node.server = std::make_unique<StageServer>(model::Model::load(file, range), n_ctx,
                                                   *node.pool, *node.transport, links);
       const std::string where = "in-process stage " + std::to_string(i + 1);
-      chain.push_back(ChainNode{node.name, where,
-                                coordinator_->connect(node.transport->local_address(),
-                                                      "node '" + node.name + "'")});
+      chain.push_back(ChainNode{
+          node.name, where,
+          coordinator_->connect(node.transport->local_address(), "node '" + node.name + "'")});
       node.thread = std::thread([&node] {
         node.server->serve(&node.stop);
         if (node.die) {

@@ -1,11 +1,12 @@
 // The stage protocol's wire format: round trips, and untrusted bytes rejected with FormatError
 // (never a crash or an out-of-bounds read).
+#include "cluster/stage_protocol.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
 
-#include "cluster/stage_protocol.h"
 #include "util/error.h"
 
 namespace herd::cluster {

@@ -1,9 +1,10 @@
 // StageServer driven by hand over the loopback transport: what it forwards, what it answers,
 // and that a bad request becomes an error reply while the server keeps serving.
+#include "cluster/stage_server.h"
+
 #include <gtest/gtest.h>
 
 #include "cluster/stage_protocol.h"
-#include "cluster/stage_server.h"
 #include "cluster/transport_loopback.h"
 #include "gguf/reader.h"
 #include "model/synthetic_model.h"

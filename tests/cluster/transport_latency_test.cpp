@@ -50,7 +50,8 @@ TEST(TransportLatency, Ucx16KiBRoundTrip) {
     auto reply = a.receive(2, a_to_b, 10s);
     const auto end = Clock::now();
     intact = intact && reply.bytes == message;
-    if (i >= kWarmup) samples.push_back(std::chrono::duration<double, std::micro>(end - start).count());
+    if (i >= kWarmup)
+      samples.push_back(std::chrono::duration<double, std::micro>(end - start).count());
   }
   echo.join();
   EXPECT_TRUE(intact);
@@ -112,7 +113,8 @@ TEST(TransportLatency, RawTcp16KiBRoundTrip) {
     intact = intact && write_all(fd, message.data(), kBytes) && read_all(fd, reply.data(), kBytes);
     const auto end = Clock::now();
     intact = intact && reply == message;
-    if (i >= kWarmup) samples.push_back(std::chrono::duration<double, std::micro>(end - start).count());
+    if (i >= kWarmup)
+      samples.push_back(std::chrono::duration<double, std::micro>(end - start).count());
   }
   ::close(fd);
   echo.join();

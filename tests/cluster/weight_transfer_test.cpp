@@ -107,8 +107,8 @@ TEST_F(WeightTransfer, FetchedStagesLoadAndEqualTheOriginal) {
   expect_shard_matches(a.path, {0, 2});
   FetchResult b = fetch_shard(options({2, 3}, dir_b));
   expect_shard_matches(b.path, {2, 3});
-  EXPECT_EQ(weights_->tensor_requests(), tensors_for_range(*file_, {0, 2}).size() +
-                                             tensors_for_range(*file_, {2, 3}).size());
+  EXPECT_EQ(weights_->tensor_requests(),
+            tensors_for_range(*file_, {0, 2}).size() + tensors_for_range(*file_, {2, 3}).size());
 }
 
 TEST_F(WeightTransfer, SecondFetchUsesTheCacheWithoutNetwork) {

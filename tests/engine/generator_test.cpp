@@ -36,7 +36,8 @@ class ByteTokenizer : public model::Tokenizer {
     return ids;
   }
   std::string token_to_piece(std::int32_t id) const override {
-    return id < 256 ? std::string(1, static_cast<char>(id)) : texts_[static_cast<std::size_t>(id - 256)];
+    return id < 256 ? std::string(1, static_cast<char>(id))
+                    : texts_[static_cast<std::size_t>(id - 256)];
   }
   std::string decode(std::span<const std::int32_t> ids) const override {
     std::string s;
@@ -74,7 +75,8 @@ class FakePipeline : public Pipeline {
   }
   void truncate(std::int32_t n_keep) override {
     truncates.push_back(n_keep);
-    if (static_cast<std::size_t>(n_keep) < cache.size()) cache.resize(static_cast<std::size_t>(n_keep));
+    if (static_cast<std::size_t>(n_keep) < cache.size())
+      cache.resize(static_cast<std::size_t>(n_keep));
   }
   std::int32_t n_ctx() const override { return n_ctx_; }
   std::int32_t n_vocab() const override { return kVocab; }
@@ -193,8 +195,7 @@ TEST(GeneratorTest, StreamsWholeUtf8CharactersOnly) {
   Generator gen(tok, pipe);
   Recorder rec;
   GenerationResult r = gen.generate("x", greedy(), rec.callback());
-  EXPECT_EQ(rec.pieces,
-            (std::vector<std::string>{"h", "\xC3\xA9", " ", "\xF0\x9F\x98\x80", "!"}));
+  EXPECT_EQ(rec.pieces, (std::vector<std::string>{"h", "\xC3\xA9", " ", "\xF0\x9F\x98\x80", "!"}));
   EXPECT_EQ(r.text, "h\xC3\xA9 \xF0\x9F\x98\x80!");
 }
 
@@ -300,7 +301,9 @@ TEST(GeneratorTest, TemplateBosIsNotDoubled) {
 
 TEST(GeneratorTest, SameSeedSamplesTheSameText) {
   ByteTokenizer tok;
-  auto flat = [](const std::vector<std::int32_t>& cache) { return 'a' + static_cast<int>(cache.size() % 3); };
+  auto flat = [](const std::vector<std::int32_t>& cache) {
+    return 'a' + static_cast<int>(cache.size() % 3);
+  };
   GenerationParams p;
   p.max_tokens = 8;
   p.sampling.temperature = 50.0f;  // nearly uniform among the top-k 40
@@ -317,7 +320,10 @@ TEST(Utf8Test, CompletePrefixStopsBeforeAnUnfinishedCharacter) {
   EXPECT_EQ(utf8_complete_prefix("a\xF0\x9F\x98"), 1u);
   EXPECT_EQ(utf8_complete_prefix("a\xF0\x9F\x98\x80"), 5u);
   EXPECT_EQ(utf8_complete_prefix("\x80\x80"), 2u);  // stray continuation bytes pass through
-  EXPECT_EQ(utf8_sanitize("a\xFF" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(utf8_sanitize("a\xFF"
+                          "b"),
+            "a\xEF\xBF\xBD"
+            "b");
 }
 
 }  // namespace

@@ -133,8 +133,7 @@ TEST(SamplerTest, TopPKeepsTheSmallestSetReachingP) {
   SamplingParams p = plain(1.0f, 5);
   p.top_p = 0.6f;  // 0.5 alone is short of 0.6; 0.5 + 0.3 reaches it
   Sampler s(p);
-  std::vector<int> counts =
-      histogram(s, {std::log(0.5f), std::log(0.3f), std::log(0.2f)}, 4000);
+  std::vector<int> counts = histogram(s, {std::log(0.5f), std::log(0.3f), std::log(0.2f)}, 4000);
   EXPECT_EQ(counts[2], 0);
   EXPECT_NEAR(counts[0] / 4000.0, 0.5 / 0.8, 0.03);
 }
@@ -143,8 +142,7 @@ TEST(SamplerTest, MinPDropsTokensBelowAFractionOfTheBest) {
   SamplingParams p = plain(1.0f, 9);
   p.min_p = 0.2f;  // threshold 0.12: 0.1 goes, 0.3 stays
   Sampler s(p);
-  std::vector<int> counts =
-      histogram(s, {std::log(0.6f), std::log(0.3f), std::log(0.1f)}, 4000);
+  std::vector<int> counts = histogram(s, {std::log(0.6f), std::log(0.3f), std::log(0.1f)}, 4000);
   EXPECT_EQ(counts[2], 0);
   EXPECT_GT(counts[1], 0);
 }

@@ -28,8 +28,12 @@ void* operator new(std::size_t n) {
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 #pragma GCC diagnostic pop
 
 namespace herd::gguf {
@@ -66,8 +70,8 @@ void expect_error_containing(const std::vector<std::uint8_t>& bytes, const std::
 }
 
 // The smallest valid header for one f32 tensor of `dims`, data appended.
-RawGguf one_tensor(std::vector<std::int64_t> dims, std::uint32_t type = 0,
-                   std::uint64_t offset = 0, std::size_t data_bytes = 64) {
+RawGguf one_tensor(std::vector<std::int64_t> dims, std::uint32_t type = 0, std::uint64_t offset = 0,
+                   std::size_t data_bytes = 64) {
   RawGguf r;
   r.header(3, 1, 0).tensor_info("t", dims, type, offset).pad_to(32).zeros(data_bytes);
   return r;
@@ -107,9 +111,15 @@ TEST(GgufCorruption, SeededByteMutationsNeverCrash) {
       std::size_t limit = (rng() % 8 == 0) ? bytes.size() : header_size;
       std::size_t at = rng() % limit;
       switch (rng() % 3) {
-        case 0: bytes[at] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;
-        case 1: bytes[at] = static_cast<std::uint8_t>(rng()); break;
-        default: bytes[at] = 0xff; break;
+        case 0:
+          bytes[at] ^= static_cast<std::uint8_t>(1u << (rng() % 8));
+          break;
+        case 1:
+          bytes[at] = static_cast<std::uint8_t>(rng());
+          break;
+        default:
+          bytes[at] = 0xff;
+          break;
       }
     }
     g_largest_allocation = 0;
@@ -128,8 +138,8 @@ TEST(GgufCorruption, AbsurdCountsFailFastWithoutAllocating) {
   // A key claiming a 2^40-byte string.
   expect_error_containing(RawGguf().header(3, 0, 1).u64(1ull << 40).zeros(64).bytes, "truncated");
   // A string value claiming 2^40 bytes.
-  expect_error_containing(
-      RawGguf().header(3, 0, 1).str("k").u32(8).u64(1ull << 40).zeros(64).bytes, "truncated");
+  expect_error_containing(RawGguf().header(3, 0, 1).str("k").u32(8).u64(1ull << 40).zeros(64).bytes,
+                          "truncated");
   // An array claiming 2^62 u8 items, and 2^61 strings.
   expect_error_containing(
       RawGguf().header(3, 0, 1).str("k").u32(9).u32(0).u64(1ull << 62).zeros(64).bytes, "'k'");
@@ -155,7 +165,7 @@ TEST(GgufCorruption, AbsurdDimensionsAreRejected) {
 }
 
 TEST(GgufCorruption, TensorTypeOffsetAndExtentAreChecked) {
-  expect_error_containing(one_tensor({4}, 4).bytes, "type id 4");      // removed Q4_2
+  expect_error_containing(one_tensor({4}, 4).bytes, "type id 4");  // removed Q4_2
   expect_error_containing(one_tensor({4}, 999).bytes, "type id 999");
   expect_error_containing(one_tensor({4}, 0, 8).bytes, "not a multiple of the alignment 32");
   expect_error_containing(one_tensor({32}, 0, 0, 64).bytes,
@@ -184,8 +194,8 @@ TEST(GgufCorruption, VersionsMagicAndAlignmentAreChecked) {
                           "power of two");
   expect_error_containing(RawGguf().header(3, 0, 1).kv_u32("general.alignment", 48).bytes,
                           "power of two");
-  expect_error_containing(
-      RawGguf().header(3, 0, 1).str("general.alignment").u32(8).str("x").bytes, "integer");
+  expect_error_containing(RawGguf().header(3, 0, 1).str("general.alignment").u32(8).str("x").bytes,
+                          "integer");
   expect_error_containing(RawGguf().header(3, 0, 1).str("k").u32(13).u32(0).bytes,
                           "unknown value type 13");
   // A v2 file with alignment 64: the data section starts at the next multiple of 64.

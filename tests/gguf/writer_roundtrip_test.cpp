@@ -17,7 +17,9 @@ namespace {
 
 using testing::sample_writer;
 
-File reparse(const std::vector<std::uint8_t>& bytes) { return File::parse(bytes, "roundtrip"); }
+File reparse(const std::vector<std::uint8_t>& bytes) {
+  return File::parse(bytes, "roundtrip");
+}
 
 TEST(GgufRoundTrip, EveryValueTypeSurvivesWriteAndParse) {
   std::vector<std::pair<std::string, Value>> values = {
@@ -36,15 +38,16 @@ TEST(GgufRoundTrip, EveryValueTypeSurvivesWriteAndParse) {
       {"str", Value::from_string(std::string("with\0nul and ünïcode", 21))},
       {"str.empty", Value::from_string("")},
       {"arr.empty", Value::from_array(ValueType::kInt32, {})},
-      {"arr.f64", Value::from_array(ValueType::kFloat64, {Value::from_f64(1.5), Value::from_f64(-2)})},
-      {"arr.str", Value::from_array(ValueType::kString,
-                                    {Value::from_string("a"), Value::from_string("")})},
+      {"arr.f64",
+       Value::from_array(ValueType::kFloat64, {Value::from_f64(1.5), Value::from_f64(-2)})},
+      {"arr.str",
+       Value::from_array(ValueType::kString, {Value::from_string("a"), Value::from_string("")})},
       {"arr.nested",
-       Value::from_array(ValueType::kArray,
-                         {Value::from_array(ValueType::kArray,
-                                            {Value::from_array(ValueType::kBool,
-                                                               {Value::from_bool(true)})}),
-                          Value::from_array(ValueType::kUint16, {Value::from_u16(7)})})},
+       Value::from_array(
+           ValueType::kArray,
+           {Value::from_array(ValueType::kArray,
+                              {Value::from_array(ValueType::kBool, {Value::from_bool(true)})}),
+            Value::from_array(ValueType::kUint16, {Value::from_u16(7)})})},
   };
   Writer w;
   for (const auto& [k, v] : values) w.set(k, v);

@@ -58,8 +58,10 @@ Prepared prepare(const KernelTable& table, ActivationFormat format, const std::v
   p.bytes.assign(p.stride * tokens + 3, 0);
   for (int t = 0; t < tokens; ++t) {
     std::uint8_t* dst = p.bytes.data() + 3 + t * p.stride;
-    if (format == ActivationFormat::kF32) std::memcpy(dst, x.data() + t * n, n * sizeof(float));
-    else table.quantizer(format)(x.data() + t * n, dst, n);
+    if (format == ActivationFormat::kF32)
+      std::memcpy(dst, x.data() + t * n, n * sizeof(float));
+    else
+      table.quantizer(format)(x.data() + t * n, dst, n);
   }
   return p;
 }
@@ -115,7 +117,7 @@ struct Fixture {
   std::int64_t n;
   std::vector<std::uint8_t> w;  // one row at offset 1
   std::vector<float> w_float;
-  std::vector<float> x;         // 8 tokens
+  std::vector<float> x;  // 8 tokens
 };
 
 Fixture make(Type type, unsigned seed) {
@@ -166,12 +168,13 @@ TEST(Dot, VectorIsasQuantizeActivationsToTheSameBytes) {
       for (unsigned seed = 0; seed < 20; ++seed) {
         auto x = gaussian(512, seed, seed % 2 ? 1e-3f : 10.0f);
         if (seed == 5) std::fill(x.begin(), x.begin() + 256, 0.0f);  // an all-zero block
-        if (seed == 6) x[17] = 0.5f / (127.0f / 3.0f);                 // near a rounding tie
+        if (seed == 6) x[17] = 0.5f / (127.0f / 3.0f);               // near a rounding tie
         std::vector<std::uint8_t> a(activation_row_bytes(format, 512));
         std::vector<std::uint8_t> b(a.size());
         scalar_kernels().quantizer(format)(x.data(), a.data(), 512);
         table.quantizer(format)(x.data(), b.data(), 512);
-        ASSERT_EQ(a, b) << isa_name(isa) << " format " << static_cast<int>(format) << " seed " << seed;
+        ASSERT_EQ(a, b) << isa_name(isa) << " format " << static_cast<int>(format) << " seed "
+                        << seed;
       }
     }
   }

@@ -44,7 +44,8 @@ Weights make_weights(Type type, std::int64_t rows, std::int64_t cols, unsigned s
     for (float& v : row) v = dist(rng);
     // +1: misaligned on purpose, weights in a GGUF are only 32-byte aligned as a whole.
     tensor::quantize(type, row.data(), w.bytes.data() + 1 + r * stride, cols);
-    tensor::dequantize(type, w.bytes.data() + 1 + r * stride, w.dequantized.data() + r * cols, cols);
+    tensor::dequantize(type, w.bytes.data() + 1 + r * stride, w.dequantized.data() + r * cols,
+                       cols);
   }
   w.m = Matrix{type, w.bytes.data() + 1, rows, cols, stride};
   return w;
@@ -64,8 +65,8 @@ double tolerance(Type type) {
 
 // Checks y[t, r] for r in [r0, r1) against the double reference; returns the worst relative error.
 double worst_error(const Weights& w, const std::vector<float>& x, std::int64_t n_tokens,
-                   std::int64_t ldx, const std::vector<float>& y, std::int64_t ldy,
-                   std::int64_t r0, std::int64_t r1) {
+                   std::int64_t ldx, const std::vector<float>& y, std::int64_t ldy, std::int64_t r0,
+                   std::int64_t r1) {
   double worst = 0;
   for (std::int64_t t = 0; t < n_tokens; ++t) {
     for (std::int64_t r = r0; r < r1; ++r) {

@@ -1,8 +1,8 @@
 #include "model/chat_template.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "model/chat_template_jinja.h"
@@ -25,8 +25,8 @@ std::string render_jinja(std::string_view source, jinja::Object context = {}) {
 
 TEST(ChatTemplateTest, Llama3RealTemplateRendersSystemUserWithGenerationPrompt) {
   HERD_REQUIRE_SHARED(path, "models/tokenizers/llama3.tokenizer_config.json");
-  auto t = ChatTemplate::from_source(template_from_config(path), "<|begin_of_text|>",
-                                     "<|end_of_text|>");
+  auto t =
+      ChatTemplate::from_source(template_from_config(path), "<|begin_of_text|>", "<|end_of_text|>");
   ASSERT_TRUE(t.uses_jinja());
   EXPECT_EQ(t.family(), ChatFamily::kLlama3);
   EXPECT_EQ(t.render(kSystemUser, true),
@@ -94,10 +94,8 @@ TEST(ChatTemplateTest, Qwen3RealTemplateListsToolsAsJson) {
 
 TEST(ChatTemplateTest, MistralFamilyFoldsSystemIntoFirstUserTurn) {
   auto t = ChatTemplate::builtin(ChatFamily::kMistral);
-  std::vector<ChatMessage> msgs = {{"system", "Be brief."},
-                                   {"user", "Hi"},
-                                   {"assistant", "Hello."},
-                                   {"user", "Bye"}};
+  std::vector<ChatMessage> msgs = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Bye"}};
   EXPECT_EQ(t.render(msgs, true), "<s>[INST] Be brief.\n\nHi [/INST]Hello.</s>[INST] Bye [/INST]");
 }
 
@@ -129,8 +127,8 @@ TEST(ChatTemplateTest, AbsentTemplateUsesTheGivenFamily) {
 
 TEST(ChatTemplateTest, UnparsableTemplateWithKnownMarkersFallsBackToThatFamily) {
   // A macro is outside the supported subset; the ChatML markers identify the family.
-  auto t = ChatTemplate::from_source(
-      "{% macro m(x) %}{{ x }}{% endmacro %}<|im_start|>{{ m(1) }}", "", "");
+  auto t = ChatTemplate::from_source("{% macro m(x) %}{{ x }}{% endmacro %}<|im_start|>{{ m(1) }}",
+                                     "", "");
   EXPECT_FALSE(t.uses_jinja());
   EXPECT_EQ(t.family(), ChatFamily::kChatML);
   EXPECT_NE(t.fallback_reason().find("macro"), std::string::npos) << t.fallback_reason();
@@ -174,8 +172,9 @@ TEST(JinjaTest, LoopVariablesNamespaceAndScoping) {
                          "{{ 'F' if loop.first }}{{ 'L' if loop.last }}{{ loop.revindex }},"
                          "{% endfor %}"),
             "10F3,212,32L1,");
-  EXPECT_EQ(render_jinja("{% set n = 1 %}{% for x in [1, 2] %}{% set n = n + x %}{% endfor %}{{ n }}"),
-            "1");  // `set` inside a loop does not leak out
+  EXPECT_EQ(
+      render_jinja("{% set n = 1 %}{% for x in [1, 2] %}{% set n = n + x %}{% endfor %}{{ n }}"),
+      "1");  // `set` inside a loop does not leak out
   EXPECT_EQ(render_jinja("{% set ns = namespace(n=1) %}{% for x in [1, 2] %}"
                          "{% set ns.n = ns.n + x %}{% endfor %}{{ ns.n }}"),
             "4");
@@ -218,9 +217,10 @@ TEST(JinjaTest, FiltersAndMethods) {
                          "{{ '\\nhi'.lstrip('\\n') }} {{ 'hello'.startswith('he') }} "
                          "{{ 'hello'.endswith(('x', 'lo')) }} {{ 'a b'.replace(' ', '_') }}"),
             "b hi hi True True a_b");
-  EXPECT_EQ(render_jinja("{{ {'k': 'v'}.get('k') }} {{ {'k': 'v'}.get('z', 'd') }} "
-                         "{{ [{'r': 'u'}, {'r': 's'}]|selectattr('r', 'equalto', 's')|list|length }}"),
-            "v d 1");
+  EXPECT_EQ(
+      render_jinja("{{ {'k': 'v'}.get('k') }} {{ {'k': 'v'}.get('z', 'd') }} "
+                   "{{ [{'r': 'u'}, {'r': 's'}]|selectattr('r', 'equalto', 's')|list|length }}"),
+      "v d 1");
 }
 
 TEST(JinjaTest, UnknownNamesAndBadOperationsGiveClearErrors) {

@@ -1,11 +1,12 @@
 #include "support/test_data.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
-#include <unistd.h>
 
 namespace herd::testing {
 namespace fs = std::filesystem;
@@ -14,8 +15,8 @@ fs::path shared_dir() {
   if (const char* env = std::getenv("HERD_SHARED")) {
     if (fs::is_directory(env)) return fs::path(env);
   }
-  for (fs::path candidate : {fs::path(HERD_SOURCE_DIR) / ".." / "shared",
-                             fs::path(HERD_SOURCE_DIR) / "shared"}) {
+  for (fs::path candidate :
+       {fs::path(HERD_SOURCE_DIR) / ".." / "shared", fs::path(HERD_SOURCE_DIR) / "shared"}) {
     if (fs::is_directory(candidate)) return fs::canonical(candidate);
   }
   return {};
@@ -85,6 +86,8 @@ std::vector<std::int32_t> read_ids(const fs::path& path) {
   return ids;
 }
 
-fs::path herd_binary() { return fs::path(HERD_BINARY_DIR) / "herd"; }
+fs::path herd_binary() {
+  return fs::path(HERD_BINARY_DIR) / "herd";
+}
 
 }  // namespace herd::testing

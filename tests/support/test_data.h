@@ -20,14 +20,16 @@ std::filesystem::path temp_dir(const std::string& tag);
 std::vector<std::uint8_t> read_bytes(const std::filesystem::path& path);
 std::string read_text(const std::filesystem::path& path);
 std::vector<float> read_f32(const std::filesystem::path& path);
-std::vector<std::int32_t> read_ids(const std::filesystem::path& path);  // whitespace-separated, '#' comments skipped
+std::vector<std::int32_t> read_ids(
+    const std::filesystem::path& path);  // whitespace-separated, '#' comments skipped
 // Path of the built `herd` executable.
 std::filesystem::path herd_binary();
 
 }  // namespace herd::testing
 
 // Skips the current test with a message when a shared file is missing.
-#define HERD_REQUIRE_SHARED(var, relative)                                               \
-  auto var = ::herd::testing::shared_file(relative);                                     \
-  if (var.empty()) GTEST_SKIP() << "reference data ../shared/" << (relative)              \
-                                << " not found (set HERD_SHARED to the shared folder)"
+#define HERD_REQUIRE_SHARED(var, relative)                  \
+  auto var = ::herd::testing::shared_file(relative);        \
+  if (var.empty())                                          \
+  GTEST_SKIP() << "reference data ../shared/" << (relative) \
+               << " not found (set HERD_SHARED to the shared folder)"

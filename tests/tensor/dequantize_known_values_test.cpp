@@ -91,7 +91,7 @@ TEST(DequantizeKnownValues, Q3_KHmaskClearedMeansMinusFour) {
   for (int i = 8; i < 12; ++i) b.scales[i] = 0xAA;
   std::memset(b.hmask, 0xFF, sizeof b.hmask);
   b.hmask[2] = static_cast<std::uint8_t>(~(1u << 5));  // element 128 + 32 + 2 loses its high bit
-  b.qs[32 + 2] = 3 << 2;                                // and has low bits 3
+  b.qs[32 + 2] = 3 << 2;                               // and has low bits 3
   std::vector<float> out(256);
   dequantize(Type::kQ3_K, &b, out.data(), 256);
   EXPECT_EQ(out[162], 3.0f - 4.0f);

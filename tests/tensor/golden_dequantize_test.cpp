@@ -31,13 +31,24 @@ std::vector<float> to_float(const gguf::File& file, const gguf::TensorInfo& info
 // well as round-to-nearest, so these also hold for its files.
 double bound(Type type) {
   switch (type) {
-    case Type::kQ8_0: return 0.008;
-    case Type::kQ6_K: return 0.03;
-    case Type::kQ5_0: case Type::kQ5_1: case Type::kQ5_K: return 0.055;
-    case Type::kQ4_0: case Type::kQ4_1: case Type::kQ4_K: return 0.11;
-    case Type::kQ3_K: return 0.20;
-    case Type::kQ2_K: return 0.38;
-    default: return 0.0;
+    case Type::kQ8_0:
+      return 0.008;
+    case Type::kQ6_K:
+      return 0.03;
+    case Type::kQ5_0:
+    case Type::kQ5_1:
+    case Type::kQ5_K:
+      return 0.055;
+    case Type::kQ4_0:
+    case Type::kQ4_1:
+    case Type::kQ4_K:
+      return 0.11;
+    case Type::kQ3_K:
+      return 0.20;
+    case Type::kQ2_K:
+      return 0.38;
+    default:
+      return 0.0;
   }
 }
 
@@ -65,7 +76,8 @@ TEST_P(GoldenDequantize, EveryQuantizedTensorApproximatesF32WithinTypeError) {
     const double rel = std::sqrt(err / norm);
     ASSERT_GT(bound(info.type), 0.0) << "no bound for " << type_name(info.type);
     EXPECT_LT(rel, bound(info.type)) << info.name << " " << type_name(info.type);
-    worst[std::string(type_name(info.type))] = std::max(worst[std::string(type_name(info.type))], rel);
+    worst[std::string(type_name(info.type))] =
+        std::max(worst[std::string(type_name(info.type))], rel);
     ++checked;
   }
   EXPECT_GT(checked, 10);
@@ -81,7 +93,8 @@ INSTANTIATE_TEST_SUITE_P(Files, GoldenDequantize,
                                            "llama-pure-q5_k", "llama-pure-q6_k"),
                          [](const auto& info) {
                            std::string s = info.param;
-                           for (char& c : s) if (c == '-') c = '_';
+                           for (char& c : s)
+                             if (c == '-') c = '_';
                            return s;
                          });
 

@@ -1,9 +1,10 @@
 // quantize -> dequantize on Gaussian data. Each type's bound on the RMS error, relative to the RMS
-// of the data, comes from its step size: round-to-nearest leaves a uniform error of rms step/sqrt(12)
-// where step = range / levels per (sub-)block. For 32 Gaussian samples the block extreme is ~2.1
-// sigma (range ~4.2 sigma for the affine types); for 16 or 32 samples inside a K super-block the
-// sub-block scales are themselves rounded, which adds a little. The bounds are that estimate with
-// ~40% headroom, so a wrong layout (errors of order sigma) or a lost bit fails clearly.
+// of the data, comes from its step size: round-to-nearest leaves a uniform error of rms
+// step/sqrt(12) where step = range / levels per (sub-)block. For 32 Gaussian samples the block
+// extreme is ~2.1 sigma (range ~4.2 sigma for the affine types); for 16 or 32 samples inside a K
+// super-block the sub-block scales are themselves rounded, which adds a little. The bounds are that
+// estimate with ~40% headroom, so a wrong layout (errors of order sigma) or a lost bit fails
+// clearly.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -55,7 +56,8 @@ TEST_P(RoundTrip, RelativeRmsErrorWithinStepBound) {
   if (c.type != Type::kF32) {
     EXPECT_GT(e, 0.0) << type_name(c.type);
   }
-  std::printf("%s relative rms error %.4f (bound %.4f)\n", std::string(type_name(c.type)).c_str(), e, c.bound);
+  std::printf("%s relative rms error %.4f (bound %.4f)\n", std::string(type_name(c.type)).c_str(),
+              e, c.bound);
 }
 
 // Estimates (step / sqrt(12), relative to sigma): q8_0 2*2.1/254/3.46 = 0.005; q4_0 2.1/8/3.46

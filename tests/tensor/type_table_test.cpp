@@ -13,12 +13,12 @@ TEST(TypeTable, SizesMatchGgml) {
     std::int64_t block;
     std::size_t bytes;
   };
-  const Row rows[] = {{Type::kF32, 1, 4},     {Type::kF16, 1, 2},     {Type::kBF16, 1, 2},
-                      {Type::kQ4_0, 32, 18},  {Type::kQ4_1, 32, 20},  {Type::kQ5_0, 32, 22},
-                      {Type::kQ5_1, 32, 24},  {Type::kQ8_0, 32, 34},  {Type::kQ8_1, 32, 36},
-                      {Type::kQ2_K, 256, 84}, {Type::kQ3_K, 256, 110}, {Type::kQ4_K, 256, 144},
+  const Row rows[] = {{Type::kF32, 1, 4},      {Type::kF16, 1, 2},      {Type::kBF16, 1, 2},
+                      {Type::kQ4_0, 32, 18},   {Type::kQ4_1, 32, 20},   {Type::kQ5_0, 32, 22},
+                      {Type::kQ5_1, 32, 24},   {Type::kQ8_0, 32, 34},   {Type::kQ8_1, 32, 36},
+                      {Type::kQ2_K, 256, 84},  {Type::kQ3_K, 256, 110}, {Type::kQ4_K, 256, 144},
                       {Type::kQ5_K, 256, 176}, {Type::kQ6_K, 256, 210}, {Type::kQ8_K, 256, 292},
-                      {Type::kI8, 1, 1},      {Type::kI32, 1, 4},     {Type::kF64, 1, 8}};
+                      {Type::kI8, 1, 1},       {Type::kI32, 1, 4},      {Type::kF64, 1, 8}};
   for (const Row& r : rows) {
     EXPECT_EQ(traits(r.type).block_size, r.block) << type_name(r.type);
     EXPECT_EQ(traits(r.type).block_bytes, r.bytes) << type_name(r.type);
