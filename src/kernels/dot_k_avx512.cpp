@@ -136,26 +136,8 @@ void tile_k512(std::int64_t n, const void* w, const void* x, std::size_t x_strid
 template <class T>
 void dispatch(std::int64_t n, const void* w, const void* x, std::size_t s, int nc, float* y,
               std::int64_t ldy) {
-  switch (nc) {
-    case 1:
-      return tile_k512<T, 1>(n, w, x, s, y, ldy);
-    case 2:
-      return tile_k512<T, 2>(n, w, x, s, y, ldy);
-    case 3:
-      return tile_k512<T, 3>(n, w, x, s, y, ldy);
-    case 4:
-      return tile_k512<T, 4>(n, w, x, s, y, ldy);
-    case 5:
-      return tile_k512<T, 5>(n, w, x, s, y, ldy);
-    case 6:
-      return tile_k512<T, 6>(n, w, x, s, y, ldy);
-    case 7:
-      return tile_k512<T, 7>(n, w, x, s, y, ldy);
-    default:
-      return tile_k512<T, 8>(n, w, x, s, y, ldy);
-  }
+  with_tile_width(nc, [&](auto width) { tile_k512<T, width()>(n, w, x, s, y, ldy); });
 }
-static_assert(kMaxTileTokens == 8);
 
 }  // namespace
 

@@ -196,26 +196,8 @@ void tile_q32x(std::int64_t n, const void* w, const void* x, std::size_t x_strid
 template <class T>
 void dispatch(std::int64_t n, const void* w, const void* x, std::size_t s, int nc, float* y,
               std::int64_t ldy) {
-  switch (nc) {
-    case 1:
-      return tile_q32x<T, 1>(n, w, x, s, y, ldy);
-    case 2:
-      return tile_q32x<T, 2>(n, w, x, s, y, ldy);
-    case 3:
-      return tile_q32x<T, 3>(n, w, x, s, y, ldy);
-    case 4:
-      return tile_q32x<T, 4>(n, w, x, s, y, ldy);
-    case 5:
-      return tile_q32x<T, 5>(n, w, x, s, y, ldy);
-    case 6:
-      return tile_q32x<T, 6>(n, w, x, s, y, ldy);
-    case 7:
-      return tile_q32x<T, 7>(n, w, x, s, y, ldy);
-    default:
-      return tile_q32x<T, 8>(n, w, x, s, y, ldy);
-  }
+  with_tile_width(nc, [&](auto width) { tile_q32x<T, width()>(n, w, x, s, y, ldy); });
 }
-static_assert(kMaxTileTokens == 8);
 
 }  // namespace
 

@@ -212,26 +212,8 @@ void tile_k(std::int64_t n, const void* w, const void* x, std::size_t x_stride, 
 template <template <int> class Tile>
 void dispatch_tile(std::int64_t n, const void* w, const void* x, std::size_t x_stride, int nc,
                    float* y, std::int64_t ldy) {
-  switch (nc) {
-    case 1:
-      return Tile<1>::run(n, w, x, x_stride, y, ldy);
-    case 2:
-      return Tile<2>::run(n, w, x, x_stride, y, ldy);
-    case 3:
-      return Tile<3>::run(n, w, x, x_stride, y, ldy);
-    case 4:
-      return Tile<4>::run(n, w, x, x_stride, y, ldy);
-    case 5:
-      return Tile<5>::run(n, w, x, x_stride, y, ldy);
-    case 6:
-      return Tile<6>::run(n, w, x, x_stride, y, ldy);
-    case 7:
-      return Tile<7>::run(n, w, x, x_stride, y, ldy);
-    default:
-      return Tile<8>::run(n, w, x, x_stride, y, ldy);
-  }
+  with_tile_width(nc, [&](auto width) { Tile<width()>::run(n, w, x, x_stride, y, ldy); });
 }
-static_assert(kMaxTileTokens == 8);
 
 template <class L>
 struct FloatTile {
