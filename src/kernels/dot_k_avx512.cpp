@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include "kernels/dot.h"
+#include "kernels/prefetch.h"
 #include "tensor/blocks.h"
 
 namespace herd::kernels {
@@ -97,6 +98,7 @@ void tile_k512(std::int64_t n, const void* w, const void* x, std::size_t x_strid
   for (auto& a : min_acc) a = _mm256_setzero_ps();
   DecodedK512 dq;
   for (std::int64_t i = 0; i < n / kQKK; ++i) {
+    prefetch_ahead<sizeof(typename T::Block)>(wb + i);
     type.decode(wb[i], dq);
     // Scales as d * (isum * dx): dx broadcasts straight from memory, no scalar product first.
     const __m512 d = _mm512_set1_ps(dq.d);

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "kernels/dot.h"
+#include "kernels/prefetch.h"
 #include "tensor/blocks.h"
 
 namespace herd::kernels {
@@ -168,6 +169,7 @@ void tile_q32x(std::int64_t n, const void* w, const void* x, std::size_t x_strid
   __m512 acc[NC];
   for (auto& a : acc) a = _mm512_setzero_ps();
   for (std::int64_t g = 0; g < ng; ++g, wp += kGroupBlocks * sizeof(typename T::Block)) {
+    prefetch_ahead<kGroupBlocks * sizeof(typename T::Block)>(wp);
     const Decoded8 dw = type.decode(wp);
     for (int c = 0; c < NC; ++c) {
       const BlockQ8X& xc = xg[c][g];

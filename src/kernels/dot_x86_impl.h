@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "kernels/dot.h"
+#include "kernels/prefetch.h"
 #include "tensor/blocks.h"
 #include "tensor/fp16.h"
 
@@ -277,6 +278,7 @@ void tile_q32(std::int64_t n, const void* w, const void* x, std::size_t x_stride
     for (auto& v : a) v = _mm256_setzero_ps();
   const std::int64_t nb = n / 32;
   auto step = [&](std::int64_t i, int u) {
+    prefetch_ahead<sizeof(typename T::Block)>(wb + i);
     const Decoded32 dw = T::decode(wb[i]);
     const __m256 dwv = _mm256_set1_ps(dw.d);
     for (int c = 0; c < NC; ++c) {

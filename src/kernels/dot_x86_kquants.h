@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "kernels/dot.h"
+#include "kernels/prefetch.h"
 #include "tensor/blocks.h"
 #include "tensor/fp16.h"
 
@@ -179,6 +180,7 @@ void tile_k(std::int64_t n, const void* w, const void* x, std::size_t x_stride, 
   for (auto& a : acc) a = _mm256_setzero_ps();
   DecodedK dq;
   for (std::int64_t i = 0; i < n / kQKK; ++i) {
+    prefetch_ahead<sizeof(typename T::Block)>(wb + i);
     T::decode(wb[i], dq);
     for (int c = 0; c < NC; ++c) {
       const tensor::BlockQ8_K& xc = xb[c][i];
