@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/dot.h"
+#include "kernels/gemm.h"
 #include "tensor/type.h"
 #include "util/cpu_features.h"
 #include "util/error.h"
@@ -141,6 +142,10 @@ void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t
   const tensor::TypeTraits& t = checked_traits(w);
   HERD_CHECK(ldx >= w.cols && ldy >= w.rows);
   if (n_tokens <= 0 || w.rows <= 0) return;
+  if (n_tokens >= kGemmMinTokens && gemm_supported(w.type)) {
+    gemm(w, x, n_tokens, ldx, y, ldy, pool);
+    return;
+  }
   const Plan plan = plan_for(w.type);
   if (!plan.kernel) {
     pool.parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {

@@ -1,0 +1,316 @@
+// The AVX-512 VNNI blocked prefill kernel (design in gemm.h).
+//
+// Panel layout, per 32-column block b of a 32-row panel (kBlockBytes apart):
+//   q[kq][h]  8 x 2 vectors of 64 unsigned bytes: lane l holds columns 4kq..4kq+3 of row 16h + l
+//   d[h]      16 floats per half: the row's scale for this block
+//   m[h]      16 floats per half, types with a min only: the row's min for this block
+// A weight is w = d * u - m (min types) or w = d * (u - offset) (offset types); the offset is
+// removed exactly in the integer accumulator, which starts at -offset * sum(x) of the block.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "kernels/dot.h"
+#include "kernels/gemm.h"
+#include "tensor/blocks.h"
+
+namespace herd::kernels {
+namespace {
+
+constexpr int kPanelRows = 32;
+constexpr int kTileTokens = 6;  // 2 x 6 x 2 accumulators + 2 weight vectors fit in 32 registers
+constexpr int kQuads = 8;       // 4-column groups per 32-column block
+constexpr std::size_t kQuantBytes = kQuads * 2 * 64;
+
+// One 32-column block of one token, as the micro-kernel reads it.
+struct GemmAct {
+  std::int8_t qs[32];
+  float d;
+  float neg_dsum;           // -d * sum(qs): multiplies the weights' min
+  std::int32_t neg_offset;  // -offset * sum(qs): the integer accumulators start here
+  std::int32_t pad;
+};
+static_assert(sizeof(GemmAct) == 48);
+
+// --- weight types ---------------------------------------------------------------------------
+
+inline __m512i lane_offsets(std::size_t row_stride, int half) {
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  return _mm512_mullo_epi32(_mm512_add_epi32(lanes, _mm512_set1_epi32(16 * half)),
+                            _mm512_set1_epi32(static_cast<int>(row_stride)));
+}
+
+inline __m512i gather(__mmask16 valid, __m512i offsets, const std::uint8_t* base, std::size_t at) {
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid,
+                                     _mm512_add_epi32(offsets, _mm512_set1_epi32(static_cast<int>(at))),
+                                     base, 1);
+}
+
+inline __m512 gather_halves(__mmask16 valid, __m512i offsets, const std::uint8_t* base,
+                            std::size_t at) {
+  const __m512i words = gather(valid, offsets, base, at);
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));  // low 16 bits of each lane
+}
+
+struct Q4_0Panel {
+  static constexpr bool kMin = false;
+  static constexpr int kOffset = 8;
+  static constexpr ActivationFormat kActivation = ActivationFormat::kQ8A;
+  // Fills blocks [0, cols / 32) of one half (16 rows) of the panel.
+  static void convert(const std::uint8_t* base, __m512i offs, __mmask16 valid, std::int64_t cols,
+                      std::uint8_t* panel, std::size_t block_bytes, int half) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (std::int64_t b = 0; b < cols / 32; ++b) {
+      std::uint8_t* p = panel + b * block_bytes;
+      const std::size_t at = b * sizeof(tensor::BlockQ4_0);
+      for (int k = 0; k < 4; ++k) {
+        const __m512i g = gather(valid, offs, base, at + 2 + 4 * k);
+        _mm512_store_si512(p + (k * 2 + half) * 64, _mm512_and_si512(g, low4));
+        _mm512_store_si512(p + ((k + 4) * 2 + half) * 64,
+                           _mm512_and_si512(_mm512_srli_epi16(g, 4), low4));
+      }
+      _mm512_store_ps(p + kQuantBytes + half * 64, gather_halves(valid, offs, base, at));
+    }
+  }
+};
+
+struct Q8_0Panel {
+  static constexpr bool kMin = false;
+  static constexpr int kOffset = 128;  // stored as q + 128 so that it is unsigned
+  static constexpr ActivationFormat kActivation = ActivationFormat::kQ8A;
+  static void convert(const std::uint8_t* base, __m512i offs, __mmask16 valid, std::int64_t cols,
+                      std::uint8_t* panel, std::size_t block_bytes, int half) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (std::int64_t b = 0; b < cols / 32; ++b) {
+      std::uint8_t* p = panel + b * block_bytes;
+      const std::size_t at = b * sizeof(tensor::BlockQ8_0);
+      for (int k = 0; k < kQuads; ++k) {
+        const __m512i g = gather(valid, offs, base, at + 2 + 4 * k);
+        _mm512_store_si512(p + (k * 2 + half) * 64, _mm512_xor_si512(g, flip));
+      }
+      _mm512_store_ps(p + kQuantBytes + half * 64, gather_halves(valid, offs, base, at));
+    }
+  }
+};
+
+// Q4_K: eight 32-element sub-blocks per 256, each with its own 6-bit scale and min; one panel
+// block per sub-block, with d * scale and dmin * min in the float arrays.
+struct Q4_KPanel {
+  static constexpr bool kMin = true;
+  static constexpr int kOffset = 0;
+  static constexpr ActivationFormat kActivation = ActivationFormat::kQ8K;
+  static void convert(const std::uint8_t* base, __m512i offs, __mmask16 valid, std::int64_t cols,
+                      std::uint8_t* panel, std::size_t block_bytes, int half) {
+    using tensor::BlockQ4_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    alignas(64) std::int32_t offset[16];
+    _mm512_store_si512(offset, offs);
+    for (std::int64_t i = 0; i < cols / tensor::kQKK; ++i) {
+      std::uint8_t* p = panel + 8 * i * block_bytes;
+      const std::size_t at = i * sizeof(BlockQ4_K);
+      for (int c = 0; c < 4; ++c) {
+        std::uint8_t* lo = p + 2 * c * block_bytes;
+        std::uint8_t* hi = lo + block_bytes;
+        for (int k = 0; k < kQuads; ++k) {
+          const __m512i g =
+              gather(valid, offs, base, at + offsetof(BlockQ4_K, qs) + 32 * c + 4 * k);
+          _mm512_store_si512(lo + (k * 2 + half) * 64, _mm512_and_si512(g, low4));
+          _mm512_store_si512(hi + (k * 2 + half) * 64,
+                             _mm512_and_si512(_mm512_srli_epi16(g, 4), low4));
+        }
+      }
+      for (int l = 0; l < 16; ++l) {
+        float* scale = reinterpret_cast<float*>(p + kQuantBytes + half * 64) + l;
+        float* min = reinterpret_cast<float*>(p + kQuantBytes + 128 + half * 64) + l;
+        if (!((valid >> l) & 1)) {
+          for (int s = 0; s < 8; ++s) scale[s * block_bytes / 4] = min[s * block_bytes / 4] = 0.0f;
+          continue;
+        }
+        const auto* blk = reinterpret_cast<const BlockQ4_K*>(base + offset[l] + at);
+        const float d = _cvtsh_ss(blk->d), dmin = _cvtsh_ss(blk->dmin);
+        for (int s = 0; s < 8; ++s) {
+          std::uint8_t sc, m;
+          tensor::get_scale_min_k4(s, blk->scales, &sc, &m);
+          scale[s * block_bytes / 4] = d * sc;
+          min[s * block_bytes / 4] = dmin * m;
+        }
+      }
+    }
+  }
+};
+
+// --- activations ----------------------------------------------------------------------------
+
+// Rounds token rows to the type's activation blocks (the same integers the tile kernels use)
+// and spreads them into GemmAct blocks.
+template <class T>
+void prepare_activations(const float* x, std::int64_t ldx, std::int64_t n_tokens,
+                         std::int64_t cols, GemmAct* out, ThreadPool& pool) {
+  const KernelTable& table = avx512_kernels();
+  const std::int64_t nb = cols / 32;
+  pool.parallel_for(n_tokens, 4, [&](std::int64_t begin, std::int64_t end) {
+    thread_local std::vector<std::uint8_t> rounded;
+    rounded.resize(activation_row_bytes(T::kActivation, cols));
+    for (std::int64_t t = begin; t < end; ++t) {
+      GemmAct* a = out + t * nb;
+      if constexpr (T::kActivation == ActivationFormat::kQ8A) {
+        table.quantize_q8a(x + t * ldx, rounded.data(), cols);
+        const auto* q = reinterpret_cast<const BlockQ8A*>(rounded.data());
+        for (std::int64_t b = 0; b < nb; ++b) {
+          std::memcpy(a[b].qs, q[b].qs, 32);
+          a[b].d = q[b].d;
+          a[b].neg_dsum = -q[b].d * static_cast<float>(q[b].sum);
+          a[b].neg_offset = -T::kOffset * q[b].sum;
+        }
+      } else {
+        table.quantize_q8k(x + t * ldx, rounded.data(), cols);
+        const auto* q = reinterpret_cast<const tensor::BlockQ8_K*>(rounded.data());
+        for (std::int64_t b = 0; b < nb; ++b) {
+          const tensor::BlockQ8_K& k = q[b / 8];
+          const int s = static_cast<int>(b % 8);
+          const int sum = k.bsums[2 * s] + k.bsums[2 * s + 1];
+          std::memcpy(a[b].qs, k.qs + 32 * s, 32);
+          a[b].d = k.d;
+          a[b].neg_dsum = -k.d * static_cast<float>(sum);
+          a[b].neg_offset = -T::kOffset * sum;
+        }
+      }
+    }
+  });
+}
+
+// --- the micro-kernel -----------------------------------------------------------------------
+
+inline std::int32_t load_quad(const std::int8_t* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// y[t * ldy + r] for the panel's rows (masks: valid rows of each half) and NT tokens.
+template <int NT, bool kMin>
+void micro_kernel(const std::uint8_t* panel, std::size_t block_bytes, std::int64_t nb,
+                  const GemmAct* act, std::int64_t act_stride, float* y, std::int64_t ldy,
+                  __mmask16 valid0, __mmask16 valid1) {
+  __m512 acc[NT][2];
+  for (auto& a : acc) a[0] = a[1] = _mm512_setzero_ps();
+  for (std::int64_t b = 0; b < nb; ++b) {
+    const std::uint8_t* p = panel + b * block_bytes;
+    __m512i isum[NT][2];
+    for (int t = 0; t < NT; ++t) {
+      const __m512i start = kMin ? _mm512_setzero_si512()
+                                 : _mm512_set1_epi32(act[t * act_stride + b].neg_offset);
+      isum[t][0] = isum[t][1] = start;
+    }
+    for (int k = 0; k < kQuads; ++k) {
+      const __m512i w0 = _mm512_load_si512(p + k * 128);
+      const __m512i w1 = _mm512_load_si512(p + k * 128 + 64);
+      for (int t = 0; t < NT; ++t) {
+        const __m512i xq = _mm512_set1_epi32(load_quad(act[t * act_stride + b].qs + 4 * k));
+        isum[t][0] = _mm512_dpbusd_epi32(isum[t][0], w0, xq);
+        isum[t][1] = _mm512_dpbusd_epi32(isum[t][1], w1, xq);
+      }
+    }
+    const __m512 d0 = _mm512_load_ps(p + kQuantBytes), d1 = _mm512_load_ps(p + kQuantBytes + 64);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 dx = _mm512_set1_ps(act[t * act_stride + b].d);
+      acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][0]), _mm512_mul_ps(d0, dx), acc[t][0]);
+      acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][1]), _mm512_mul_ps(d1, dx), acc[t][1]);
+    }
+    if constexpr (kMin) {
+      const __m512 m0 = _mm512_load_ps(p + kQuantBytes + 128);
+      const __m512 m1 = _mm512_load_ps(p + kQuantBytes + 192);
+      for (int t = 0; t < NT; ++t) {
+        const __m512 s = _mm512_set1_ps(act[t * act_stride + b].neg_dsum);
+        acc[t][0] = _mm512_fmadd_ps(m0, s, acc[t][0]);
+        acc[t][1] = _mm512_fmadd_ps(m1, s, acc[t][1]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    _mm512_mask_storeu_ps(y + t * ldy, valid0, acc[t][0]);
+    _mm512_mask_storeu_ps(y + t * ldy + 16, valid1, acc[t][1]);
+  }
+}
+
+template <bool kMin, int NT = 1>
+void micro_kernel_n(int nt, const std::uint8_t* panel, std::size_t block_bytes, std::int64_t nb,
+                    const GemmAct* act, std::int64_t act_stride, float* y, std::int64_t ldy,
+                    __mmask16 valid0, __mmask16 valid1) {
+  if constexpr (NT == kTileTokens) {
+    micro_kernel<NT, kMin>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
+  } else {
+    if (nt == NT) {
+      return micro_kernel<NT, kMin>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0,
+                                    valid1);
+    }
+    micro_kernel_n<kMin, NT + 1>(nt, panel, block_bytes, nb, act, act_stride, y, ldy, valid0,
+                                 valid1);
+  }
+}
+
+inline __mmask16 valid_lanes(std::int64_t rows_left) {
+  if (rows_left >= 16) return 0xFFFF;
+  if (rows_left <= 0) return 0;
+  return static_cast<__mmask16>((1u << rows_left) - 1);
+}
+
+template <class T>
+void run(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
+         std::int64_t ldy, ThreadPool& pool) {
+  const std::int64_t nb = w.cols / 32;
+  thread_local std::vector<GemmAct> act_buffer;
+  if (act_buffer.size() < static_cast<std::size_t>(n_tokens * nb)) {
+    act_buffer.resize(static_cast<std::size_t>(n_tokens * nb));
+  }
+  GemmAct* act = act_buffer.data();
+  prepare_activations<T>(x, ldx, n_tokens, w.cols, act, pool);
+
+  const std::size_t block_bytes = kQuantBytes + (T::kMin ? 256 : 128);
+  const std::int64_t n_panels = (w.rows + kPanelRows - 1) / kPanelRows;
+  pool.parallel_for(n_panels, 1, [&](std::int64_t begin, std::int64_t end) {
+    thread_local std::vector<std::uint8_t> buffer;
+    const std::size_t bytes = block_bytes * static_cast<std::size_t>(nb) + 64;
+    if (buffer.size() < bytes) buffer.resize(bytes);
+    std::uint8_t* panel = buffer.data() + (-reinterpret_cast<std::uintptr_t>(buffer.data()) & 63);
+    for (std::int64_t pi = begin; pi < end; ++pi) {
+      const std::int64_t r0 = pi * kPanelRows;
+      const __mmask16 valid[2] = {valid_lanes(w.rows - r0), valid_lanes(w.rows - r0 - 16)};
+      for (int h = 0; h < 2; ++h) {
+        T::convert(w.row(r0), lane_offsets(w.row_stride, h), valid[h], w.cols, panel, block_bytes,
+                   h);
+      }
+      for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kTileTokens) {
+        const int nt = static_cast<int>(std::min<std::int64_t>(kTileTokens, n_tokens - t0));
+        micro_kernel_n<T::kMin>(nt, panel, block_bytes, nb, act + t0 * nb, nb, y + t0 * ldy + r0,
+                                ldy, valid[0], valid[1]);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool gemm_avx512_supports(tensor::Type type) {
+  using tensor::Type;
+  return type == Type::kQ4_0 || type == Type::kQ8_0 || type == Type::kQ4_K;
+}
+
+void gemm_avx512(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
+                 std::int64_t ldy, ThreadPool& pool) {
+  using tensor::Type;
+  switch (w.type) {
+    case Type::kQ4_0:
+      return run<Q4_0Panel>(w, x, n_tokens, ldx, y, ldy, pool);
+    case Type::kQ8_0:
+      return run<Q8_0Panel>(w, x, n_tokens, ldx, y, ldy, pool);
+    case Type::kQ4_K:
+      return run<Q4_KPanel>(w, x, n_tokens, ldx, y, ldy, pool);
+    default:
+      break;
+  }
+}
+
+}  // namespace herd::kernels
