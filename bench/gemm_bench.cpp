@@ -40,17 +40,17 @@ void run_gemm(benchmark::State& state, Type type, std::int64_t rows, std::int64_
     gemm(w, x.data(), tokens, cols, y.data(), rows, one);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(rows * cols * tokens) /
-          1e9,
-      benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 *
+                             static_cast<double>(rows * cols * tokens) / 1e9,
+                         benchmark::Counter::kIsRate);
 }
 
 [[maybe_unused]] const bool registered = [] {
-  for (Type t : {Type::kQ4_0, Type::kQ8_0, Type::kQ4_K}) {
+  for (Type t : {Type::kQ4_0, Type::kQ8_0, Type::kQ4_K, Type::kQ6_K}) {
     for (std::int64_t tokens : {64, 512}) {
-      const std::string name = "gemm/" + std::string(tensor::type_name(t)) + "/2048x2048/t" +
-                               std::to_string(tokens);
+      const std::string name =
+          "gemm/" + std::string(tensor::type_name(t)) + "/2048x2048/t" + std::to_string(tokens);
       benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
         run_gemm(st, t, 2048, 2048, tokens);
       })->Unit(benchmark::kMillisecond);

@@ -20,20 +20,22 @@ namespace herd::kernels {
 namespace {
 
 constexpr int kPanelRows = 32;
-constexpr int kTileTokens = 6;  // 2 x 6 x 2 accumulators + 2 weight vectors fit in 32 registers
-constexpr int kQuads = 8;       // 4-column groups per 32-column block
+constexpr int kQuads = 8;  // 4-column groups per 32-column block
 constexpr std::size_t kQuantBytes = kQuads * 2 * 64;
 
 // One 32-column block of one token, as the micro-kernel reads it.
 struct GemmAct {
   std::int8_t qs[32];
   float d;
-  float neg_dsum;           // -d * sum(qs): multiplies the weights' min
-  std::int32_t neg_offset;  // -offset * sum(qs): the integer accumulators start here
-  std::int32_t pad;
+  float neg_dsum;  // -d * sum(qs): multiplies the weights' min
+  // -offset * sum(qs): the integer accumulators start here. Types with a scale per 16 columns
+  // (Q6_K) restart them halfway and keep the two halves' sums apart.
+  std::int32_t neg_offset[2];
 };
 static_assert(sizeof(GemmAct) == 48);
 
+// Types with one scale per 32 columns fill d[h]; Q6_K, with one per 16, fills d[h] for columns
+// 0..15 and a second array, at the offset of m, for columns 16..31.
 // --- weight types ---------------------------------------------------------------------------
 
 inline __m512i lane_offsets(std::size_t row_stride, int half) {
@@ -43,9 +45,9 @@ inline __m512i lane_offsets(std::size_t row_stride, int half) {
 }
 
 inline __m512i gather(__mmask16 valid, __m512i offsets, const std::uint8_t* base, std::size_t at) {
-  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid,
-                                     _mm512_add_epi32(offsets, _mm512_set1_epi32(static_cast<int>(at))),
-                                     base, 1);
+  return _mm512_mask_i32gather_epi32(
+      _mm512_setzero_si512(), valid,
+      _mm512_add_epi32(offsets, _mm512_set1_epi32(static_cast<int>(at))), base, 1);
 }
 
 inline __m512 gather_halves(__mmask16 valid, __m512i offsets, const std::uint8_t* base,
@@ -55,6 +57,7 @@ inline __m512 gather_halves(__mmask16 valid, __m512i offsets, const std::uint8_t
 }
 
 struct Q4_0Panel {
+  static constexpr bool kTwoScales = false;
   static constexpr bool kMin = false;
   static constexpr int kOffset = 8;
   static constexpr ActivationFormat kActivation = ActivationFormat::kQ8A;
@@ -77,6 +80,7 @@ struct Q4_0Panel {
 };
 
 struct Q8_0Panel {
+  static constexpr bool kTwoScales = false;
   static constexpr bool kMin = false;
   static constexpr int kOffset = 128;  // stored as q + 128 so that it is unsigned
   static constexpr ActivationFormat kActivation = ActivationFormat::kQ8A;
@@ -95,30 +99,39 @@ struct Q8_0Panel {
   }
 };
 
-// Q4_K: eight 32-element sub-blocks per 256, each with its own 6-bit scale and min; one panel
-// block per sub-block, with d * scale and dmin * min in the float arrays.
-struct Q4_KPanel {
+// Q4_K / Q5_K: eight 32-element sub-blocks per 256, each with its own 6-bit scale and min; one
+// panel block per sub-block, with d * scale and dmin * min in the float arrays. Q5_K adds bit 4
+// of element l of sub-block s at bit s of qh[l].
+template <class Block, bool kFifthBit>
+struct QK_Panel {
+  static constexpr bool kTwoScales = false;
   static constexpr bool kMin = true;
   static constexpr int kOffset = 0;
   static constexpr ActivationFormat kActivation = ActivationFormat::kQ8K;
   static void convert(const std::uint8_t* base, __m512i offs, __mmask16 valid, std::int64_t cols,
                       std::uint8_t* panel, std::size_t block_bytes, int half) {
-    using tensor::BlockQ4_K;
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    const __m512i low4 = _mm512_set1_epi8(0x0F), bit0 = _mm512_set1_epi8(0x01);
     alignas(64) std::int32_t offset[16];
     _mm512_store_si512(offset, offs);
     for (std::int64_t i = 0; i < cols / tensor::kQKK; ++i) {
       std::uint8_t* p = panel + 8 * i * block_bytes;
-      const std::size_t at = i * sizeof(BlockQ4_K);
+      const std::size_t at = i * sizeof(Block);
       for (int c = 0; c < 4; ++c) {
         std::uint8_t* lo = p + 2 * c * block_bytes;
         std::uint8_t* hi = lo + block_bytes;
         for (int k = 0; k < kQuads; ++k) {
-          const __m512i g =
-              gather(valid, offs, base, at + offsetof(BlockQ4_K, qs) + 32 * c + 4 * k);
-          _mm512_store_si512(lo + (k * 2 + half) * 64, _mm512_and_si512(g, low4));
-          _mm512_store_si512(hi + (k * 2 + half) * 64,
-                             _mm512_and_si512(_mm512_srli_epi16(g, 4), low4));
+          const __m512i g = gather(valid, offs, base, at + offsetof(Block, qs) + 32 * c + 4 * k);
+          __m512i qlo = _mm512_and_si512(g, low4);
+          __m512i qhi = _mm512_and_si512(_mm512_srli_epi16(g, 4), low4);
+          if constexpr (kFifthBit) {
+            const __m512i h = gather(valid, offs, base, at + offsetof(Block, qh) + 4 * k);
+            const __m512i hlo = _mm512_and_si512(_mm512_srli_epi32(h, 2 * c), bit0);
+            const __m512i hhi = _mm512_and_si512(_mm512_srli_epi32(h, 2 * c + 1), bit0);
+            qlo = _mm512_or_si512(qlo, _mm512_slli_epi32(hlo, 4));
+            qhi = _mm512_or_si512(qhi, _mm512_slli_epi32(hhi, 4));
+          }
+          _mm512_store_si512(lo + (k * 2 + half) * 64, qlo);
+          _mm512_store_si512(hi + (k * 2 + half) * 64, qhi);
         }
       }
       for (int l = 0; l < 16; ++l) {
@@ -128,7 +141,7 @@ struct Q4_KPanel {
           for (int s = 0; s < 8; ++s) scale[s * block_bytes / 4] = min[s * block_bytes / 4] = 0.0f;
           continue;
         }
-        const auto* blk = reinterpret_cast<const BlockQ4_K*>(base + offset[l] + at);
+        const auto* blk = reinterpret_cast<const Block*>(base + offset[l] + at);
         const float d = _cvtsh_ss(blk->d), dmin = _cvtsh_ss(blk->dmin);
         for (int s = 0; s < 8; ++s) {
           std::uint8_t sc, m;
@@ -141,13 +154,63 @@ struct Q4_KPanel {
   }
 };
 
+using Q4_KPanel = QK_Panel<tensor::BlockQ4_K, false>;
+using Q5_KPanel = QK_Panel<tensor::BlockQ5_K, true>;
+
+// Q6_K: sixteen 16-element sub-blocks per 256 with int8 scales, 6-bit quants with offset 32.
+// In half hf (128 elements) of a block, 32-column block j takes the low (j < 2) or high nibbles
+// of ql[32 * (j % 2) ..] and bits 2j..2j+1 of qh[0..31] (ql advances 64 bytes, qh 32 per half).
+struct Q6_KPanel {
+  static constexpr bool kTwoScales = true;
+  static constexpr bool kMin = false;
+  static constexpr int kOffset = 32;
+  static constexpr ActivationFormat kActivation = ActivationFormat::kQ8K;
+  static void convert(const std::uint8_t* base, __m512i offs, __mmask16 valid, std::int64_t cols,
+                      std::uint8_t* panel, std::size_t block_bytes, int half) {
+    using tensor::BlockQ6_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+    alignas(64) std::int32_t offset[16];
+    _mm512_store_si512(offset, offs);
+    for (std::int64_t i = 0; i < cols / tensor::kQKK; ++i) {
+      const std::size_t at = i * sizeof(BlockQ6_K);
+      for (int hf = 0; hf < 2; ++hf) {
+        for (int j = 0; j < 4; ++j) {
+          std::uint8_t* p = panel + (8 * i + 4 * hf + j) * block_bytes;
+          for (int k = 0; k < kQuads; ++k) {
+            const __m512i ql = gather(
+                valid, offs, base, at + offsetof(BlockQ6_K, ql) + 64 * hf + 32 * (j % 2) + 4 * k);
+            const __m512i qh =
+                gather(valid, offs, base, at + offsetof(BlockQ6_K, qh) + 32 * hf + 4 * k);
+            const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(ql, 4 * (j / 2)), low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(qh, 2 * j), low2);
+            _mm512_store_si512(p + (k * 2 + half) * 64,
+                               _mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)));
+          }
+        }
+      }
+      for (int l = 0; l < 16; ++l) {
+        const bool row_valid = (valid >> l) & 1;
+        const auto* blk = reinterpret_cast<const BlockQ6_K*>(base + offset[l] + at);
+        const float d = row_valid ? _cvtsh_ss(blk->d) : 0.0f;
+        for (int b = 0; b < 8; ++b) {
+          std::uint8_t* p = panel + (8 * i + b) * block_bytes + kQuantBytes + half * 64 + 4 * l;
+          for (int s = 0; s < 2; ++s) {
+            const float scale = row_valid ? d * blk->scales[2 * b + s] : 0.0f;
+            std::memcpy(p + 128 * s, &scale, sizeof(float));
+          }
+        }
+      }
+    }
+  }
+};
+
 // --- activations ----------------------------------------------------------------------------
 
 // Rounds token rows to the type's activation blocks (the same integers the tile kernels use)
 // and spreads them into GemmAct blocks.
 template <class T>
-void prepare_activations(const float* x, std::int64_t ldx, std::int64_t n_tokens,
-                         std::int64_t cols, GemmAct* out, ThreadPool& pool) {
+void prepare_activations(const float* x, std::int64_t ldx, std::int64_t n_tokens, std::int64_t cols,
+                         GemmAct* out, ThreadPool& pool) {
   const KernelTable& table = avx512_kernels();
   const std::int64_t nb = cols / 32;
   pool.parallel_for(n_tokens, 4, [&](std::int64_t begin, std::int64_t end) {
@@ -162,7 +225,7 @@ void prepare_activations(const float* x, std::int64_t ldx, std::int64_t n_tokens
           std::memcpy(a[b].qs, q[b].qs, 32);
           a[b].d = q[b].d;
           a[b].neg_dsum = -q[b].d * static_cast<float>(q[b].sum);
-          a[b].neg_offset = -T::kOffset * q[b].sum;
+          a[b].neg_offset[0] = -T::kOffset * q[b].sum;
         }
       } else {
         table.quantize_q8k(x + t * ldx, rounded.data(), cols);
@@ -174,7 +237,12 @@ void prepare_activations(const float* x, std::int64_t ldx, std::int64_t n_tokens
           std::memcpy(a[b].qs, k.qs + 32 * s, 32);
           a[b].d = k.d;
           a[b].neg_dsum = -k.d * static_cast<float>(sum);
-          a[b].neg_offset = -T::kOffset * sum;
+          if constexpr (T::kTwoScales) {
+            a[b].neg_offset[0] = -T::kOffset * k.bsums[2 * s];
+            a[b].neg_offset[1] = -T::kOffset * k.bsums[2 * s + 1];
+          } else {
+            a[b].neg_offset[0] = -T::kOffset * sum;
+          }
         }
       }
     }
@@ -189,8 +257,13 @@ inline std::int32_t load_quad(const std::int8_t* p) {
   return v;
 }
 
+// Tokens per micro-kernel call: NT x 2 halves of float and integer accumulators (and, for
+// two-scale types, partial sums) plus 2 weight vectors must fit in the 32 vector registers.
+template <class T>
+constexpr int kTileTokens = T::kTwoScales ? 4 : 6;
+
 // y[t * ldy + r] for the panel's rows (masks: valid rows of each half) and NT tokens.
-template <int NT, bool kMin>
+template <class T, int NT>
 void micro_kernel(const std::uint8_t* panel, std::size_t block_bytes, std::int64_t nb,
                   const GemmAct* act, std::int64_t act_stride, float* y, std::int64_t ldy,
                   __mmask16 valid0, __mmask16 valid1) {
@@ -199,29 +272,55 @@ void micro_kernel(const std::uint8_t* panel, std::size_t block_bytes, std::int64
   for (std::int64_t b = 0; b < nb; ++b) {
     const std::uint8_t* p = panel + b * block_bytes;
     __m512i isum[NT][2];
-    for (int t = 0; t < NT; ++t) {
-      const __m512i start = kMin ? _mm512_setzero_si512()
-                                 : _mm512_set1_epi32(act[t * act_stride + b].neg_offset);
-      isum[t][0] = isum[t][1] = start;
-    }
-    for (int k = 0; k < kQuads; ++k) {
-      const __m512i w0 = _mm512_load_si512(p + k * 128);
-      const __m512i w1 = _mm512_load_si512(p + k * 128 + 64);
+    // Integer sums over quads [k0, k1) of this block, starting from the offset term.
+    auto sum_quads = [&](int k0, int k1, int part) {
       for (int t = 0; t < NT; ++t) {
-        const __m512i xq = _mm512_set1_epi32(load_quad(act[t * act_stride + b].qs + 4 * k));
-        isum[t][0] = _mm512_dpbusd_epi32(isum[t][0], w0, xq);
-        isum[t][1] = _mm512_dpbusd_epi32(isum[t][1], w1, xq);
+        const __m512i start = T::kMin ? _mm512_setzero_si512()
+                                      : _mm512_set1_epi32(act[t * act_stride + b].neg_offset[part]);
+        isum[t][0] = isum[t][1] = start;
+      }
+      for (int k = k0; k < k1; ++k) {
+        const __m512i w0 = _mm512_load_si512(p + k * 128);
+        const __m512i w1 = _mm512_load_si512(p + k * 128 + 64);
+        for (int t = 0; t < NT; ++t) {
+          const __m512i xq = _mm512_set1_epi32(load_quad(act[t * act_stride + b].qs + 4 * k));
+          isum[t][0] = _mm512_dpbusd_epi32(isum[t][0], w0, xq);
+          isum[t][1] = _mm512_dpbusd_epi32(isum[t][1], w1, xq);
+        }
+      }
+    };
+    const float* d = reinterpret_cast<const float*>(p + kQuantBytes);
+    if constexpr (T::kTwoScales) {
+      // Columns 0..15 and 16..31 have their own row scales: combine before the token's scale.
+      __m512 part[NT][2];
+      sum_quads(0, kQuads / 2, 0);
+      for (int t = 0; t < NT; ++t) {
+        for (int h = 0; h < 2; ++h) {
+          part[t][h] = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t][h]), _mm512_load_ps(d + 16 * h));
+        }
+      }
+      sum_quads(kQuads / 2, kQuads, 1);
+      for (int t = 0; t < NT; ++t) {
+        const __m512 dx = _mm512_set1_ps(act[t * act_stride + b].d);
+        for (int h = 0; h < 2; ++h) {
+          part[t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][h]),
+                                       _mm512_load_ps(d + 32 + 16 * h), part[t][h]);
+          acc[t][h] = _mm512_fmadd_ps(part[t][h], dx, acc[t][h]);
+        }
+      }
+    } else {
+      sum_quads(0, kQuads, 0);
+      const __m512 d0 = _mm512_load_ps(d), d1 = _mm512_load_ps(d + 16);
+      for (int t = 0; t < NT; ++t) {
+        const __m512 dx = _mm512_set1_ps(act[t * act_stride + b].d);
+        acc[t][0] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][0]), _mm512_mul_ps(d0, dx), acc[t][0]);
+        acc[t][1] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][1]), _mm512_mul_ps(d1, dx), acc[t][1]);
       }
     }
-    const __m512 d0 = _mm512_load_ps(p + kQuantBytes), d1 = _mm512_load_ps(p + kQuantBytes + 64);
-    for (int t = 0; t < NT; ++t) {
-      const __m512 dx = _mm512_set1_ps(act[t * act_stride + b].d);
-      acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][0]), _mm512_mul_ps(d0, dx), acc[t][0]);
-      acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][1]), _mm512_mul_ps(d1, dx), acc[t][1]);
-    }
-    if constexpr (kMin) {
-      const __m512 m0 = _mm512_load_ps(p + kQuantBytes + 128);
-      const __m512 m1 = _mm512_load_ps(p + kQuantBytes + 192);
+    if constexpr (T::kMin) {
+      const __m512 m0 = _mm512_load_ps(d + 32), m1 = _mm512_load_ps(d + 48);
       for (int t = 0; t < NT; ++t) {
         const __m512 s = _mm512_set1_ps(act[t * act_stride + b].neg_dsum);
         acc[t][0] = _mm512_fmadd_ps(m0, s, acc[t][0]);
@@ -235,19 +334,17 @@ void micro_kernel(const std::uint8_t* panel, std::size_t block_bytes, std::int64
   }
 }
 
-template <bool kMin, int NT = 1>
+template <class T, int NT = 1>
 void micro_kernel_n(int nt, const std::uint8_t* panel, std::size_t block_bytes, std::int64_t nb,
                     const GemmAct* act, std::int64_t act_stride, float* y, std::int64_t ldy,
                     __mmask16 valid0, __mmask16 valid1) {
-  if constexpr (NT == kTileTokens) {
-    micro_kernel<NT, kMin>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
+  if constexpr (NT == kTileTokens<T>) {
+    micro_kernel<T, NT>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
   } else {
     if (nt == NT) {
-      return micro_kernel<NT, kMin>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0,
-                                    valid1);
+      return micro_kernel<T, NT>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
     }
-    micro_kernel_n<kMin, NT + 1>(nt, panel, block_bytes, nb, act, act_stride, y, ldy, valid0,
-                                 valid1);
+    micro_kernel_n<T, NT + 1>(nt, panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
   }
 }
 
@@ -268,7 +365,7 @@ void run(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ld
   GemmAct* act = act_buffer.data();
   prepare_activations<T>(x, ldx, n_tokens, w.cols, act, pool);
 
-  const std::size_t block_bytes = kQuantBytes + (T::kMin ? 256 : 128);
+  const std::size_t block_bytes = kQuantBytes + (T::kMin || T::kTwoScales ? 256 : 128);
   const std::int64_t n_panels = (w.rows + kPanelRows - 1) / kPanelRows;
   pool.parallel_for(n_panels, 1, [&](std::int64_t begin, std::int64_t end) {
     thread_local std::vector<std::uint8_t> buffer;
@@ -282,10 +379,10 @@ void run(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ld
         T::convert(w.row(r0), lane_offsets(w.row_stride, h), valid[h], w.cols, panel, block_bytes,
                    h);
       }
-      for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kTileTokens) {
-        const int nt = static_cast<int>(std::min<std::int64_t>(kTileTokens, n_tokens - t0));
-        micro_kernel_n<T::kMin>(nt, panel, block_bytes, nb, act + t0 * nb, nb, y + t0 * ldy + r0,
-                                ldy, valid[0], valid[1]);
+      for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kTileTokens<T>) {
+        const int nt = static_cast<int>(std::min<std::int64_t>(kTileTokens<T>, n_tokens - t0));
+        micro_kernel_n<T>(nt, panel, block_bytes, nb, act + t0 * nb, nb, y + t0 * ldy + r0, ldy,
+                          valid[0], valid[1]);
       }
     }
   });
@@ -295,7 +392,8 @@ void run(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ld
 
 bool gemm_avx512_supports(tensor::Type type) {
   using tensor::Type;
-  return type == Type::kQ4_0 || type == Type::kQ8_0 || type == Type::kQ4_K;
+  return type == Type::kQ4_0 || type == Type::kQ8_0 || type == Type::kQ4_K || type == Type::kQ5_K ||
+         type == Type::kQ6_K;
 }
 
 void gemm_avx512(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
@@ -308,6 +406,10 @@ void gemm_avx512(const Matrix& w, const float* x, std::int64_t n_tokens, std::in
       return run<Q8_0Panel>(w, x, n_tokens, ldx, y, ldy, pool);
     case Type::kQ4_K:
       return run<Q4_KPanel>(w, x, n_tokens, ldx, y, ldy, pool);
+    case Type::kQ5_K:
+      return run<Q5_KPanel>(w, x, n_tokens, ldx, y, ldy, pool);
+    case Type::kQ6_K:
+      return run<Q6_KPanel>(w, x, n_tokens, ldx, y, ldy, pool);
     default:
       break;
   }

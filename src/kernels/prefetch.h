@@ -17,7 +17,8 @@ inline constexpr std::size_t kPrefetchDistance = 4096;
 template <std::size_t Bytes>
 inline void prefetch_ahead(const void* p) {
   const char* ahead = static_cast<const char*>(p) + kPrefetchDistance;
-  for (std::size_t offset = 0; offset < Bytes; offset += 64) __builtin_prefetch(ahead + offset, 0, 3);
+  for (std::size_t offset = 0; offset < Bytes; offset += 64)
+    __builtin_prefetch(ahead + offset, 0, 3);
 }
 
 }  // namespace herd::kernels

@@ -70,7 +70,7 @@ TEST(Gemm, MatchesTileKernelsAtOddShapes) {
   if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
   ThreadPool pool(2);
   int checked = 0;
-  for (Type type : {Type::kQ4_0, Type::kQ8_0, Type::kQ4_K}) {
+  for (Type type : {Type::kQ4_0, Type::kQ8_0, Type::kQ4_K, Type::kQ5_K, Type::kQ6_K}) {
     ASSERT_TRUE(gemm_supported(type)) << tensor::type_name(type);
     for (std::int64_t rows : {1, 17, 32, 45, 96}) {
       for (std::int64_t cols : {256, 768}) {
@@ -81,7 +81,7 @@ TEST(Gemm, MatchesTileKernelsAtOddShapes) {
       }
     }
   }
-  EXPECT_EQ(checked, 90);
+  EXPECT_EQ(checked, 150);
 }
 
 TEST(Gemm, OnlyWithTheInstructionSet) {
