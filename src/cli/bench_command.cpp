@@ -18,6 +18,7 @@
 #include "engine/local_pipeline.h"
 #include "util/error.h"
 #include "util/memory_bandwidth.h"
+#include "util/process_memory.h"
 #include "util/thread_pool.h"
 
 namespace herd::cli {
@@ -44,6 +45,11 @@ struct BenchResult {
   double tg_gbs = 0, measured_gbs = 0, pct = 0;
   double pp_gflops = 0;
   double params_b = 0;
+  // Memory once the runs are done: resident set against the weights plus the KV cache.
+  double rss_mib = 0, weights_mib = 0, kv_mib = 0;
+  double rss_ratio() const {
+    return weights_mib + kv_mib > 0 ? rss_mib / (weights_mib + kv_mib) : 0;
+  }
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -108,7 +114,8 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   // on a shared machine moves the numerator and the denominator alike.
   std::vector<double> bandwidth = {measure_memory_bandwidth(pool).read_gb_per_s};
 
-  engine::LocalPipeline pipeline(model, std::max(o.n_prompt, o.depth) + o.n_gen + 1, pool);
+  const int n_ctx = std::max(o.n_prompt, o.depth) + o.n_gen + 1;
+  engine::LocalPipeline pipeline(model, n_ctx, pool);
   std::vector<float> logits;
   auto prompt = bench_tokens(o.n_prompt, model->n_vocab(), 12345);
   // Warm-up: page the mapped weights in so the first timed run does not measure the disk.
@@ -140,6 +147,13 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   if (!pp.empty()) r.pp_tps = median(pp);
   if (!tg.empty()) r.tg_tps = median(tg);
   if (o.depth > 0 && o.n_gen > 0) r.tg_depth_tps = bench_depth(pipeline, model->n_vocab(), o);
+  constexpr double kMiB = 1024.0 * 1024.0;
+  r.rss_mib = static_cast<double>(resident_bytes()) / kMiB;
+  std::size_t weight_bytes = 0;
+  for (const auto& t : model->file().tensors()) weight_bytes += t.n_bytes;
+  r.weights_mib = static_cast<double>(weight_bytes) / kMiB;
+  r.kv_mib =
+      static_cast<double>(model->kv_bytes_per_token_per_layer()) * n_ctx * model->n_layer() / kMiB;
   r.measured_gbs = median(bandwidth);
   // Bytes streamed per generated token: every layer's weights and the output head (the
   // embedding contributes one row, negligible).
@@ -286,7 +300,11 @@ int run_bench(BenchOptions o) {
                           {"measured_gbs", r.measured_gbs},
                           {"tg_bandwidth_pct", r.pct},
                           {"pp_gflops", r.pp_gflops},
-                          {"params_b", r.params_b}};
+                          {"params_b", r.params_b},
+                          {"rss_mib", r.rss_mib},
+                          {"weights_mib", r.weights_mib},
+                          {"kv_mib", r.kv_mib},
+                          {"rss_over_weights_and_kv", r.rss_ratio()}};
       if (o.depth > 0) {
         j["depth"] = o.depth;
         j["tg_depth_tokens_per_s"] = r.tg_depth_tps;
@@ -310,6 +328,13 @@ int run_bench(BenchOptions o) {
       "(medians of {} runs; % bw = generation's weight reads / read bandwidth measured "
       "in this run)\n",
       o.reps);
+  for (const auto& r : results) {
+    fmt::print(
+        "{} {} threads {}: resident {:.0f} MiB = {:.2f}x (weights {:.0f} MiB + KV cache {:.0f} "
+        "MiB)\n",
+        r.model.substr(0, 28), r.type, r.threads, r.rss_mib, r.rss_ratio(), r.weights_mib,
+        r.kv_mib);
+  }
   if (o.depth > 0) {
     for (const auto& r : results)
       fmt::print(
