@@ -1,7 +1,9 @@
-// Keys and values of past positions for the layers of one stage, in f32.
-// Per layer: K [n_ctx, k_width], V [n_ctx, v_width], where k_width = n_head_kv * head_dim_k
-// (deepseek2 with attn_kv_b: full per-head K and V, n_head * key_length / value_length; with
-// attn_k_b / attn_v_b: only the latent, K [n_ctx, kv_lora_rank + n_rot] and no V).
+// Keys and values of past positions for the layers of one stage, in f16 (llama.cpp's default
+// cache type: half the bytes that decode at long context reads per token).
+// Per layer, head-major: K [n_heads, n_ctx, head_dim_k], V [n_heads, n_ctx, head_dim_v], where
+// n_heads = n_head_kv (deepseek2 with attn_kv_b: full per-head K and V, n_head heads of
+// key_length / value_length; with attn_k_b / attn_v_b: only the latent, one "head" K
+// [n_ctx, kv_lora_rank + n_rot] and no V).
 #pragma once
 
 #include <cstddef>
@@ -21,14 +23,14 @@ class KvCache {
   int n_layers() const { return n_layers_; }
   // View of local layer i (0 = the first layer of the range).
   model::LayerKv layer(int i);
-  std::size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  std::size_t bytes() const { return (k_.size() + v_.size()) * sizeof(std::uint16_t); }
 
  private:
   int n_ctx_;
   int n_layers_;
   model::KvWidth width_;
-  std::vector<float> k_;  // [n_layers, n_ctx, width.k]
-  std::vector<float> v_;  // [n_layers, n_ctx, width.v]
+  std::vector<std::uint16_t> k_;  // f16 [n_layers, width.n_heads, n_ctx, width.k / n_heads]
+  std::vector<std::uint16_t> v_;  // f16 [n_layers, width.n_heads, n_ctx, width.v / n_heads]
 };
 
 }  // namespace herd::engine

@@ -4,10 +4,6 @@
 #include <cmath>
 #include <numbers>
 
-#include "kernels/ops_isa.h"
-#include "util/cpu_features.h"
-#include "util/error.h"
-
 namespace herd::kernels {
 
 void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
@@ -104,68 +100,6 @@ void softmax(float* x, std::int64_t n) {
 
 void swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
-}
-
-namespace {
-
-float dot_scalar(const float* a, const float* b, int n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
-
-void axpy_scalar(float a, const float* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
-// One query head of one token: scores over the visible positions, softmax, weighted sum of V.
-void attend_one(const AttentionArgs& a, const OpsLoops& loops, int t, int h, float* scores) {
-  const int group = a.n_head / a.n_head_kv;
-  const int g = h / group;
-  const int n_visible = a.pos0 + t + 1;
-  const float* q = a.q + t * a.q_stride + static_cast<std::int64_t>(h) * a.head_dim_k;
-  const float* k = a.k + static_cast<std::int64_t>(g) * a.head_dim_k;
-  for (int p = 0; p < n_visible; ++p)
-    scores[p] = loops.dot(q, k + p * a.k_stride, a.head_dim_k) * a.scale;
-  softmax(scores, n_visible);
-  float* out = a.out + t * a.out_stride + static_cast<std::int64_t>(h) * a.head_dim_v;
-  std::fill(out, out + a.head_dim_v, 0.0f);
-  const float* v = a.v + static_cast<std::int64_t>(g) * a.head_dim_v;
-  for (int p = 0; p < n_visible; ++p) loops.axpy(scores[p], v + p * a.v_stride, out, a.head_dim_v);
-}
-
-}  // namespace
-
-const OpsLoops& ops_loops() {
-  static const OpsLoops scalar{&dot_scalar, &axpy_scalar};
-#if defined(__x86_64__) || defined(_M_X64)
-  static const OpsLoops avx2_loops{&avx2::dot, &avx2::axpy};
-  const Isa isa = active_isa();
-  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) return avx2_loops;
-#endif
-  return scalar;
-}
-
-void attention(const AttentionArgs& a, ThreadPool& pool) {
-  const OpsLoops& loops = ops_loops();
-  HERD_CHECK(a.n_head_kv > 0 && a.n_head % a.n_head_kv == 0);
-  HERD_CHECK(a.scratch_stride >= a.pos0 + a.n_tokens);
-  const std::int64_t n_items = static_cast<std::int64_t>(a.n_tokens) * a.n_head;
-  pool.run([&](int thread, int n_threads) {
-    float* scores = a.scratch + thread * a.scratch_stride;
-    // Interleaved split: later tokens see more positions, so contiguous chunks would be uneven.
-    for (std::int64_t item = thread; item < n_items; item += n_threads) {
-      attend_one(a, loops, static_cast<int>(item / a.n_head), static_cast<int>(item % a.n_head),
-                 scores);
-    }
-  });
 }
 
 }  // namespace herd::kernels

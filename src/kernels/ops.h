@@ -1,7 +1,7 @@
 // Element-wise and row-wise operations of a transformer forward pass: RMS norm, rotary position
 // embedding (as ggml_rope_ext, incl. YaRN and per-dimension frequency factors), softmax,
-// activations and causal attention over a KV cache. Scalar reference code for now; the matrix
-// products (kernels/matmul.h) dominate the cost.
+// activations. Scalar code: the matrix products (kernels/matmul.h) and attention
+// (kernels/attention.h) dominate the cost.
 #pragma once
 
 #include <cstdint>
@@ -47,31 +47,6 @@ inline float silu(float x);
 inline float sigmoid(float x);
 // out[i] = silu(gate[i]) * up[i]. out may alias gate or up.
 void swiglu(const float* gate, const float* up, float* out, std::int64_t n);
-
-// Causal multi-head attention with grouped KV heads, over a batch of tokens whose K/V rows are
-// already in the cache. Token t sits at position pos0 + t and attends to positions [0, pos0 + t].
-struct AttentionArgs {
-  const float* q = nullptr;  // [n_tokens, q_stride]; head h at q + t*q_stride + h*head_dim_k
-  std::int64_t q_stride = 0;
-  const float* k = nullptr;  // cache [n_ctx, k_stride]; kv head g at k + p*k_stride + g*head_dim_k
-  std::int64_t k_stride = 0;
-  const float* v = nullptr;  // cache [n_ctx, v_stride]; kv head g at v + p*v_stride + g*head_dim_v
-  std::int64_t v_stride = 0;
-  float* out = nullptr;  // [n_tokens, out_stride]; head h at out + t*out_stride + h*head_dim_v
-  std::int64_t out_stride = 0;
-  int n_tokens = 0;
-  int pos0 = 0;
-  int n_head = 0;
-  int n_head_kv =
-      0;  // n_head must be a multiple; query head h reads kv head h / (n_head/n_head_kv)
-  int head_dim_k = 0;
-  int head_dim_v = 0;
-  float scale = 1.0f;  // applied to q.k before the softmax
-  float* scratch =
-      nullptr;  // [pool.size(), scratch_stride] floats, scratch_stride >= pos0 + n_tokens
-  std::int64_t scratch_stride = 0;
-};
-void attention(const AttentionArgs& args, ThreadPool& pool);
 
 inline float silu(float x) {
   return x / (1.0f + __builtin_expf(-x));

@@ -7,10 +7,10 @@
 // attn_k_b / attn_v_b (newer files, where attn_k_b is stored transposed). The last n_rot outputs
 // of attn_kv_a_mqa are a single rotary key shared by all heads. Each head's key is
 // [k_nope (key_length - n_rot), k_rope (n_rot)].
-// KV cache: with attn_kv_b we cache these full per-head K and V rows (n_head * (key_length +
-// value_length) floats per position); with attn_k_b / attn_v_b we absorb them into the query and
-// the output (llama.cpp's MLA mode) and cache only the latent [c, k_rope] (kv_lora_rank + n_rot
-// floats per position: 576 instead of 40960 for DeepSeek V3).
+// KV cache (f16, like every architecture's): with attn_kv_b we cache these full per-head K and V
+// rows (n_head * (key_length + value_length) values per position); with attn_k_b / attn_v_b we
+// absorb them into the query and the output (llama.cpp's MLA mode) and cache only the latent
+// [c, k_rope] (kv_lora_rank + n_rot values per position: 576 instead of 40960 for DeepSeek V3).
 //
 // Feed-forward: leading_dense_block_count dense layers, then routed experts (softmax or sigmoid
 // router; exp_probs_b biases the choice only; weights optionally normalised, then scaled by
@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "model/arch_registry.h"
 #include "model/blocks.h"
@@ -62,9 +63,9 @@ class DeepSeek2 final : public Architecture {
 
   KvWidth kv_width(const HParams& hp) const override {
     // Absorbed: one latent row [c (kv_lora_rank), k_rope (n_rot)] per position, also read as V.
-    if (hp.mla_absorbed) return {hp.kv_lora_rank + hp.n_rot, 0};
+    if (hp.mla_absorbed) return {hp.kv_lora_rank + hp.n_rot, 0, 1};
     return {static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k,
-            static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v};
+            static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v, hp.n_head};
   }
 
   void bind_layer(TensorBinder& b, const HParams& hp, int il, LayerWeights& w) const override {
@@ -127,14 +128,13 @@ void DeepSeek2::expand_latent(const LayerForward& f, const float* latent,
   float* kv = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * width);
   matmul(f.w.wkv_b, latent, T, ld_latent, kv, width, f.pool);
   for (int t = 0; t < T; ++t) {
-    float* k = f.kv.k + static_cast<std::int64_t>(f.pos0 + t) * f.kv.k_stride;
-    float* v = f.kv.v + static_cast<std::int64_t>(f.pos0 + t) * f.kv.v_stride;
     const float* k_pe = latent + t * ld_latent + hp.kv_lora_rank;
     for (int h = 0; h < hp.n_head; ++h) {
       const float* src = kv + t * width + static_cast<std::int64_t>(h) * (nope + hp.head_dim_v);
-      std::memcpy(k + h * hp.head_dim_k, src, nope * sizeof(float));
-      std::memcpy(k + h * hp.head_dim_k + nope, k_pe, hp.n_rot * sizeof(float));
-      std::memcpy(v + h * hp.head_dim_v, src + nope, hp.head_dim_v * sizeof(float));
+      std::uint16_t* k = f.kv.k_at(h, f.pos0 + t);
+      kernels::f32_to_f16_row(src, k, nope);
+      kernels::f32_to_f16_row(k_pe, k + nope, hp.n_rot);
+      kernels::f32_to_f16_row(src + nope, f.kv.v_at(h, f.pos0 + t), hp.head_dim_v);
     }
   }
 }
@@ -163,11 +163,9 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   } else {
     matmul(w.wq, x, T, n_embd, q, q_dim, f.pool);
   }
-  // Absorbed: the latent rows are the cache rows themselves.
-  float* latent = hp.mla_absorbed
-                      ? f.kv.k + static_cast<std::int64_t>(f.pos0) * f.kv.k_stride
-                      : f.ws.floats(Workspace::kLatent, static_cast<std::size_t>(T) * lat_dim);
-  const std::int64_t ld_lat = hp.mla_absorbed ? f.kv.k_stride : lat_dim;
+  // Absorbed: the finished latent rows [c, k_rope] are the cache rows (rounded to f16 below).
+  float* latent = f.ws.floats(Workspace::kLatent, static_cast<std::size_t>(T) * lat_dim);
+  const std::int64_t ld_lat = lat_dim;
   matmul(w.wkv_a_mqa, x, T, n_embd, latent, ld_lat, f.pool);
   kernels::rms_norm_rows(latent, w.kv_a_norm.data, T, lora, ld_lat, hp.rms_eps);
 
@@ -178,6 +176,9 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     // The rotary part sits after the nope part of each query head.
     kernels::rope_apply(rope, cos_sin, q + t * q_dim + nope, hp.n_head, hp.head_dim_k);
     kernels::rope_apply(rope, cos_sin, latent + t * ld_lat + lora, 1, hp.n_rot);
+    if (hp.mla_absorbed) {
+      kernels::f32_to_f16_row(latent + t * ld_lat, f.kv.k_at(0, f.pos0 + t), lat_dim);
+    }
   }
 
   // YaRN: the attention temperature grows with the context extension (DeepSeek's mscale).
@@ -188,9 +189,6 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   a.pos0 = f.pos0;
   a.n_head = hp.n_head;
   a.scale = mscale * mscale / std::sqrt(static_cast<float>(hp.head_dim_k));
-  a.scratch_stride = f.kv.n_ctx;
-  a.scratch =
-      f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
 
   if (hp.mla_absorbed) {
@@ -211,14 +209,16 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     a.q = qa;
     a.q_stride = qa_stride;
     a.k = f.kv.k;
-    a.k_stride = f.kv.k_stride;
+    a.k_stride = f.kv.k_head_dim;
     a.v = f.kv.k;
-    a.v_stride = f.kv.k_stride;
+    a.v_stride = f.kv.k_head_dim;
     a.out = lo;
     a.out_stride = lo_stride;
     a.n_head_kv = 1;
     a.head_dim_k = static_cast<int>(lat_dim);
     a.head_dim_v = lora;
+    a.scratch =
+        f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
     kernels::attention(a, f.pool);
     for (int h = 0; h < hp.n_head; ++h) {
       matmul(w.wv_b.at(h), lo + h * lora, T, lo_stride, attn + h * hp.head_dim_v, o_dim, f.pool);
@@ -228,14 +228,18 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     a.q = q;
     a.q_stride = q_dim;
     a.k = f.kv.k;
-    a.k_stride = f.kv.k_stride;
+    a.k_stride = f.kv.k_head_dim;
+    a.k_head_stride = f.kv.k_head_stride;
     a.v = f.kv.v;
-    a.v_stride = f.kv.v_stride;
+    a.v_stride = f.kv.v_head_dim;
+    a.v_head_stride = f.kv.v_head_stride;
     a.out = attn;
     a.out_stride = o_dim;
     a.n_head_kv = hp.n_head;
     a.head_dim_k = hp.head_dim_k;
     a.head_dim_v = hp.head_dim_v;
+    a.scratch =
+        f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
     kernels::attention(a, f.pool);
   }
 

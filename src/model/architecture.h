@@ -16,19 +16,37 @@ namespace herd::model {
 
 class Model;
 
-// One layer's K and V rows in the cache: position p at k + p * k_stride (likewise v).
+// Bytes of one cached K or V element (f16).
+inline constexpr std::size_t kKvElementBytes = 2;
+
+// One layer's cache, head-major so that attention streams each head's rows sequentially:
+// K [n_heads, n_ctx, k_head_dim], head h of position p at k + h * k_head_stride + p * k_head_dim
+// (likewise v). Elements are f16 (IEEE half bits), llama.cpp's default cache type; rows are
+// written with kernels::f32_to_f16_row.
 struct LayerKv {
-  float* k = nullptr;
-  float* v = nullptr;
-  std::int64_t k_stride = 0;
-  std::int64_t v_stride = 0;
+  std::uint16_t* k = nullptr;
+  std::uint16_t* v = nullptr;
+  int n_heads = 0;
+  std::int64_t k_head_dim = 0;  // also the stride between positions of one head
+  std::int64_t v_head_dim = 0;
+  std::int64_t k_head_stride = 0;  // n_ctx * k_head_dim
+  std::int64_t v_head_stride = 0;
   int n_ctx = 0;
+
+  std::uint16_t* k_at(int head, std::int64_t pos) const {
+    return k + head * k_head_stride + pos * k_head_dim;
+  }
+  std::uint16_t* v_at(int head, std::int64_t pos) const {
+    return v + head * v_head_stride + pos * v_head_dim;
+  }
 };
 
-// Floats per cached position of one layer.
+// Elements per cached position of one layer, stored as n_heads blocks of k / n_heads and
+// v / n_heads.
 struct KvWidth {
   std::int64_t k = 0;
   std::int64_t v = 0;
+  int n_heads = 1;
 };
 
 // Scratch buffers for the forward pass, owned by whoever runs it (engine::Stage). A buffer only

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/model.h"
@@ -211,22 +212,24 @@ void attention_gqa(const LayerForward& f) {
   const std::int64_t o_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v;
   const float* x = normed_input(f, w.attn_norm);
 
+  const std::int64_t k_dim = static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_k;
+  const std::int64_t v_dim = static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_v;
   float* q = f.ws.floats(Workspace::kQ, static_cast<std::size_t>(T) * q_dim);
-  // K and V of the new positions go straight into their cache rows.
-  float* k = f.kv.k + static_cast<std::int64_t>(f.pos0) * f.kv.k_stride;
-  float* v = f.kv.v + static_cast<std::int64_t>(f.pos0) * f.kv.v_stride;
+  // K and V are finished in f32 (bias, norm, rope), then rounded into their f16 cache rows.
+  float* k = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * k_dim);
+  float* v = f.ws.floats(Workspace::kV, static_cast<std::size_t>(T) * v_dim);
   matmul(w.wq, x, T, n_embd, q, q_dim, f.pool);
-  matmul(w.wk, x, T, n_embd, k, f.kv.k_stride, f.pool);
-  matmul(w.wv, x, T, n_embd, v, f.kv.v_stride, f.pool);
+  matmul(w.wk, x, T, n_embd, k, k_dim, f.pool);
+  matmul(w.wv, x, T, n_embd, v, v_dim, f.pool);
   add_bias(q, w.bq, T, q_dim);
-  add_bias(k, w.bk, T, f.kv.k_stride);
-  add_bias(v, w.bv, T, f.kv.v_stride);
+  add_bias(k, w.bk, T, k_dim);
+  add_bias(v, w.bv, T, v_dim);
 
   const auto& rope = f.model.rope();
   float* cos_sin = f.ws.floats(Workspace::kRope, static_cast<std::size_t>(hp.n_rot));
   for (int t = 0; t < T; ++t) {
     float* qt = q + t * q_dim;
-    float* kt = k + t * f.kv.k_stride;
+    float* kt = k + t * k_dim;
     if (w.q_norm)
       kernels::rms_norm_rows(qt, w.q_norm.data, hp.n_head, hp.head_dim_k, hp.head_dim_k,
                              hp.rms_eps);
@@ -236,6 +239,11 @@ void attention_gqa(const LayerForward& f) {
     kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
     kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
     kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
+    for (int g = 0; g < hp.n_head_kv; ++g) {
+      kernels::f32_to_f16_row(kt + g * hp.head_dim_k, f.kv.k_at(g, f.pos0 + t), hp.head_dim_k);
+      kernels::f32_to_f16_row(v + t * v_dim + g * hp.head_dim_v, f.kv.v_at(g, f.pos0 + t),
+                              hp.head_dim_v);
+    }
   }
 
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
@@ -243,9 +251,11 @@ void attention_gqa(const LayerForward& f) {
   a.q = q;
   a.q_stride = q_dim;
   a.k = f.kv.k;
-  a.k_stride = f.kv.k_stride;
+  a.k_stride = f.kv.k_head_dim;
+  a.k_head_stride = f.kv.k_head_stride;
   a.v = f.kv.v;
-  a.v_stride = f.kv.v_stride;
+  a.v_stride = f.kv.v_head_dim;
+  a.v_head_stride = f.kv.v_head_stride;
   a.out = attn;
   a.out_stride = o_dim;
   a.n_tokens = T;
@@ -255,9 +265,7 @@ void attention_gqa(const LayerForward& f) {
   a.head_dim_k = hp.head_dim_k;
   a.head_dim_v = hp.head_dim_v;
   a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
-  a.scratch_stride = f.kv.n_ctx;  // fixed size: no reallocation as the context grows
-  a.scratch =
-      f.ws.floats(Workspace::kScores, static_cast<std::size_t>(f.pool.size()) * a.scratch_stride);
+  a.scratch = f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
   kernels::attention(a, f.pool);
 
   float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);

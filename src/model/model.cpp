@@ -105,7 +105,7 @@ std::size_t Model::head_bytes() const {
 }
 
 std::size_t Model::kv_bytes_per_token_per_layer() const {
-  return static_cast<std::size_t>(kv_width_.k + kv_width_.v) * sizeof(float);
+  return static_cast<std::size_t>(kv_width_.k + kv_width_.v) * kKvElementBytes;
 }
 
 std::string Model::summary() const {
@@ -134,7 +134,7 @@ std::string Model::summary() const {
   s += fmt::format("weights        layers {}  embedding {}  head {}{}\n", human_bytes(layers_total),
                    human_bytes(embedding_bytes()), human_bytes(head_bytes()),
                    tied_output_ ? " (tied)" : "");
-  s += fmt::format("KV cache       {} per token per layer (f32)\n",
+  s += fmt::format("KV cache       {} per token per layer (f16)\n",
                    human_bytes(kv_bytes_per_token_per_layer()));
   return s;
 }
@@ -153,7 +153,7 @@ kernels::RopeConfig Architecture::rope_config(const HParams& hp) const {
 
 KvWidth Architecture::kv_width(const HParams& hp) const {
   return {static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_k,
-          static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_v};
+          static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_v, hp.n_head_kv};
 }
 
 }  // namespace herd::model

@@ -57,7 +57,7 @@ class Model {
   std::size_t layer_bytes(int il) const;
   std::size_t embedding_bytes() const;
   std::size_t head_bytes() const;                    // output_norm + output (token_embd when tied)
-  std::size_t kv_bytes_per_token_per_layer() const;  // f32 K and V
+  std::size_t kv_bytes_per_token_per_layer() const;  // f16 K and V
   // Several lines for `herd inspect`.
   std::string summary() const;
 

@@ -75,8 +75,8 @@ TEST(DeepSeek2Layout, SplitKvBGivesTheSameLogitsAsCombined) {
   ASSERT_EQ(split->layer(0).wkv_b.data, nullptr);
   // The split file runs absorbed MLA and caches only the latent [c, k_rope].
   EXPECT_TRUE(split->hparams().mla_absorbed);
-  EXPECT_EQ(split->kv_bytes_per_token_per_layer(), (256u + 64u) * sizeof(float));
-  EXPECT_EQ(combined->kv_bytes_per_token_per_layer(), 4u * (192u + 128u) * sizeof(float));
+  EXPECT_EQ(split->kv_bytes_per_token_per_layer(), (256u + 64u) * 2u);  // f16
+  EXPECT_EQ(combined->kv_bytes_per_token_per_layer(), 4u * (192u + 128u) * 2u);
 
   ThreadPool pool(2);
   LocalPipeline a(combined, 32, pool);
@@ -86,13 +86,16 @@ TEST(DeepSeek2Layout, SplitKvBGivesTheSameLogitsAsCombined) {
   a.forward(tokens, 0, true, la);
   b.forward(tokens, 0, true, lb);
   ASSERT_EQ(la.size(), lb.size());
-  for (std::size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-3f) << "logit " << i;
+  // The f16 cache rounds different values in the two layouts (expanded K/V rows vs the latent),
+  // so they agree to f16 precision (measured worst 1.8e-3), not to f32 precision.
+  constexpr float kTol = 5e-3f;
+  for (std::size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], kTol) << "logit " << i;
   for (int step = 0; step < 4; ++step) {
     const std::int32_t next = 300 + step;
     a.forward(std::span(&next, 1), 8 + step, false, la);
     b.forward(std::span(&next, 1), 8 + step, false, lb);
     for (std::size_t i = 0; i < la.size(); ++i) {
-      ASSERT_NEAR(la[i], lb[i], 1e-3f) << "decode step " << step << " logit " << i;
+      ASSERT_NEAR(la[i], lb[i], kTol) << "decode step " << step << " logit " << i;
     }
   }
 }

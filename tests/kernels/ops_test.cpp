@@ -1,4 +1,5 @@
-// Norm, rope, softmax, activation and attention kernels against straightforward references.
+// Norm, rope, softmax and activation kernels against straightforward references (attention:
+// attention_test.cpp).
 #include "kernels/ops.h"
 
 #include <gtest/gtest.h>
@@ -6,8 +7,6 @@
 #include <cmath>
 #include <random>
 #include <vector>
-
-#include "util/cpu_features.h"
 
 namespace herd::kernels {
 namespace {
@@ -121,101 +120,6 @@ TEST(Ops, SwigluIsSiluOfGateTimesUp) {
     EXPECT_NEAR(out[i], gate[i] / (1.0 + std::exp(-gate[i])) * up[i], 1e-6);
   }
   EXPECT_NEAR(sigmoid(0.0f), 0.5f, 1e-7);
-}
-
-// Plain reference: every (token, head) computed on its own in double.
-std::vector<float> naive_attention(const AttentionArgs& a) {
-  std::vector<float> out(static_cast<std::size_t>(a.n_tokens) * a.out_stride, 0.0f);
-  const int group = a.n_head / a.n_head_kv;
-  for (int t = 0; t < a.n_tokens; ++t) {
-    for (int h = 0; h < a.n_head; ++h) {
-      const int g = h / group;
-      const int n = a.pos0 + t + 1;
-      std::vector<double> s(n);
-      double max = -1e300;
-      for (int p = 0; p < n; ++p) {
-        double d = 0;
-        for (int i = 0; i < a.head_dim_k; ++i) {
-          d += double(a.q[t * a.q_stride + h * a.head_dim_k + i]) *
-               a.k[p * a.k_stride + g * a.head_dim_k + i];
-        }
-        s[p] = d * a.scale;
-        max = std::max(max, s[p]);
-      }
-      double sum = 0;
-      for (auto& v : s) sum += (v = std::exp(v - max));
-      for (int i = 0; i < a.head_dim_v; ++i) {
-        double acc = 0;
-        for (int p = 0; p < n; ++p) acc += s[p] / sum * a.v[p * a.v_stride + g * a.head_dim_v + i];
-        out[t * a.out_stride + h * a.head_dim_v + i] = static_cast<float>(acc);
-      }
-    }
-  }
-  return out;
-}
-
-TEST(Ops, CausalGroupedAttentionMatchesReference) {
-  ThreadPool pool(2);
-  const int n_head = 6, n_head_kv = 2, dk = 29, dv = 19, n_tokens = 5, pos0 = 4, n_ctx = 16;
-  auto q = random_vector(static_cast<std::size_t>(n_tokens) * n_head * dk, 5);
-  auto k = random_vector(static_cast<std::size_t>(n_ctx) * n_head_kv * dk, 6);
-  auto v = random_vector(static_cast<std::size_t>(n_ctx) * n_head_kv * dv, 7);
-  std::vector<float> out(static_cast<std::size_t>(n_tokens) * n_head * dv, -1.0f);
-  std::vector<float> scratch(static_cast<std::size_t>(pool.size()) * n_ctx);
-  AttentionArgs a;
-  a.q = q.data();
-  a.q_stride = n_head * dk;
-  a.k = k.data();
-  a.k_stride = n_head_kv * dk;
-  a.v = v.data();
-  a.v_stride = n_head_kv * dv;
-  a.out = out.data();
-  a.out_stride = n_head * dv;
-  a.n_tokens = n_tokens;
-  a.pos0 = pos0;
-  a.n_head = n_head;
-  a.n_head_kv = n_head_kv;
-  a.head_dim_k = dk;
-  a.head_dim_v = dv;
-  a.scale = 0.3f;
-  a.scratch = scratch.data();
-  a.scratch_stride = n_ctx;
-  const auto ref = naive_attention(a);
-  // Every compiled instruction set against the reference (odd head sizes exercise the tails).
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
-    if (!isa_supported(isa)) continue;
-    set_isa_override(isa);
-    std::fill(out.begin(), out.end(), -1.0f);
-    attention(a, pool);
-    clear_isa_override();
-    for (std::size_t i = 0; i < out.size(); ++i)
-      ASSERT_NEAR(out[i], ref[i], 1e-5) << isa_name(isa) << " " << i;
-  }
-}
-
-TEST(Ops, AttentionOverOnePositionReturnsItsValue) {
-  ThreadPool pool(1);
-  std::vector<float> q = {1, 2}, k = {3, 4}, v = {5, -6, 7};
-  std::vector<float> out(3), scratch(4);
-  AttentionArgs a;
-  a.q = q.data();
-  a.q_stride = 2;
-  a.k = k.data();
-  a.k_stride = 2;
-  a.v = v.data();
-  a.v_stride = 3;
-  a.out = out.data();
-  a.out_stride = 3;
-  a.n_tokens = 1;
-  a.pos0 = 0;
-  a.n_head = 1;
-  a.n_head_kv = 1;
-  a.head_dim_k = 2;
-  a.head_dim_v = 3;
-  a.scratch = scratch.data();
-  a.scratch_stride = 4;
-  attention(a, pool);
-  EXPECT_EQ(out, v);
 }
 
 }  // namespace

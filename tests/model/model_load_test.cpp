@@ -62,7 +62,7 @@ TEST(ModelLoad, ReadsLlamaHyperParameters) {
   EXPECT_FALSE(m->rope().neox);
   EXPECT_TRUE(m->has_embedding());
   EXPECT_TRUE(m->has_head());
-  EXPECT_EQ(m->kv_bytes_per_token_per_layer(), (128u + 128u) * sizeof(float));
+  EXPECT_EQ(m->kv_bytes_per_token_per_layer(), (128u + 128u) * 2u);  // f16 K and V
   EXPECT_NE(m->summary().find("llama"), std::string::npos);
 }
 

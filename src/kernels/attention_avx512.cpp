@@ -1,0 +1,210 @@
+// AVX-512 loops of the attention kernel: F16C conversion of K/V rows, one accumulator register
+// per query head (the head count is a template parameter so they stay in registers), masked
+// loads for head sizes that are not a multiple of 16.
+#include <immintrin.h>
+
+#include <limits>
+
+#include "kernels/attention_isa.h"
+
+namespace herd::kernels::avx512 {
+
+namespace {
+
+__mmask16 tail_mask(int n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+__m512 load_f16(const std::uint16_t* p, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+// The 16 horizontal sums of v[0..15] in one vector, by a transposing tree of 128/256-bit shuffles
+// (30 shuffles and 15 adds instead of 16 separate reductions). Output lane order is
+// [v0..v3, v8..v11, v4..v7, v12..v15]; callers place their inputs by kSlot to get them in order.
+__m512 reduce16(const __m512* v) {
+  __m512 t[8];
+  for (int i = 0; i < 8; ++i) {
+    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[i], v[i + 8], 0x44),
+                         _mm512_shuffle_f32x4(v[i], v[i + 8], 0xEE));
+  }
+  __m512 u[4];
+  for (int i = 0; i < 4; ++i) {
+    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[i], t[i + 4], 0x88),
+                         _mm512_shuffle_f32x4(t[i], t[i + 4], 0xDD));
+  }
+  const __m512 w0 = _mm512_add_ps(_mm512_unpacklo_ps(u[0], u[2]), _mm512_unpackhi_ps(u[0], u[2]));
+  const __m512 w1 = _mm512_add_ps(_mm512_unpacklo_ps(u[1], u[3]), _mm512_unpackhi_ps(u[1], u[3]));
+  return _mm512_add_ps(_mm512_unpacklo_ps(w0, w1), _mm512_unpackhi_ps(w0, w1));
+}
+
+// Input slot of row r so that reduce16 returns the sums in row order.
+constexpr int kSlot[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+
+// Blocks of 16 rows: each K row is converted once and multiplied into NQ per-head partial-sum
+// vectors, which are reduced 16 at a time.
+template <int NQ>
+void scores_n(const float* q, int d, const std::uint16_t* k, std::int64_t k_stride, int n,
+              float scale, float* s, int s_stride) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int i0 = 0; i0 < n; i0 += 16) {
+    const int rows = n - i0 < 16 ? n - i0 : 16;
+    __m512 part[NQ][16];
+    for (int r = 0; r < 16; ++r) {
+      __m512 acc[NQ];
+      for (int h = 0; h < NQ; ++h) acc[h] = _mm512_setzero_ps();
+      if (r < rows) {
+        const std::uint16_t* row = k + (i0 + r) * k_stride;
+        for (int j = 0; j < d; j += 16) {
+          const __mmask16 m = tail_mask(d - j);
+          const __m512 kv = load_f16(row + j, m);
+          for (int h = 0; h < NQ; ++h) {
+            acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + h * d + j), kv, acc[h]);
+          }
+        }
+      }
+      for (int h = 0; h < NQ; ++h) part[h][kSlot[r]] = acc[h];
+    }
+    for (int h = 0; h < NQ; ++h) {
+      _mm512_mask_storeu_ps(s + h * s_stride + i0, tail_mask(rows),
+                            _mm512_mul_ps(reduce16(part[h]), vscale));
+    }
+  }
+}
+
+// Rows are walked in runs short enough to stay in L1 while each 16-column block passes over them.
+constexpr int kRun = 32;
+
+template <int NQ>
+void accumulate_n(const float* w, int w_stride, const std::uint16_t* v, std::int64_t v_stride,
+                  int n, int d, float* acc) {
+  for (int i0 = 0; i0 < n; i0 += kRun) {
+    const int i1 = i0 + kRun < n ? i0 + kRun : n;
+    for (int j = 0; j < d; j += 16) {
+      const __mmask16 m = tail_mask(d - j);
+      __m512 a[NQ];
+      for (int h = 0; h < NQ; ++h) a[h] = _mm512_maskz_loadu_ps(m, acc + h * d + j);
+      for (int i = i0; i < i1; ++i) {
+        const __m512 x = load_f16(v + i * v_stride + j, m);
+        for (int h = 0; h < NQ; ++h) {
+          a[h] = _mm512_fmadd_ps(_mm512_set1_ps(w[h * w_stride + i]), x, a[h]);
+        }
+      }
+      for (int h = 0; h < NQ; ++h) _mm512_mask_storeu_ps(acc + h * d + j, m, a[h]);
+    }
+  }
+}
+
+template <template <int> class F, typename... Args>
+void by_heads(int n_q, Args... args) {
+  switch (n_q) {
+    case 1:
+      F<1>::run(args...);
+      break;
+    case 2:
+      F<2>::run(args...);
+      break;
+    case 3:
+      F<3>::run(args...);
+      break;
+    case 4:
+      F<4>::run(args...);
+      break;
+    case 5:
+      F<5>::run(args...);
+      break;
+    case 6:
+      F<6>::run(args...);
+      break;
+    case 7:
+      F<7>::run(args...);
+      break;
+    default:
+      F<8>::run(args...);
+      break;
+  }
+}
+
+template <int NQ>
+struct Scores {
+  static void run(const float* q, int d, const std::uint16_t* k, std::int64_t k_stride, int n,
+                  float scale, float* s, int s_stride) {
+    scores_n<NQ>(q, d, k, k_stride, n, scale, s, s_stride);
+  }
+};
+
+template <int NQ>
+struct Accumulate {
+  static void run(const float* w, int w_stride, const std::uint16_t* v, std::int64_t v_stride,
+                  int n, int d, float* acc) {
+    accumulate_n<NQ>(w, w_stride, v, v_stride, n, d, acc);
+  }
+};
+
+void scores(const float* q, int n_q, int d, const std::uint16_t* k, std::int64_t k_stride, int n,
+            float scale, float* s, int s_stride) {
+  by_heads<Scores>(n_q, q, d, k, k_stride, n, scale, s, s_stride);
+}
+
+void accumulate(const float* w, int w_stride, int n_q, const std::uint16_t* v,
+                std::int64_t v_stride, int n, int d, float* acc) {
+  by_heads<Accumulate>(n_q, w, w_stride, v, v_stride, n, d, acc);
+}
+
+float max(const float* x, int n) {
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, x + i));
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
+// exp(x) for x <= 0 to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to
+// degree 7 (truncation below 1e-8), times 2^n by scalef (which also handles underflow).
+__m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+float exp_sum(float* x, int n, float max) {
+  const __m512 vmax = _mm512_set1_ps(max);
+  __m512 sum = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmax));
+    _mm512_mask_storeu_ps(x + i, k, e);
+    sum = _mm512_mask_add_ps(sum, k, sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+void to_f16(const float* x, std::uint16_t* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(static_cast<int>(n - i < 16 ? n - i : 16));
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(k, x + i),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(y + i, k, h);
+  }
+}
+
+}  // namespace
+
+const AttentionLoops& attention_loops() {
+  static constexpr AttentionLoops loops{&scores, &accumulate, &max, &exp_sum, &to_f16};
+  return loops;
+}
+
+}  // namespace herd::kernels::avx512
