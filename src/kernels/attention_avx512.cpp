@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "kernels/attention_isa.h"
+#include "kernels/exp_avx512.h"
 
 namespace herd::kernels::avx512 {
 
@@ -160,31 +161,12 @@ float max(const float* x, int n) {
   return _mm512_reduce_max_ps(m);
 }
 
-// exp(x) for x <= 0 to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to
-// degree 7 (truncation below 1e-8), times 2^n by scalef (which also handles underflow).
-__m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 float exp_sum(float* x, int n, float max) {
   const __m512 vmax = _mm512_set1_ps(max);
   __m512 sum = _mm512_setzero_ps();
   for (int i = 0; i < n; i += 16) {
     const __mmask16 k = tail_mask(n - i);
-    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmax));
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmax));
     _mm512_mask_storeu_ps(x + i, k, e);
     sum = _mm512_mask_add_ps(sum, k, sum, e);
   }

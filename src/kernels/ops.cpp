@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numbers>
 
+#include "util/cpu_features.h"
+
 namespace herd::kernels {
 
 void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
@@ -98,7 +100,16 @@ void softmax(float* x, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+#if defined(__x86_64__) || defined(_M_X64)
+namespace avx512 {
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n);  // ops_avx512.cpp
+}
+#endif
+
 void swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+  if (active_isa() == Isa::kAvx512) return avx512::swiglu(gate, up, out, n);
+#endif
   for (std::int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
 }
 
