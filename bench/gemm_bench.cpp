@@ -37,7 +37,8 @@ void run_gemm(benchmark::State& state, Type type, std::int64_t rows, std::int64_
   for (float& v : x) v = dist(rng);
   std::vector<float> y(static_cast<std::size_t>(tokens * rows));
   for (auto _ : state) {
-    gemm(w, x.data(), tokens, cols, y.data(), rows, one);
+    const Product product{&w, y.data(), rows};
+    gemm(std::span(&product, 1), x.data(), tokens, cols, one);
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GFLOP/s"] =

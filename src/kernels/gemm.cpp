@@ -14,13 +14,16 @@ bool gemm_supported(tensor::Type type) {
   return false;
 }
 
-void gemm(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
-          std::int64_t ldy, ThreadPool& pool) {
-  HERD_CHECK(gemm_supported(w.type));
+void gemm(std::span<const Product> products, const float* x, std::int64_t n_tokens,
+          std::int64_t ldx, ThreadPool& pool) {
+  HERD_CHECK(!products.empty() && gemm_supported(products[0].w->type));
+  for (const Product& p : products) {
+    HERD_CHECK(p.w->type == products[0].w->type && p.w->cols == products[0].w->cols);
+  }
 #if defined(__x86_64__) || defined(_M_X64)
-  gemm_avx512(w, x, n_tokens, ldx, y, ldy, pool);
+  gemm_avx512(products, x, n_tokens, ldx, pool);
 #else
-  (void)x, (void)n_tokens, (void)ldx, (void)y, (void)ldy, (void)pool;
+  (void)x, (void)n_tokens, (void)ldx, (void)pool;
 #endif
 }
 

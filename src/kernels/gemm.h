@@ -27,13 +27,14 @@ inline constexpr std::int64_t kGemmMinTokens = 16;
 // True when the active instruction set has a blocked kernel for this weight type.
 bool gemm_supported(tensor::Type type);
 
-// As kernels::matmul (y[t * ldy + r] = W[r] . x[t]); requires gemm_supported(w.type).
-void gemm(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
-          std::int64_t ldy, ThreadPool& pool);
+// As kernels::matmul (y[t * ldy + r] = W[r] . x[t]) for each product, all of one type and
+// width; requires gemm_supported of that type.
+void gemm(std::span<const Product> products, const float* x, std::int64_t n_tokens,
+          std::int64_t ldx, ThreadPool& pool);
 
 // The AVX-512 VNNI implementation (gemm_avx512.cpp; absent from non-x86 builds).
 bool gemm_avx512_supports(tensor::Type type);
-void gemm_avx512(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
-                 std::int64_t ldy, ThreadPool& pool);
+void gemm_avx512(std::span<const Product> products, const float* x, std::int64_t n_tokens,
+                 std::int64_t ldx, ThreadPool& pool);
 
 }  // namespace herd::kernels

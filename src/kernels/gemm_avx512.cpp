@@ -355,29 +355,37 @@ inline __mmask16 valid_lanes(std::int64_t rows_left) {
 }
 
 template <class T>
-void run(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
-         std::int64_t ldy, ThreadPool& pool) {
-  const std::int64_t nb = w.cols / 32;
+void run(std::span<const Product> products, const float* x, std::int64_t n_tokens, std::int64_t ldx,
+         ThreadPool& pool) {
+  const std::int64_t cols = products[0].w->cols, nb = cols / 32;
   thread_local std::vector<GemmAct> act_buffer;
   if (act_buffer.size() < static_cast<std::size_t>(n_tokens * nb)) {
     act_buffer.resize(static_cast<std::size_t>(n_tokens * nb));
   }
   GemmAct* act = act_buffer.data();
-  prepare_activations<T>(x, ldx, n_tokens, w.cols, act, pool);
+  prepare_activations<T>(x, ldx, n_tokens, cols, act, pool);
 
+  // Panels of all products in one parallel region: first_panel[i] is product i's first.
+  std::vector<std::int64_t> first_panel(products.size() + 1, 0);
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    first_panel[i + 1] = first_panel[i] + (products[i].w->rows + kPanelRows - 1) / kPanelRows;
+  }
   const std::size_t block_bytes = kQuantBytes + (T::kMin || T::kTwoScales ? 256 : 128);
-  const std::int64_t n_panels = (w.rows + kPanelRows - 1) / kPanelRows;
-  pool.parallel_for(n_panels, 1, [&](std::int64_t begin, std::int64_t end) {
+  pool.parallel_for(first_panel.back(), 1, [&](std::int64_t begin, std::int64_t end) {
     thread_local std::vector<std::uint8_t> buffer;
     const std::size_t bytes = block_bytes * static_cast<std::size_t>(nb) + 64;
     if (buffer.size() < bytes) buffer.resize(bytes);
     std::uint8_t* panel = buffer.data() + (-reinterpret_cast<std::uintptr_t>(buffer.data()) & 63);
+    std::size_t i = 0;
     for (std::int64_t pi = begin; pi < end; ++pi) {
-      const std::int64_t r0 = pi * kPanelRows;
+      while (pi >= first_panel[i + 1]) ++i;
+      const Matrix& w = *products[i].w;
+      float* y = products[i].y;
+      const std::int64_t ldy = products[i].ldy;
+      const std::int64_t r0 = (pi - first_panel[i]) * kPanelRows;
       const __mmask16 valid[2] = {valid_lanes(w.rows - r0), valid_lanes(w.rows - r0 - 16)};
       for (int h = 0; h < 2; ++h) {
-        T::convert(w.row(r0), lane_offsets(w.row_stride, h), valid[h], w.cols, panel, block_bytes,
-                   h);
+        T::convert(w.row(r0), lane_offsets(w.row_stride, h), valid[h], cols, panel, block_bytes, h);
       }
       for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kTileTokens<T>) {
         const int nt = static_cast<int>(std::min<std::int64_t>(kTileTokens<T>, n_tokens - t0));
@@ -396,20 +404,20 @@ bool gemm_avx512_supports(tensor::Type type) {
          type == Type::kQ6_K;
 }
 
-void gemm_avx512(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
-                 std::int64_t ldy, ThreadPool& pool) {
+void gemm_avx512(std::span<const Product> products, const float* x, std::int64_t n_tokens,
+                 std::int64_t ldx, ThreadPool& pool) {
   using tensor::Type;
-  switch (w.type) {
+  switch (products[0].w->type) {
     case Type::kQ4_0:
-      return run<Q4_0Panel>(w, x, n_tokens, ldx, y, ldy, pool);
+      return run<Q4_0Panel>(products, x, n_tokens, ldx, pool);
     case Type::kQ8_0:
-      return run<Q8_0Panel>(w, x, n_tokens, ldx, y, ldy, pool);
+      return run<Q8_0Panel>(products, x, n_tokens, ldx, pool);
     case Type::kQ4_K:
-      return run<Q4_KPanel>(w, x, n_tokens, ldx, y, ldy, pool);
+      return run<Q4_KPanel>(products, x, n_tokens, ldx, pool);
     case Type::kQ5_K:
-      return run<Q5_KPanel>(w, x, n_tokens, ldx, y, ldy, pool);
+      return run<Q5_KPanel>(products, x, n_tokens, ldx, pool);
     case Type::kQ6_K:
-      return run<Q6_KPanel>(w, x, n_tokens, ldx, y, ldy, pool);
+      return run<Q6_KPanel>(products, x, n_tokens, ldx, pool);
     default:
       break;
   }

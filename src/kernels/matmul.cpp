@@ -143,7 +143,8 @@ void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t
   HERD_CHECK(ldx >= w.cols && ldy >= w.rows);
   if (n_tokens <= 0 || w.rows <= 0) return;
   if (n_tokens >= kGemmMinTokens && gemm_supported(w.type)) {
-    gemm(w, x, n_tokens, ldx, y, ldy, pool);
+    const Product product{&w, y, ldy};
+    gemm(std::span(&product, 1), x, n_tokens, ldx, pool);
     return;
   }
   const Plan plan = plan_for(w.type);
@@ -156,6 +157,41 @@ void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t
   const Activations act = prepare_activations(plan, w.cols, x, n_tokens, ldx, &pool);
   pool.parallel_for(w.rows, 8, [&](std::int64_t begin, std::int64_t end) {
     run_tiles(plan, w, act, n_tokens, y, ldy, begin, end);
+  });
+}
+
+void matmul_shared_input(std::span<const Product> products, const float* x, std::int64_t n_tokens,
+                         std::int64_t ldx, ThreadPool& pool) {
+  if (products.empty() || n_tokens <= 0) return;
+  const Matrix& first = *products[0].w;
+  bool same = true;
+  for (const Product& p : products) {
+    checked_traits(*p.w);
+    HERD_CHECK(ldx >= p.w->cols && p.ldy >= p.w->rows);
+    same = same && p.w->type == first.type && p.w->cols == first.cols;
+  }
+  const Plan plan = plan_for(first.type);
+  if (!same || products.size() == 1 || !plan.kernel) {
+    for (const Product& p : products) matmul(*p.w, x, n_tokens, ldx, p.y, p.ldy, pool);
+    return;
+  }
+  if (n_tokens >= kGemmMinTokens && gemm_supported(first.type)) {
+    gemm(products, x, n_tokens, ldx, pool);
+    return;
+  }
+  const Activations act = prepare_activations(plan, first.cols, x, n_tokens, ldx, &pool);
+  // Rows of all products as one range: global row g is row g - first_row[i] of product i.
+  std::vector<std::int64_t> first_row(products.size() + 1, 0);
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    first_row[i + 1] = first_row[i] + products[i].w->rows;
+  }
+  pool.parallel_for(first_row.back(), 8, [&](std::int64_t begin, std::int64_t end) {
+    for (std::size_t i = 0; i < products.size() && begin < end; ++i) {
+      const std::int64_t lo = std::max(begin, first_row[i]), hi = std::min(end, first_row[i + 1]);
+      if (lo >= hi) continue;
+      run_tiles(plan, *products[i].w, act, n_tokens, products[i].y, products[i].ldy,
+                lo - first_row[i], hi - first_row[i]);
+    }
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "tensor/type.h"
 #include "util/thread_pool.h"
@@ -29,6 +30,19 @@ struct Matrix {
 // Work is split over the pool. Throws herd::Error for an unsupported type.
 void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
             std::int64_t ldy, ThreadPool& pool);
+
+// One of several products of the same activations: y[t * ldy + r] = W[r] . x[t].
+struct Product {
+  const Matrix* w = nullptr;
+  float* y = nullptr;
+  std::int64_t ldy = 0;
+};
+
+// The products of one input with several matrices of the same type and width (Q, K and V; gate
+// and up): the activations are rounded once and all rows share one parallel region, instead of
+// one of each per matrix. Matrices of different types are multiplied one after the other.
+void matmul_shared_input(std::span<const Product> products, const float* x, std::int64_t n_tokens,
+                         std::int64_t ldx, ThreadPool& pool);
 
 // Same, single-threaded, over rows [row_begin, row_end) only (for callers that already split work).
 void matmul_rows(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,

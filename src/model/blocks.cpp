@@ -105,8 +105,8 @@ void swiglu_ffn(const LayerForward& f, const Matrix& gate, const Matrix& up, con
   const std::int64_t width = gate.rows;
   float* g = f.ws.floats(gate_slot, static_cast<std::size_t>(n_tokens) * width);
   float* u = f.ws.floats(up_slot, static_cast<std::size_t>(n_tokens) * width);
-  matmul(gate, x, n_tokens, n_embd, g, width, f.pool);
-  matmul(up, x, n_tokens, n_embd, u, width, f.pool);
+  const kernels::Product gate_up[] = {{&gate, g, width}, {&up, u, width}};
+  kernels::matmul_shared_input(gate_up, x, n_tokens, n_embd, f.pool);
   kernels::swiglu(g, u, g, n_tokens * width);
   matmul(down, g, n_tokens, width, out, n_embd, f.pool);
 }
@@ -218,9 +218,8 @@ void attention_gqa(const LayerForward& f) {
   // K and V are finished in f32 (bias, norm, rope), then rounded into their f16 cache rows.
   float* k = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * k_dim);
   float* v = f.ws.floats(Workspace::kV, static_cast<std::size_t>(T) * v_dim);
-  matmul(w.wq, x, T, n_embd, q, q_dim, f.pool);
-  matmul(w.wk, x, T, n_embd, k, k_dim, f.pool);
-  matmul(w.wv, x, T, n_embd, v, v_dim, f.pool);
+  const kernels::Product qkv[] = {{&w.wq, q, q_dim}, {&w.wk, k, k_dim}, {&w.wv, v, v_dim}};
+  kernels::matmul_shared_input(qkv, x, T, n_embd, f.pool);
   add_bias(q, w.bq, T, q_dim);
   add_bias(k, w.bk, T, k_dim);
   add_bias(v, w.bv, T, v_dim);

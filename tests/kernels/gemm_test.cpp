@@ -45,7 +45,8 @@ void check(const Case& c, ThreadPool& pool) {
   for (float& v : x) v = dist(rng);
   std::vector<float> got(static_cast<std::size_t>(c.tokens * ldy), -7.0f);
   std::vector<float> want(got.size(), -7.0f);
-  gemm(w, x.data(), c.tokens, ldx, got.data(), ldy, pool);
+  const Product product{&w, got.data(), ldy};
+  gemm(std::span(&product, 1), x.data(), c.tokens, ldx, pool);
   matmul_rows(w, x.data(), c.tokens, ldx, want.data(), ldy, 0, c.rows);
   for (std::int64_t t = 0; t < c.tokens; ++t) {
     for (std::int64_t r = 0; r < ldy; ++r) {

@@ -173,3 +173,40 @@ TEST(Matmul, RejectsUnsupportedTypeAndPartialBlocks) {
 
 }  // namespace
 }  // namespace herd::kernels
+
+namespace herd::kernels {
+namespace {
+
+// Shared-input products reuse the same kernels and the same rounded activations as one matmul
+// per matrix, so the outputs are bit for bit those of separate calls: for decode (1 token), for
+// small batches (tile kernels) and for prefill (blocked kernels where the type has them), and
+// when the types differ (then it simply multiplies one after the other).
+TEST(MatmulSharedInput, EqualsOneMatmulPerMatrix) {
+  ThreadPool pool(3);
+  const std::int64_t cols = 512;
+  for (Type second : {Type::kQ4_0, Type::kQ8_0, Type::kQ4_K, Type::kQ6_K, Type::kF16}) {
+    const Weights q = make_weights(Type::kQ4_0, 70, cols, 1);
+    const Weights k = make_weights(second, 33, cols, 2);
+    const Weights v = make_weights(Type::kQ4_0, 17, cols, 3);
+    for (std::int64_t n_tokens : {1, 5, 23}) {
+      const auto x = make_activations(n_tokens * cols, 4);
+      std::vector<float> shared(static_cast<std::size_t>(n_tokens * 120), -1.0f);
+      std::vector<float> separate(shared.size(), -1.0f);
+      // One output buffer, three column ranges: Q at 0, K at 70, V at 103 (ldy 120).
+      const Product products[] = {{&q.m, shared.data(), 120},
+                                  {&k.m, shared.data() + 70, 120},
+                                  {&v.m, shared.data() + 103, 120}};
+      matmul_shared_input(products, x.data(), n_tokens, cols, pool);
+      matmul(q.m, x.data(), n_tokens, cols, separate.data(), 120, pool);
+      matmul(k.m, x.data(), n_tokens, cols, separate.data() + 70, 120, pool);
+      matmul(v.m, x.data(), n_tokens, cols, separate.data() + 103, 120, pool);
+      for (std::size_t i = 0; i < shared.size(); ++i) {
+        ASSERT_EQ(shared[i], separate[i])
+            << tensor::type_name(second) << " tokens " << n_tokens << " index " << i;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace herd::kernels
