@@ -68,6 +68,8 @@ constexpr int kItemsPerThread = 4;
 struct Plan {
   int group = 0;     // query heads per kv head
   int heads = 0;     // query heads per item (divides group)
+  int tokens = 1;    // consecutive tokens per item (prefill): heads * tokens <= kAttentionMaxHeads
+  int n_blocks = 0;  // ceil(n_tokens / tokens)
   int n_sub = 0;     // group / heads
   int n_chunks = 0;  // position ranges per (token, kv head, sub-group)
   std::int64_t n_items = 0;
@@ -79,9 +81,10 @@ int heads_per_item(int group) {
   return h;
 }
 
-// Floats one thread needs: scores of a tile, accumulators, running max and sum.
-std::size_t slot_floats(int heads, int head_dim_v) {
-  return static_cast<std::size_t>(heads) * (kTile + head_dim_v + 2);
+// Floats one thread needs for an item of n_q query rows: scores of a tile, accumulators, running
+// max and sum, then the gathered queries.
+std::size_t slot_floats(int n_q, int head_dim_k, int head_dim_v) {
+  return static_cast<std::size_t>(n_q) * (kTile + head_dim_v + 2 + head_dim_k);
 }
 
 // Floats of one chunk's partial result: running max, sum and the unnormalised output per head.
@@ -94,10 +97,19 @@ Plan make_plan(const AttentionArgs& a, int n_threads) {
   p.group = a.n_head / a.n_head_kv;
   p.heads = heads_per_item(p.group);
   p.n_sub = p.group / p.heads;
-  const std::int64_t base = static_cast<std::int64_t>(a.n_tokens) * a.n_head_kv * p.n_sub;
   const std::int64_t wanted = static_cast<std::int64_t>(kItemsPerThread) * n_threads;
+  // In a batch, each item takes several consecutive tokens so that every K/V row it reads serves
+  // kAttentionMaxHeads query rows, as long as enough items remain to share out.
+  p.tokens = std::max(1, std::min(kAttentionMaxHeads / p.heads, a.n_tokens));
+  auto blocks = [&](int tokens) { return (a.n_tokens + tokens - 1) / tokens; };
+  while (p.tokens > 1 &&
+         static_cast<std::int64_t>(blocks(p.tokens)) * a.n_head_kv * p.n_sub < wanted) {
+    p.tokens /= 2;
+  }
+  p.n_blocks = blocks(p.tokens);
+  const std::int64_t base = static_cast<std::int64_t>(p.n_blocks) * a.n_head_kv * p.n_sub;
   p.n_chunks = 1;
-  if (n_threads > 1 && base < wanted) {
+  if (n_threads > 1 && base < wanted && p.tokens == 1) {
     // Every token sees at least pos0 + 1 positions, so no chunk is empty.
     const std::int64_t by_length = std::max(1, (a.pos0 + 1) / kMinChunk);
     p.n_chunks = static_cast<int>(std::min((wanted + base - 1) / base, by_length));
@@ -106,43 +118,55 @@ Plan make_plan(const AttentionArgs& a, int n_threads) {
   return p;
 }
 
-// Scores, online softmax and V accumulation for query heads [h0, h0 + heads) of token t over
-// positions [begin, end). Leaves the running max m, sum l and unnormalised output acc in `slot`.
-void attend_range(const AttentionArgs& a, const AttentionLoops& L, int heads, int t, int g, int h0,
-                  int begin, int end, float* slot) {
+// Scores, online softmax and V accumulation for the item's query rows: heads [h0, h0 + heads) of
+// tokens [t0, t0 + n_tok), row j * heads + h, over positions [begin, end) (end: what the last
+// token sees; earlier tokens' rows are masked past their own position). Leaves the running max
+// m, sum l and unnormalised output acc of each row in `slot`.
+void attend_range(const AttentionArgs& a, const AttentionLoops& L, int heads, int t0, int n_tok,
+                  int g, int h0, int begin, int end, float* slot) {
   const int dk = a.head_dim_k;
   const int dv = a.head_dim_v;
+  const int n_q = heads * n_tok;
   float* scores = slot;
-  float* acc = scores + static_cast<std::size_t>(heads) * kTile;
-  float* m = acc + static_cast<std::size_t>(heads) * dv;
-  float* l = m + heads;
-  std::fill(acc, acc + static_cast<std::size_t>(heads) * dv, 0.0f);
-  std::fill(m, m + heads, -std::numeric_limits<float>::infinity());
-  std::fill(l, l + heads, 0.0f);
-  const float* q = a.q + t * a.q_stride + static_cast<std::int64_t>(h0) * dk;
+  float* acc = scores + static_cast<std::size_t>(n_q) * kTile;
+  float* m = acc + static_cast<std::size_t>(n_q) * dv;
+  float* l = m + n_q;
+  float* q = l + n_q;  // [n_q, dk]
+  std::fill(acc, acc + static_cast<std::size_t>(n_q) * dv, 0.0f);
+  std::fill(m, m + n_q, -std::numeric_limits<float>::infinity());
+  std::fill(l, l + n_q, 0.0f);
+  for (int j = 0; j < n_tok; ++j) {
+    const float* src = a.q + (t0 + j) * a.q_stride + static_cast<std::int64_t>(h0) * dk;
+    std::copy(src, src + static_cast<std::size_t>(heads) * dk, q + j * heads * dk);
+  }
   const std::uint16_t* k = a.k + g * a.k_head_stride;
   const std::uint16_t* v = a.v + g * a.v_head_stride;
   for (int p0 = begin; p0 < end; p0 += kTile) {
     const int n = std::min(kTile, end - p0);
-    L.scores(q, heads, dk, k + p0 * a.k_stride, a.k_stride, n, a.scale, scores, kTile);
-    for (int h = 0; h < heads; ++h) {
-      float* s = scores + h * kTile;
-      const float m_new = std::max(m[h], L.max(s, n));
-      if (m_new > m[h] && l[h] > 0.0f) {
+    L.scores(q, n_q, dk, k + p0 * a.k_stride, a.k_stride, n, a.scale, scores, kTile);
+    for (int r = 0; r < n_q; ++r) {
+      float* s = scores + r * kTile;
+      // Causal mask of the earlier tokens of the item: token t0 + j sees positions < limit.
+      const int limit = a.pos0 + t0 + r / heads + 1;
+      const int visible = std::clamp(limit - p0, 0, n);
+      std::fill(s + visible, s + n, 0.0f);  // masked positions get weight 0 in accumulate
+      if (visible == 0) continue;
+      const float m_new = std::max(m[r], L.max(s, visible));
+      if (m_new > m[r] && l[r] > 0.0f) {
         // A larger maximum: rescale what was summed against the old one.
-        const float c = std::exp(m[h] - m_new);
-        l[h] *= c;
-        for (int j = 0; j < dv; ++j) acc[h * dv + j] *= c;
+        const float c = std::exp(m[r] - m_new);
+        l[r] *= c;
+        for (int j = 0; j < dv; ++j) acc[r * dv + j] *= c;
       }
-      m[h] = m_new;
-      l[h] += L.exp_sum(s, n, m_new);
+      m[r] = m_new;
+      l[r] += L.exp_sum(s, visible, m_new);
     }
-    L.accumulate(scores, kTile, heads, v + p0 * a.v_stride, a.v_stride, n, dv, acc);
+    L.accumulate(scores, kTile, n_q, v + p0 * a.v_stride, a.v_stride, n, dv, acc);
   }
 }
 
 struct Item {
-  int t, g, h0, chunk;
+  int t, n_tok, g, h0, chunk;  // tokens [t, t + n_tok)
 };
 
 Item item_at(const AttentionArgs& a, const Plan& p, std::int64_t i) {
@@ -152,7 +176,8 @@ Item item_at(const AttentionArgs& a, const Plan& p, std::int64_t i) {
   const int sub = static_cast<int>(i % p.n_sub);
   i /= p.n_sub;
   it.g = static_cast<int>(i % a.n_head_kv);
-  it.t = static_cast<int>(i / a.n_head_kv);
+  it.t = static_cast<int>(i / a.n_head_kv) * p.tokens;
+  it.n_tok = std::min(p.tokens, a.n_tokens - it.t);
   it.h0 = it.g * p.group + sub * p.heads;
   return it;
 }
@@ -204,11 +229,12 @@ const AttentionLoops& attention_loops(Isa isa) {
 
 std::size_t attention_scratch_floats(const AttentionArgs& a, int n_threads) {
   HERD_CHECK(a.n_head_kv > 0 && a.n_head % a.n_head_kv == 0 && n_threads > 0);
-  const int heads = heads_per_item(a.n_head / a.n_head_kv);
+  const int n_q = kAttentionMaxHeads;  // any plan's heads * tokens
   // Chunking happens only while base items < kItemsPerThread * n_threads, so at most twice that
   // many items hold partials.
   const std::size_t max_partials = static_cast<std::size_t>(2 * kItemsPerThread) * n_threads;
-  return static_cast<std::size_t>(n_threads) * slot_floats(heads, a.head_dim_v) +
+  const int heads = heads_per_item(a.n_head / a.n_head_kv);
+  return static_cast<std::size_t>(n_threads) * slot_floats(n_q, a.head_dim_k, a.head_dim_v) +
          max_partials * partial_floats(heads, a.head_dim_v);
 }
 
@@ -220,26 +246,30 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
   const int n_threads = pool.size();
   const Plan p = make_plan(a, n_threads);
   const int dv = a.head_dim_v;
-  float* partials = a.scratch + static_cast<std::size_t>(n_threads) * slot_floats(p.heads, dv);
+  const std::size_t slot_size = slot_floats(kAttentionMaxHeads, a.head_dim_k, dv);
+  float* partials = a.scratch + static_cast<std::size_t>(n_threads) * slot_size;
   const std::size_t part_stride = partial_floats(p.heads, dv);
   HERD_CHECK(p.n_chunks == 1 ||
              static_cast<std::size_t>(p.n_items) <= 2u * kItemsPerThread * n_threads);
   pool.run([&](int thread, int n) {
-    float* slot = a.scratch + static_cast<std::size_t>(thread) * slot_floats(p.heads, dv);
-    const float* acc = slot + static_cast<std::size_t>(p.heads) * kTile;
+    float* slot = a.scratch + static_cast<std::size_t>(thread) * slot_size;
     // Interleaved split: later tokens see more positions, so contiguous runs would be uneven.
     for (std::int64_t i = thread; i < p.n_items; i += n) {
       const Item it = item_at(a, p, i);
-      const int n_visible = a.pos0 + it.t + 1;
+      const int n_q = p.heads * it.n_tok;
+      const float* acc = slot + static_cast<std::size_t>(n_q) * kTile;
+      const int n_visible = a.pos0 + it.t + it.n_tok;
       const int begin =
           static_cast<int>(static_cast<std::int64_t>(n_visible) * it.chunk / p.n_chunks);
       const int end =
           static_cast<int>(static_cast<std::int64_t>(n_visible) * (it.chunk + 1) / p.n_chunks);
-      attend_range(a, L, p.heads, it.t, it.g, it.h0, begin, end, slot);
-      const float* m = acc + static_cast<std::size_t>(p.heads) * dv;
-      const float* l = m + p.heads;
+      attend_range(a, L, p.heads, it.t, it.n_tok, it.g, it.h0, begin, end, slot);
+      const float* m = acc + static_cast<std::size_t>(n_q) * dv;
+      const float* l = m + n_q;
       if (p.n_chunks == 1) {
-        for (int h = 0; h < p.heads; ++h) write_out(a, dv, it.t, it.h0 + h, acc + h * dv, l[h]);
+        for (int r = 0; r < n_q; ++r) {
+          write_out(a, dv, it.t + r / p.heads, it.h0 + r % p.heads, acc + r * dv, l[r]);
+        }
       } else {
         float* part = partials + i * part_stride;
         std::copy(m, m + 2 * p.heads, part);  // m then l

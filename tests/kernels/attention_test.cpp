@@ -167,6 +167,10 @@ INSTANTIATE_TEST_SUITE_P(
                     Shape{"odd_sizes_gqa3", 6, 2, 29, 19, 5, 4, 2},
                     Shape{"deepseek_k192_v128", 4, 4, 192, 128, 3, 6, 2},
                     Shape{"absorbed_latent_v_in_k", 16, 1, 80, 64, 3, 40, 2, true},
+                    // Batches long enough that one item takes several tokens (masked apart).
+                    Shape{"mha_prefill_token_blocks", 4, 4, 64, 64, 37, 3, 2},
+                    Shape{"gqa4_prefill_blocks_cross_tile", 8, 2, 64, 64, 45, 260, 2},
+                    Shape{"gqa2_prefill_blocks_one_thread", 4, 2, 32, 32, 19, 0, 1},
                     Shape{"decode_split_positions", 8, 2, 64, 64, 1, 700, 2},
                     Shape{"decode_split_odd", 3, 1, 40, 24, 1, 2999, 3},
                     Shape{"decode_one_thread", 32, 8, 64, 64, 1, 520, 1}),
