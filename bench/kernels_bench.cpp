@@ -121,6 +121,20 @@ const bool kRegistered = [] {
       }
     }
   }
+  // Q4_K / Q5_K decode (the 512-bit kernels of dot_k_avx512.cpp), and 32768 x 2048 (38 MB of
+  // q4_K): a matrix several times larger than L2 that exercises the prefetch distance.
+  for (Type t : {Type::kQ4_K, Type::kQ5_K}) {
+    for (std::int64_t rows : {1024, 8192, 32768}) {
+      for (std::int64_t tokens : {1, 8}) {
+        if (t == Type::kQ4_K && rows != 32768) continue;  // registered above
+        const std::string name = "rows/" + std::string(tensor::type_name(t)) + "/" +
+                                 std::to_string(rows) + "x2048/t" + std::to_string(tokens);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
+          run_rows(st, t, rows, 2048, tokens);
+        })->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
   return true;
 }();
 

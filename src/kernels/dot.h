@@ -112,7 +112,7 @@ const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
 // Replaces the AVX-512 table's Q4_0 / Q8_0 entries with the BlockQ8X kernels.
 void add_avx512_q32_kernels(KernelTable& table);
-// Replaces its Q6_K entry with the 512-bit kernel of dot_k_avx512.cpp.
+// Replaces its Q4_K, Q5_K and Q6_K entries with the 512-bit kernels of dot_k_avx512.cpp.
 void add_avx512_k_kernels(KernelTable& table);
 
 }  // namespace herd::kernels

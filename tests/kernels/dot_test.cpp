@@ -225,6 +225,49 @@ TEST(Dot, VectorIsasMatchScalarForEveryTileWidth) {
   }
 }
 
+// Q4_K / Q5_K blocks of random bytes: every bit of the 6-bit scale/min packing, of the nibbles
+// and of qh takes both values, including full-range (63) scales and mins against full-range
+// weights and activations, so a misplaced bit or a saturating step shows up.
+TEST(Dot, Q45KRandomBitPatternsMatchScalar) {
+  for (Type type : {Type::kQ4_K, Type::kQ5_K}) {
+    const std::int64_t n = 256 * 5;
+    const std::size_t bytes = tensor::row_bytes(type, n);
+    const std::size_t block = bytes / 5;
+    std::mt19937 rng(7);
+    std::vector<std::uint8_t> w(bytes + 1);
+    for (auto& b : w) b = static_cast<std::uint8_t>(rng());
+    const std::uint16_t halves[2][2] = {{0x3C00, 0x3800}, {0x2E66, 0x3266}};  // d, dmin
+    for (std::size_t i = 0; i < 5; ++i) {
+      if (i == 2) std::memset(w.data() + 1 + i * block + 4, 0xFF, block - 4);  // all maximal
+      std::memcpy(w.data() + 1 + i * block, halves[i % 2], 4);
+    }
+    auto x = gaussian(n * kMaxTileTokens, 9, 5.0f);
+    const DotKernel& ref = *scalar_kernels().find(type);
+    const Prepared act = prepare(scalar_kernels(), ref.activation, x, n, kMaxTileTokens);
+    float want[kMaxTileTokens];
+    ref.tile(n, w.data() + 1, act.data(), act.stride, kMaxTileTokens, want, 1);
+    std::vector<float> wf(n);
+    tensor::dequantize(type, w.data() + 1, wf.data(), n);
+    double mag[kMaxTileTokens] = {};
+    for (int t = 0; t < kMaxTileTokens; ++t) {
+      const auto xa = dequantize_activation(ref.activation, act.data() + t * act.stride, n);
+      for (std::int64_t j = 0; j < n; ++j) mag[t] += std::fabs(wf[j] * xa[j]);
+    }
+    for (Isa isa : vector_isas()) {
+      const DotKernel& k = *kernels_for(isa).find(type);
+      ASSERT_EQ(k.activation, ref.activation);
+      for (int nc = 1; nc <= kMaxTileTokens; ++nc) {
+        float got[kMaxTileTokens];
+        k.tile(n, w.data() + 1, act.data(), act.stride, nc, got, 1);
+        for (int t = 0; t < nc; ++t) {
+          EXPECT_NEAR(got[t], want[t], 2e-6 * mag[t])
+              << isa_name(isa) << " " << tensor::type_name(type) << " nc " << nc << " t " << t;
+        }
+      }
+    }
+  }
+}
+
 // Extremes: full-range int8 weights against full-range activations must not saturate.
 TEST(Dot, Q8_0ExtremesDoNotSaturate) {
   std::vector<tensor::BlockQ8_0> w(2);
