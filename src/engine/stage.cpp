@@ -1,5 +1,7 @@
 #include "engine/stage.h"
 
+#include <algorithm>
+
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "util/error.h"
@@ -37,13 +39,21 @@ void Stage::run_layers(float* hidden, int n_tokens, int pos0) {
   }
   const auto range = model_->range();
   const auto& arch = model_->arch();
-  for (int il = range.first; il < range.last; ++il) {
-    const model::LayerForward f{
-        *model_, model_->layer(il), il, hidden, n_tokens, pos0, cache_.layer(il - range.first), ws_,
-        pool_};
-    arch.forward_layer(f);
+  // Long batches run in micro-batches: the scratch buffers grow with the batch (a 4000-token
+  // prompt of a 1B model needed ~500 MiB of activations in one piece), while the blocked kernels
+  // are already at full speed at kMaxMicroBatch tokens. Each micro-batch attends to the ones
+  // before it through the KV cache, so the result is the same.
+  for (int done = 0; done < n_tokens; done += kMaxMicroBatch) {
+    const int n = std::min(kMaxMicroBatch, n_tokens - done);
+    float* x = hidden + static_cast<std::int64_t>(done) * model_->n_embd();
+    for (int il = range.first; il < range.last; ++il) {
+      const model::LayerForward f{
+          *model_, model_->layer(il), il, x, n, pos0 + done, cache_.layer(il - range.first), ws_,
+          pool_};
+      arch.forward_layer(f);
+    }
+    n_cached_ = pos0 + done + n;
   }
-  n_cached_ = pos0 + n_tokens;
 }
 
 void Stage::head(const float* hidden, int n_rows, std::vector<float>& logits) {

@@ -17,6 +17,9 @@ namespace herd::engine {
 
 class Stage {
  public:
+  // Most tokens one pass through the layers takes; longer batches are split (see run_layers).
+  static constexpr int kMaxMicroBatch = 512;
+
   Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool);
 
   const model::Model& model() const { return *model_; }

@@ -212,3 +212,37 @@ TEST_F(PipelineErrors, BatchedPrefillEqualsOneTokenAtATime) {
 
 }  // namespace
 }  // namespace herd::engine
+
+namespace herd::engine {
+namespace {
+
+// A batch longer than Stage::kMaxMicroBatch runs in micro-batches; the logits must be those of
+// feeding the same tokens in smaller pieces (each piece attends to the earlier ones through the
+// cache either way). Same kernels per token, so only float order in the blocked paths could
+// differ: 1e-4 is far below any real change of the logits (order 1).
+TEST(MicroBatches, LongBatchEqualsSmallerPieces) {
+  const auto path = herd::testing::shared_file("golden/llama-f32.gguf");
+  if (path.empty()) GTEST_SKIP() << "reference data ../shared/golden/llama-f32.gguf not found";
+  auto model = model::Model::load(open(path));
+  const int n = Stage::kMaxMicroBatch * 2 + 77;
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) tokens[static_cast<std::size_t>(i)] = (i * 37 + 11) % 500 + 1;
+  LocalPipeline whole(model, n + 1, pool());
+  LocalPipeline pieces(model, n + 1, pool());
+  std::vector<float> a, b;
+  whole.forward(tokens, 0, false, a);
+  for (int done = 0; done < n; done += 300) {
+    const int len = std::min(300, n - done);
+    pieces.forward(std::span(tokens).subspan(static_cast<std::size_t>(done), len), done, false, b);
+  }
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4) << i;
+  // Both caches now hold n positions: one more token continues from there.
+  const std::int32_t next = 42;
+  whole.forward(std::span(&next, 1), n, false, a);
+  pieces.forward(std::span(&next, 1), n, false, b);
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4) << i;
+}
+
+}  // namespace
+}  // namespace herd::engine
