@@ -86,14 +86,21 @@ void add_bias(float* y, const Vector& b, int n_tokens, std::int64_t ld) {
 
 namespace {
 
+// Fewest tokens per task when per-token work is split over the pool.
+constexpr std::int64_t kTokensPerTask = 16;
+
 // dst[t] = rms_norm(hidden[t]) * w for each token.
 float* normed_input(const LayerForward& f, const Vector& w) {
   const int n_embd = f.model.n_embd();
   float* x = f.ws.floats(Workspace::kNorm, static_cast<std::size_t>(f.n_tokens) * n_embd);
-  for (int t = 0; t < f.n_tokens; ++t) {
-    kernels::rms_norm(f.hidden + static_cast<std::int64_t>(t) * n_embd, w.data,
-                      x + static_cast<std::int64_t>(t) * n_embd, n_embd, f.model.hparams().rms_eps);
-  }
+  // Split over the pool in a batch: serial per-token work would idle the other cores of a
+  // prefill that is otherwise parallel (a single token stays on the calling thread).
+  f.pool.parallel_for(f.n_tokens, kTokensPerTask, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) {
+      kernels::rms_norm(f.hidden + t * n_embd, w.data, x + t * n_embd, n_embd,
+                        f.model.hparams().rms_eps);
+    }
+  });
   return x;
 }
 
@@ -225,25 +232,28 @@ void attention_gqa(const LayerForward& f) {
   add_bias(v, w.bv, T, v_dim);
 
   const auto& rope = f.model.rope();
-  float* cos_sin = f.ws.floats(Workspace::kRope, static_cast<std::size_t>(hp.n_rot));
-  for (int t = 0; t < T; ++t) {
-    float* qt = q + t * q_dim;
-    float* kt = k + t * k_dim;
-    if (w.q_norm)
-      kernels::rms_norm_rows(qt, w.q_norm.data, hp.n_head, hp.head_dim_k, hp.head_dim_k,
-                             hp.rms_eps);
-    if (w.k_norm)
-      kernels::rms_norm_rows(kt, w.k_norm.data, hp.n_head_kv, hp.head_dim_k, hp.head_dim_k,
-                             hp.rms_eps);
-    kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
-    kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
-    kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
-    for (int g = 0; g < hp.n_head_kv; ++g) {
-      kernels::f32_to_f16_row(kt + g * hp.head_dim_k, f.kv.k_at(g, f.pos0 + t), hp.head_dim_k);
-      kernels::f32_to_f16_row(v + t * v_dim + g * hp.head_dim_v, f.kv.v_at(g, f.pos0 + t),
-                              hp.head_dim_v);
+  float* cos_sin_all = f.ws.floats(Workspace::kRope, static_cast<std::size_t>(hp.n_rot) * T);
+  f.pool.parallel_for(T, kTokensPerTask, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) {
+      float* cos_sin = cos_sin_all + t * hp.n_rot;
+      float* qt = q + t * q_dim;
+      float* kt = k + t * k_dim;
+      if (w.q_norm)
+        kernels::rms_norm_rows(qt, w.q_norm.data, hp.n_head, hp.head_dim_k, hp.head_dim_k,
+                               hp.rms_eps);
+      if (w.k_norm)
+        kernels::rms_norm_rows(kt, w.k_norm.data, hp.n_head_kv, hp.head_dim_k, hp.head_dim_k,
+                               hp.rms_eps);
+      kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
+      kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
+      kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
+      for (int g = 0; g < hp.n_head_kv; ++g) {
+        kernels::f32_to_f16_row(kt + g * hp.head_dim_k, f.kv.k_at(g, f.pos0 + t), hp.head_dim_k);
+        kernels::f32_to_f16_row(v + t * v_dim + g * hp.head_dim_v, f.kv.v_at(g, f.pos0 + t),
+                                hp.head_dim_v);
+      }
     }
-  }
+  });
 
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
   kernels::AttentionArgs a;
