@@ -18,7 +18,7 @@ namespace herd::engine {
 class Stage {
  public:
   // Most tokens one pass through the layers takes; longer batches are split (see run_layers).
-  static constexpr int kMaxMicroBatch = 512;
+  static constexpr int kMaxMicroBatch = 256;
 
   Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool);
 
