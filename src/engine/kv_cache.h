@@ -29,6 +29,8 @@ class KvCache {
   int n_ctx_;
   int n_layers_;
   model::KvWidth width_;
+  int k_block_ = 1;               // positions per K block (model::LayerKv::k_block)
+  int k_positions_ = 0;           // n_ctx rounded up to whole K blocks
   std::vector<std::uint16_t> k_;  // f16 [n_layers, width.n_heads, n_ctx, width.k / n_heads]
   std::vector<std::uint16_t> v_;  // f16 [n_layers, width.n_heads, n_ctx, width.v / n_heads]
 };

@@ -27,6 +27,20 @@ void scores_scalar(const float* q, int n_q, int d, const std::uint16_t* k, std::
   }
 }
 
+void scores_blocked_scalar(const float* q, int n_q, int d, const std::uint16_t* k, int p0, int n,
+                           float scale, float* s, int s_stride) {
+  for (int i = 0; i < n; ++i) {
+    const int p = p0 + i;
+    const std::uint16_t* first = k + (p / kKeyBlock) * kKeyBlock * d + p % kKeyBlock;
+    for (int h = 0; h < n_q; ++h) {
+      const float* qh = q + static_cast<std::int64_t>(h) * d;
+      float sum = 0.0f;
+      for (int j = 0; j < d; ++j) sum += qh[j] * tensor::fp16_to_fp32(first[j * kKeyBlock]);
+      s[h * s_stride + i] = sum * scale;
+    }
+  }
+}
+
 void accumulate_scalar(const float* w, int w_stride, int n_q, const std::uint16_t* v,
                        std::int64_t v_stride, int n, int d, float* acc) {
   for (int i = 0; i < n; ++i) {
@@ -54,8 +68,8 @@ void to_f16_scalar(const float* x, std::uint16_t* y, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = tensor::fp32_to_fp16(x[i]);
 }
 
-constexpr AttentionLoops kScalarLoops{&scores_scalar, &accumulate_scalar, &max_scalar,
-                                      &exp_sum_scalar, &to_f16_scalar};
+constexpr AttentionLoops kScalarLoops{&scores_scalar, &accumulate_scalar, &scores_blocked_scalar,
+                                      &max_scalar,    &exp_sum_scalar,    &to_f16_scalar};
 
 // Positions whose scores are held at once per query head (the softmax runs online across tiles).
 constexpr int kTile = 256;
@@ -143,7 +157,11 @@ void attend_range(const AttentionArgs& a, const AttentionLoops& L, int heads, in
   const std::uint16_t* v = a.v + g * a.v_head_stride;
   for (int p0 = begin; p0 < end; p0 += kTile) {
     const int n = std::min(kTile, end - p0);
-    L.scores(q, n_q, dk, k + p0 * a.k_stride, a.k_stride, n, a.scale, scores, kTile);
+    if (a.k_block == kKeyBlock) {
+      L.scores_blocked(q, n_q, dk, k, p0, n, a.scale, scores, kTile);
+    } else {
+      L.scores(q, n_q, dk, k + p0 * a.k_stride, a.k_stride, n, a.scale, scores, kTile);
+    }
     for (int r = 0; r < n_q; ++r) {
       float* s = scores + r * kTile;
       // Causal mask of the earlier tokens of the item: token t0 + j sees positions < limit.
@@ -240,6 +258,7 @@ std::size_t attention_scratch_floats(const AttentionArgs& a, int n_threads) {
 
 void attention(const AttentionArgs& a, ThreadPool& pool) {
   HERD_CHECK(a.n_head_kv > 0 && a.n_head % a.n_head_kv == 0);
+  HERD_CHECK(a.k_block == 1 || a.k_block == kKeyBlock);
   HERD_CHECK(a.n_tokens >= 0 && a.pos0 >= 0 && a.scratch);
   if (a.n_tokens == 0) return;
   const AttentionLoops& L = attention_loops(active_isa());
@@ -282,6 +301,17 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
 
 void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n) {
   attention_loops(active_isa()).to_f16(x, y, n);
+}
+
+void f32_to_f16_strided(const float* x, std::uint16_t* y, std::int64_t n, std::int64_t stride) {
+  if (stride == 1) return f32_to_f16_row(x, y, n);
+  constexpr std::int64_t kChunk = 256;
+  std::uint16_t row[kChunk];
+  for (std::int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const std::int64_t m = std::min(kChunk, n - i0);
+    f32_to_f16_row(x + i0, row, m);
+    for (std::int64_t i = 0; i < m; ++i) y[(i0 + i) * stride] = row[i];
+  }
 }
 
 }  // namespace herd::kernels

@@ -27,6 +27,10 @@ struct AttentionArgs {
   const std::uint16_t* k = nullptr;
   std::int64_t k_stride = 0;
   std::int64_t k_head_stride = 0;
+  // kKeyBlock: K of each head is stored in blocks of kKeyBlock positions, dimension-major inside
+  // a block (see key_offset), so that scores come out 16 positions per vector with no horizontal
+  // sums; k_stride is then unused. 1: rows as above.
+  int k_block = 1;
   const std::uint16_t* v = nullptr;  // likewise, head_dim_v values per head and position
   std::int64_t v_stride = 0;
   std::int64_t v_head_stride = 0;
@@ -43,6 +47,16 @@ struct AttentionArgs {
   float* scratch = nullptr;  // attention_scratch_floats(*this, pool.size()) floats
 };
 
+// Positions per K block of the blocked layout (AttentionArgs::k_block).
+inline constexpr int kKeyBlock = 16;
+
+// Offset of element j of kv head g at position p in the K cache, for either layout.
+inline std::int64_t key_offset(const AttentionArgs& a, int g, std::int64_t p, int j) {
+  if (a.k_block == 1) return g * a.k_head_stride + p * a.k_stride + j;
+  return g * a.k_head_stride + (p / kKeyBlock) * kKeyBlock * a.head_dim_k +
+         static_cast<std::int64_t>(j) * kKeyBlock + p % kKeyBlock;
+}
+
 // Scratch the call needs. Depends only on the head counts, head sizes and thread count (not on
 // the context length or batch size), so a workspace sized once never grows.
 std::size_t attention_scratch_floats(const AttentionArgs& args, int n_threads);
@@ -51,5 +65,7 @@ void attention(const AttentionArgs& args, ThreadPool& pool);
 
 // y[i] = x[i] rounded to the nearest f16 (ties to even), for cache rows.
 void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
+// The same into y[i * stride] (a key of the blocked layout: stride kKeyBlock).
+void f32_to_f16_strided(const float* x, std::uint16_t* y, std::int64_t n, std::int64_t stride);
 
 }  // namespace herd::kernels

@@ -81,6 +81,32 @@ void accumulate_n(const float* w, int w_stride, const std::uint16_t* v, std::int
   }
 }
 
+// Blocked K (kernels/attention.h), 8 positions of a 16-position block per pass: lane l of the
+// vector at dimension j is position 16 * block + 8 * half + l.
+template <int NQ>
+void scores_blocked_n(const float* q, int d, const std::uint16_t* k, int p0, int n, float scale,
+                      float* s, int s_stride) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  for (int first = p0 / 8 * 8; first < p0 + n; first += 8) {
+    const std::uint16_t* block = k + static_cast<std::int64_t>(first / 16) * 16 * d + first % 16;
+    __m256 acc[NQ];
+    for (int h = 0; h < NQ; ++h) acc[h] = _mm256_setzero_ps();
+    for (int j = 0; j < d; ++j) {
+      const __m256 kv =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + j * 16)));
+      for (int h = 0; h < NQ; ++h)
+        acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(q[h * d + j]), kv, acc[h]);
+    }
+    const int lo = first < p0 ? p0 - first : 0;
+    const int hi = first + 8 > p0 + n ? p0 + n - first : 8;
+    for (int h = 0; h < NQ; ++h) {
+      alignas(32) float lane[8];
+      _mm256_store_ps(lane, _mm256_mul_ps(acc[h], vscale));
+      for (int l = lo; l < hi; ++l) s[h * s_stride + first + l - p0] = lane[l];
+    }
+  }
+}
+
 template <template <int> class F, typename... Args>
 void by_heads(int n_q, Args... args) {
   switch (n_q) {
@@ -120,6 +146,14 @@ struct Scores {
 };
 
 template <int NQ>
+struct ScoresBlocked {
+  static void run(const float* q, int d, const std::uint16_t* k, int p0, int n, float scale,
+                  float* s, int s_stride) {
+    scores_blocked_n<NQ>(q, d, k, p0, n, scale, s, s_stride);
+  }
+};
+
+template <int NQ>
 struct Accumulate {
   static void run(const float* w, int w_stride, const std::uint16_t* v, std::int64_t v_stride,
                   int n, int d, float* acc) {
@@ -130,6 +164,11 @@ struct Accumulate {
 void scores(const float* q, int n_q, int d, const std::uint16_t* k, std::int64_t k_stride, int n,
             float scale, float* s, int s_stride) {
   by_heads<Scores>(n_q, q, d, k, k_stride, n, scale, s, s_stride);
+}
+
+void scores_blocked(const float* q, int n_q, int d, const std::uint16_t* k, int p0, int n,
+                    float scale, float* s, int s_stride) {
+  by_heads<ScoresBlocked>(n_q, q, d, k, p0, n, scale, s, s_stride);
 }
 
 void accumulate(const float* w, int w_stride, int n_q, const std::uint16_t* v,
@@ -203,7 +242,8 @@ void to_f16(const float* x, std::uint16_t* y, std::int64_t n) {
 }  // namespace
 
 const AttentionLoops& attention_loops() {
-  static constexpr AttentionLoops loops{&scores, &accumulate, &max, &exp_sum, &to_f16};
+  static constexpr AttentionLoops loops{&scores, &accumulate, &scores_blocked,
+                                        &max,    &exp_sum,    &to_f16};
   return loops;
 }
 

@@ -73,6 +73,34 @@ void scores_n(const float* q, int d, const std::uint16_t* k, std::int64_t k_stri
   }
 }
 
+// Blocked K (kernels/attention.h): lane l of a block's vector at dimension j is position
+// 16 * block + l, so each query head's 16 scores build up in one register with no reduction.
+template <int NQ>
+void scores_blocked_n(const float* q, int d, const std::uint16_t* k, int p0, int n, float scale,
+                      float* s, int s_stride) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int b = p0 / 16; b * 16 < p0 + n; ++b) {
+    const std::uint16_t* block = k + static_cast<std::int64_t>(b) * 16 * d;
+    __m512 acc[NQ];
+    for (int h = 0; h < NQ; ++h) acc[h] = _mm512_setzero_ps();
+    for (int j = 0; j < d; ++j) {
+      const __m512 kv =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + j * 16)));
+      for (int h = 0; h < NQ; ++h)
+        acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * d + j]), kv, acc[h]);
+    }
+    // Lanes before p0 or from p0 + n on belong to other calls.
+    const int first = b * 16;
+    const int lo = first < p0 ? p0 - first : 0;
+    const int hi = first + 16 > p0 + n ? p0 + n - first : 16;
+    const auto keep = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+    for (int h = 0; h < NQ; ++h) {
+      // Lane l goes to s[first + l - p0]: shifted by -p0, within [0, n) for the kept lanes.
+      _mm512_mask_storeu_ps(s + h * s_stride + (first - p0), keep, _mm512_mul_ps(acc[h], vscale));
+    }
+  }
+}
+
 // Rows are walked in runs short enough to stay in L1 while each 16-column block passes over them.
 constexpr int kRun = 32;
 
@@ -135,6 +163,14 @@ struct Scores {
 };
 
 template <int NQ>
+struct ScoresBlocked {
+  static void run(const float* q, int d, const std::uint16_t* k, int p0, int n, float scale,
+                  float* s, int s_stride) {
+    scores_blocked_n<NQ>(q, d, k, p0, n, scale, s, s_stride);
+  }
+};
+
+template <int NQ>
 struct Accumulate {
   static void run(const float* w, int w_stride, const std::uint16_t* v, std::int64_t v_stride,
                   int n, int d, float* acc) {
@@ -145,6 +181,11 @@ struct Accumulate {
 void scores(const float* q, int n_q, int d, const std::uint16_t* k, std::int64_t k_stride, int n,
             float scale, float* s, int s_stride) {
   by_heads<Scores>(n_q, q, d, k, k_stride, n, scale, s, s_stride);
+}
+
+void scores_blocked(const float* q, int n_q, int d, const std::uint16_t* k, int p0, int n,
+                    float scale, float* s, int s_stride) {
+  by_heads<ScoresBlocked>(n_q, q, d, k, p0, n, scale, s, s_stride);
 }
 
 void accumulate(const float* w, int w_stride, int n_q, const std::uint16_t* v,
@@ -185,7 +226,8 @@ void to_f16(const float* x, std::uint16_t* y, std::int64_t n) {
 }  // namespace
 
 const AttentionLoops& attention_loops() {
-  static constexpr AttentionLoops loops{&scores, &accumulate, &max, &exp_sum, &to_f16};
+  static constexpr AttentionLoops loops{&scores, &accumulate, &scores_blocked,
+                                        &max,    &exp_sum,    &to_f16};
   return loops;
 }
 

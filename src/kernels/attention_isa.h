@@ -20,6 +20,10 @@ struct AttentionLoops {
   // v + i * v_stride.
   void (*accumulate)(const float* w, int w_stride, int n_q, const std::uint16_t* v,
                      std::int64_t v_stride, int n, int d, float* acc);
+  // As scores, for the blocked K layout: k is the head's first block; positions [p0, p0 + n),
+  // s[h * s_stride + i] for position p0 + i.
+  void (*scores_blocked)(const float* q, int n_q, int d, const std::uint16_t* k, int p0, int n,
+                         float scale, float* s, int s_stride);
   float (*max)(const float* x, int n);
   // x[i] = exp(x[i] - max); returns the sum.
   float (*exp_sum)(float* x, int n, float max);

@@ -32,9 +32,17 @@ struct LayerKv {
   std::int64_t k_head_stride = 0;  // n_ctx * k_head_dim
   std::int64_t v_head_stride = 0;
   int n_ctx = 0;
+  // Positions per K block: 1 is one row per position (k_at); kernels::kKeyBlock stores each
+  // head's K dimension-major within blocks of that many positions (kernels/attention.h), for
+  // attention without horizontal sums. Element j of (head, pos) is k_first(head, pos)[j * k_block].
+  int k_block = 1;
 
+  // Row-major K only (k_block == 1).
   std::uint16_t* k_at(int head, std::int64_t pos) const {
     return k + head * k_head_stride + pos * k_head_dim;
+  }
+  std::uint16_t* k_first(int head, std::int64_t pos) const {
+    return k + head * k_head_stride + (pos / k_block) * k_block * k_head_dim + pos % k_block;
   }
   std::uint16_t* v_at(int head, std::int64_t pos) const {
     return v + head * v_head_stride + pos * v_head_dim;
@@ -47,6 +55,8 @@ struct KvWidth {
   std::int64_t k = 0;
   std::int64_t v = 0;
   int n_heads = 1;
+  // K stored in blocks of positions (LayerKv::k_block); not where K rows are also read as V.
+  bool k_blocked = false;
 };
 
 // Scratch buffers for the forward pass, owned by whoever runs it (engine::Stage). A buffer only

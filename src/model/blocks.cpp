@@ -248,7 +248,8 @@ void attention_gqa(const LayerForward& f) {
       kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
       kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
       for (int g = 0; g < hp.n_head_kv; ++g) {
-        kernels::f32_to_f16_row(kt + g * hp.head_dim_k, f.kv.k_at(g, f.pos0 + t), hp.head_dim_k);
+        kernels::f32_to_f16_strided(kt + g * hp.head_dim_k, f.kv.k_first(g, f.pos0 + t),
+                                    hp.head_dim_k, f.kv.k_block);
         kernels::f32_to_f16_row(v + t * v_dim + g * hp.head_dim_v, f.kv.v_at(g, f.pos0 + t),
                                 hp.head_dim_v);
       }
@@ -262,6 +263,7 @@ void attention_gqa(const LayerForward& f) {
   a.k = f.kv.k;
   a.k_stride = f.kv.k_head_dim;
   a.k_head_stride = f.kv.k_head_stride;
+  a.k_block = f.kv.k_block;
   a.v = f.kv.v;
   a.v_stride = f.kv.v_head_dim;
   a.v_head_stride = f.kv.v_head_stride;

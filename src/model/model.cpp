@@ -153,7 +153,8 @@ kernels::RopeConfig Architecture::rope_config(const HParams& hp) const {
 
 KvWidth Architecture::kv_width(const HParams& hp) const {
   return {static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_k,
-          static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_v, hp.n_head_kv};
+          static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_v, hp.n_head_kv,
+          /*k_blocked=*/true};
 }
 
 }  // namespace herd::model

@@ -46,7 +46,7 @@ std::vector<float> naive_attention(const AttentionArgs& a) {
         double d = 0;
         for (int i = 0; i < a.head_dim_k; ++i) {
           d += double(a.q[t * a.q_stride + h * a.head_dim_k + i]) *
-               tensor::fp16_to_fp32(a.k[g * a.k_head_stride + p * a.k_stride + i]);
+               tensor::fp16_to_fp32(a.k[key_offset(a, g, p, i)]);
         }
         s[p] = d * a.scale;
         max = std::max(max, s[p]);
@@ -70,23 +70,35 @@ struct Shape {
   int n_head, n_head_kv, dk, dv, n_tokens, pos0, n_threads;
   bool v_in_k = false;     // V is the first dv values of each K row (deepseek2 absorbed MLA)
   bool head_major = true;  // cache [n_head_kv, n_ctx, d], else [n_ctx, n_head_kv, d]
+  bool k_blocked = false;  // K in blocks of kKeyBlock positions (as the KV cache stores it)
 };
 
 // A cache of random f16 values in the given layout; positions from n_valid on hold NaN, so that
-// reading one would poison the result.
+// reading one would poison the result. Blocked: head-major, each head's positions rounded up to
+// whole blocks (the padding is NaN too).
 struct Cache {
   std::vector<std::uint16_t> data;
   std::int64_t stride = 0, head_stride = 0;
-  Cache(int n_ctx, int n_valid, int n_kv, int d, bool head_major, std::uint32_t seed) {
-    const auto x = random_vector(static_cast<std::size_t>(n_ctx) * n_kv * d, seed);
-    data.resize(x.size());
-    stride = head_major ? d : static_cast<std::int64_t>(n_kv) * d;
-    head_stride = head_major ? static_cast<std::int64_t>(n_ctx) * d : d;
-    for (int p = 0; p < n_ctx; ++p) {
+  int block = 1;
+  Cache(int n_ctx, int n_valid, int n_kv, int d, bool head_major, std::uint32_t seed,
+        bool blocked = false) {
+    block = blocked ? kKeyBlock : 1;
+    const int n_pos = (n_ctx + block - 1) / block * block;
+    const auto x = random_vector(static_cast<std::size_t>(n_pos) * n_kv * d, seed);
+    data.assign(x.size(), std::uint16_t{0x7E00});
+    stride = head_major || blocked ? d : static_cast<std::int64_t>(n_kv) * d;
+    head_stride = head_major || blocked ? static_cast<std::int64_t>(n_pos) * d : d;
+    AttentionArgs layout;
+    layout.k_stride = stride;
+    layout.k_head_stride = head_stride;
+    layout.k_block = block;
+    layout.head_dim_k = d;
+    for (int p = 0; p < n_valid; ++p) {
       for (int g = 0; g < n_kv; ++g) {
         for (int i = 0; i < d; ++i) {
-          const std::size_t at = g * head_stride + p * stride + i;
-          data[at] = p < n_valid ? tensor::fp32_to_fp16(x[at]) : std::uint16_t{0x7E00};
+          const std::int64_t at = key_offset(layout, g, p, i);
+          data[static_cast<std::size_t>(at)] =
+              tensor::fp32_to_fp16(x[static_cast<std::size_t>(at)]);
         }
       }
     }
@@ -101,7 +113,7 @@ TEST_P(AttentionShapes, EveryIsaMatchesTheReferenceAndScalar) {
   const std::int64_t q_stride = static_cast<std::int64_t>(sh.n_head) * sh.dk;
   const auto q = random_vector(static_cast<std::size_t>(sh.n_tokens) * q_stride, 5);
   const int n_valid = sh.pos0 + sh.n_tokens;
-  const Cache k(n_ctx, n_valid, sh.n_head_kv, sh.dk, sh.head_major, 6);
+  const Cache k(n_ctx, n_valid, sh.n_head_kv, sh.dk, sh.head_major, 6, sh.k_blocked);
   const Cache v(n_ctx, n_valid, sh.n_head_kv, sh.dv, sh.head_major, 7);
   const std::int64_t out_stride = static_cast<std::int64_t>(sh.n_head) * sh.dv + 3;
 
@@ -111,6 +123,7 @@ TEST_P(AttentionShapes, EveryIsaMatchesTheReferenceAndScalar) {
   a.k = k.data.data();
   a.k_stride = k.stride;
   a.k_head_stride = k.head_stride;
+  a.k_block = k.block;
   a.v = sh.v_in_k ? k.data.data() : v.data.data();
   a.v_stride = sh.v_in_k ? k.stride : v.stride;
   a.v_head_stride = sh.v_in_k ? k.head_stride : v.head_stride;
@@ -172,6 +185,12 @@ INSTANTIATE_TEST_SUITE_P(
                     Shape{"gqa4_prefill_blocks_cross_tile", 8, 2, 64, 64, 45, 260, 2},
                     Shape{"gqa2_prefill_blocks_one_thread", 4, 2, 32, 32, 19, 0, 1},
                     Shape{"decode_split_positions", 8, 2, 64, 64, 1, 700, 2},
+                    // K blocked by 16 positions, as the KV cache stores it for GQA models.
+                    Shape{"blocked_mha_prefill", 4, 4, 64, 64, 37, 3, 2, false, true, true},
+                    Shape{"blocked_gqa4_cross_tile", 8, 2, 64, 64, 45, 260, 2, false, true, true},
+                    Shape{"blocked_odd_sizes", 6, 2, 29, 19, 5, 4, 2, false, true, true},
+                    Shape{"blocked_decode_split", 8, 2, 64, 64, 1, 700, 2, false, true, true},
+                    Shape{"blocked_decode_one_thread", 32, 8, 64, 64, 1, 521, 1, false, true, true},
                     Shape{"decode_split_odd", 3, 1, 40, 24, 1, 2999, 3},
                     Shape{"decode_one_thread", 32, 8, 64, 64, 1, 520, 1}),
     [](const testing::TestParamInfo<Shape>& info) { return std::string(info.param.name); });
