@@ -84,6 +84,9 @@ void scores_blocked_n(const float* q, int d, const std::uint16_t* k, int p0, int
     __m512 acc[NQ];
     for (int h = 0; h < NQ; ++h) acc[h] = _mm512_setzero_ps();
     for (int j = 0; j < d; ++j) {
+      // Decode streams the whole cache once per token, like the weights (kernels/prefetch.h):
+      // ask for the line 4 KiB ahead (one 64-byte line per two dimensions of a block).
+      if (j % 2 == 0) __builtin_prefetch(block + 2048 + j * 16, 0, 3);
       const __m512 kv =
           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + j * 16)));
       for (int h = 0; h < NQ; ++h)
@@ -109,6 +112,10 @@ void accumulate_n(const float* w, int w_stride, const std::uint16_t* v, std::int
                   int n, int d, float* acc) {
   for (int i0 = 0; i0 < n; i0 += kRun) {
     const int i1 = i0 + kRun < n ? i0 + kRun : n;
+    for (int i = i0; i < i1; ++i) {  // the V rows of the next run (see scores_blocked_n)
+      const char* ahead = reinterpret_cast<const char*>(v + (i + 32) * v_stride);
+      for (int o = 0; o < 2 * d; o += 64) __builtin_prefetch(ahead + o, 0, 3);
+    }
     for (int j = 0; j < d; j += 16) {
       const __mmask16 m = tail_mask(d - j);
       __m512 a[NQ];
