@@ -3,11 +3,10 @@
 // figure is the per-core kernel speed even on a busy machine.
 #include <benchmark/benchmark.h>
 
-#include <random>
 #include <string>
-#include <vector>
 
 #include "kernels/gemm.h"
+#include "product_bench.h"
 #include "tensor/type.h"
 #include "util/thread_pool.h"
 
@@ -23,28 +22,10 @@ void run_gemm(benchmark::State& state, Type type, std::int64_t rows, std::int64_
     return;
   }
   ThreadPool one(1);
-  std::mt19937 rng(3);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  const std::size_t stride = tensor::row_bytes(type, cols);
-  std::vector<std::uint8_t> bytes(stride * static_cast<std::size_t>(rows));
-  std::vector<float> row(static_cast<std::size_t>(cols));
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (float& v : row) v = dist(rng);
-    tensor::quantize(type, row.data(), bytes.data() + r * stride, cols);
-  }
-  const Matrix w{type, bytes.data(), rows, cols, stride};
-  std::vector<float> x(static_cast<std::size_t>(tokens * cols));
-  for (float& v : x) v = dist(rng);
-  std::vector<float> y(static_cast<std::size_t>(tokens * rows));
-  for (auto _ : state) {
-    const Product product{&w, y.data(), rows};
-    gemm(std::span(&product, 1), x.data(), tokens, cols, one);
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 *
-                             static_cast<double>(rows * cols * tokens) / 1e9,
-                         benchmark::Counter::kIsRate);
+  time_product(state, type, rows, cols, tokens, [&](const Matrix& w, const float* x, float* y) {
+    const Product product{&w, y, rows};
+    gemm(std::span(&product, 1), x, tokens, cols, one);
+  });
 }
 
 [[maybe_unused]] const bool registered = [] {

@@ -5,12 +5,11 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
-#include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/matmul.h"
+#include "product_bench.h"
 #include "tensor/type.h"
 #include "util/thread_pool.h"
 
@@ -27,44 +26,11 @@ ThreadPool& pool() {
   return p;
 }
 
-struct Weights {
-  std::vector<std::uint8_t> bytes;
-  Matrix m;
-};
-
-std::shared_ptr<Weights> make_weights(Type type, std::int64_t rows, std::int64_t cols) {
-  auto w = std::make_shared<Weights>();
-  const std::size_t stride = tensor::row_bytes(type, cols);
-  w->bytes.resize(stride * static_cast<std::size_t>(rows));
-  std::mt19937 rng(1);
-  std::normal_distribution<float> dist(0.0f, 0.02f);
-  std::vector<float> row(static_cast<std::size_t>(cols));
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (float& v : row) v = dist(rng);
-    tensor::quantize(type, row.data(), w->bytes.data() + r * stride, cols);
-  }
-  w->m = Matrix{type, w->bytes.data(), rows, cols, stride};
-  return w;
-}
-
 void run(benchmark::State& state, Type type, std::int64_t rows, std::int64_t cols,
          std::int64_t tokens) {
-  const auto w = make_weights(type, rows, cols);
-  std::vector<float> x(static_cast<std::size_t>(tokens * cols));
-  std::mt19937 rng(2);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (float& v : x) v = dist(rng);
-  std::vector<float> y(static_cast<std::size_t>(tokens * rows));
-  for (auto _ : state) {
-    matmul(w->m, x.data(), tokens, cols, y.data(), rows, pool());
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  const double iters = static_cast<double>(state.iterations());
-  state.counters["GB/s"] = benchmark::Counter(iters * static_cast<double>(w->bytes.size()) / 1e9,
-                                              benchmark::Counter::kIsRate);
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      iters * 2.0 * static_cast<double>(rows * cols * tokens) / 1e9, benchmark::Counter::kIsRate);
+  time_product(state, type, rows, cols, tokens, [&](const Matrix& w, const float* x, float* y) {
+    matmul(w, x, tokens, cols, y, rows, pool());
+  });
   state.counters["threads"] = pool().size();
 }
 
@@ -72,22 +38,9 @@ void run(benchmark::State& state, Type type, std::int64_t rows, std::int64_t col
 // machine (other processes taking the core) distorts less than wall time.
 void run_rows(benchmark::State& state, Type type, std::int64_t rows, std::int64_t cols,
               std::int64_t tokens) {
-  const auto w = make_weights(type, rows, cols);
-  std::vector<float> x(static_cast<std::size_t>(tokens * cols));
-  std::mt19937 rng(2);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (float& v : x) v = dist(rng);
-  std::vector<float> y(static_cast<std::size_t>(tokens * rows));
-  for (auto _ : state) {
-    matmul_rows(w->m, x.data(), tokens, cols, y.data(), rows, 0, rows);
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  const double iters = static_cast<double>(state.iterations());
-  state.counters["GB/s"] = benchmark::Counter(iters * static_cast<double>(w->bytes.size()) / 1e9,
-                                              benchmark::Counter::kIsRate);
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      iters * 2.0 * static_cast<double>(rows * cols * tokens) / 1e9, benchmark::Counter::kIsRate);
+  time_product(state, type, rows, cols, tokens, [&](const Matrix& w, const float* x, float* y) {
+    matmul_rows(w, x, tokens, cols, y, rows, 0, rows);
+  });
 }
 
 const bool kRegistered = [] {

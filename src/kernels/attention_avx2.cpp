@@ -107,73 +107,20 @@ void scores_blocked_n(const float* q, int d, const std::uint16_t* k, int p0, int
   }
 }
 
-template <template <int> class F, typename... Args>
-void by_heads(int n_q, Args... args) {
-  switch (n_q) {
-    case 1:
-      F<1>::run(args...);
-      break;
-    case 2:
-      F<2>::run(args...);
-      break;
-    case 3:
-      F<3>::run(args...);
-      break;
-    case 4:
-      F<4>::run(args...);
-      break;
-    case 5:
-      F<5>::run(args...);
-      break;
-    case 6:
-      F<6>::run(args...);
-      break;
-    case 7:
-      F<7>::run(args...);
-      break;
-    default:
-      F<8>::run(args...);
-      break;
-  }
-}
-
-template <int NQ>
-struct Scores {
-  static void run(const float* q, int d, const std::uint16_t* k, std::int64_t k_stride, int n,
-                  float scale, float* s, int s_stride) {
-    scores_n<NQ>(q, d, k, k_stride, n, scale, s, s_stride);
-  }
-};
-
-template <int NQ>
-struct ScoresBlocked {
-  static void run(const float* q, int d, const std::uint16_t* k, int p0, int n, float scale,
-                  float* s, int s_stride) {
-    scores_blocked_n<NQ>(q, d, k, p0, n, scale, s, s_stride);
-  }
-};
-
-template <int NQ>
-struct Accumulate {
-  static void run(const float* w, int w_stride, const std::uint16_t* v, std::int64_t v_stride,
-                  int n, int d, float* acc) {
-    accumulate_n<NQ>(w, w_stride, v, v_stride, n, d, acc);
-  }
-};
-
 void scores(const float* q, int n_q, int d, const std::uint16_t* k, std::int64_t k_stride, int n,
             float scale, float* s, int s_stride) {
-  by_heads<Scores>(n_q, q, d, k, k_stride, n, scale, s, s_stride);
+  with_head_count(n_q, [&](auto nq) { scores_n<nq()>(q, d, k, k_stride, n, scale, s, s_stride); });
 }
 
 void scores_blocked(const float* q, int n_q, int d, const std::uint16_t* k, int p0, int n,
                     float scale, float* s, int s_stride) {
-  by_heads<ScoresBlocked>(n_q, q, d, k, p0, n, scale, s, s_stride);
+  with_head_count(n_q,
+                  [&](auto nq) { scores_blocked_n<nq()>(q, d, k, p0, n, scale, s, s_stride); });
 }
 
 void accumulate(const float* w, int w_stride, int n_q, const std::uint16_t* v,
                 std::int64_t v_stride, int n, int d, float* acc) {
-  by_heads<Accumulate>(n_q, w, w_stride, v, v_stride, n, d, acc);
+  with_head_count(n_q, [&](auto nq) { accumulate_n<nq()>(w, w_stride, v, v_stride, n, d, acc); });
 }
 
 float max(const float* x, int n) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "util/cpu_features.h"
 
@@ -10,6 +11,18 @@ namespace herd::kernels {
 
 // Most query heads one work item handles (the loops keep one accumulator per head in registers).
 inline constexpr int kAttentionMaxHeads = 8;
+
+// Calls fn(std::integral_constant<int, NQ>{}) with NQ = n_q (1..kAttentionMaxHeads): the loops
+// are templates on the head count so that one accumulator per head stays in a register.
+template <int NQ = 1, class Fn>
+inline void with_head_count(int n_q, Fn&& fn) {
+  if constexpr (NQ == kAttentionMaxHeads) {
+    fn(std::integral_constant<int, NQ>{});
+  } else {
+    if (n_q <= NQ) return fn(std::integral_constant<int, NQ>{});
+    with_head_count<NQ + 1>(n_q, fn);
+  }
+}
 
 struct AttentionLoops {
   // s[h * s_stride + i] = scale * (q_h . k_i) for h < n_q (<= kAttentionMaxHeads), i < n;

@@ -29,6 +29,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/avx512_lanes.h"
 #include "kernels/dot.h"
 #include "kernels/prefetch.h"
 #include "tensor/blocks.h"
@@ -38,17 +39,9 @@ namespace {
 
 using tensor::kQKK;
 
-inline float half_to_float(std::uint16_t h) {
-  return _cvtsh_ss(h);
-}
-
-// 16-bit lane indices for vpermw: lane i takes word f(i).
-template <class F>
-inline __m512i word_index(F f) {
-  alignas(64) std::int16_t idx[32];
-  for (int i = 0; i < 32; ++i) idx[i] = static_cast<std::int16_t>(f(i));
-  return _mm512_load_si512(idx);
-}
+using avx512::byte_index;
+using avx512::half_to_float;
+using avx512::word_index;
 
 // Per-lane shift counts: lo in the first 256 bits, hi in the second.
 inline __m512i halves(int lo, int hi) {
@@ -166,14 +159,6 @@ void dispatch(std::int64_t n, const void* w, const void* x, std::size_t s, int n
 }
 
 // --- Q4_K / Q5_K --------------------------------------------------------------------------------
-
-// 64 byte indices (shuffle controls): byte i takes f(i).
-template <class F>
-inline __m512i byte_index(F f) {
-  alignas(64) std::int8_t idx[64];
-  for (int i = 0; i < 64; ++i) idx[i] = static_cast<std::int8_t>(f(i));
-  return _mm512_load_si512(idx);
-}
 
 // Per-lane 32-bit counts: lo in the first 256 bits, hi in the second.
 inline __m512i halves32(int lo, int hi) {

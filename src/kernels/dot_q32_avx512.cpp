@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/avx512_lanes.h"
 #include "kernels/dot.h"
 #include "kernels/prefetch.h"
 #include "tensor/blocks.h"
@@ -23,9 +24,9 @@ namespace {
 
 constexpr int kGroupBlocks = BlockQ8X::kBlocks;
 
-inline float half_to_float(std::uint16_t h) {
-  return _cvtsh_ss(h);
-}
+using avx512::half_to_float;
+using avx512::word_index;
+
 inline float round_to_half(float f) {
   return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
 }
@@ -81,14 +82,6 @@ struct Decoded8 {
   __m512i u[2][2];
   __m256 d;
 };
-
-// Word-index vectors for vpermt2w: lane i of the result takes word idx[i] of (a, b) as 64 words.
-template <class F>
-inline __m512i word_index(F f) {
-  alignas(64) std::int16_t idx[32];
-  for (int i = 0; i < 32; ++i) idx[i] = static_cast<std::int16_t>(f(i));
-  return _mm512_load_si512(idx);
-}
 
 struct Q4_0x {
   using Block = tensor::BlockQ4_0;        // 18 bytes = 9 words; qs at words 1..8

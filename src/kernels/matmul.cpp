@@ -180,17 +180,16 @@ void matmul_shared_input(std::span<const Product> products, const float* x, std:
     return;
   }
   const Activations act = prepare_activations(plan, first.cols, x, n_tokens, ldx, &pool);
-  // Rows of all products as one range: global row g is row g - first_row[i] of product i.
-  std::vector<std::int64_t> first_row(products.size() + 1, 0);
-  for (std::size_t i = 0; i < products.size(); ++i) {
-    first_row[i + 1] = first_row[i] + products[i].w->rows;
-  }
-  pool.parallel_for(first_row.back(), 8, [&](std::int64_t begin, std::int64_t end) {
-    for (std::size_t i = 0; i < products.size() && begin < end; ++i) {
-      const std::int64_t lo = std::max(begin, first_row[i]), hi = std::min(end, first_row[i + 1]);
-      if (lo >= hi) continue;
-      run_tiles(plan, *products[i].w, act, n_tokens, products[i].y, products[i].ldy,
-                lo - first_row[i], hi - first_row[i]);
+  // Rows of all products as one range, product after product (no allocation: this runs for
+  // every layer of every decoded token).
+  std::int64_t total_rows = 0;
+  for (const Product& p : products) total_rows += p.w->rows;
+  pool.parallel_for(total_rows, 8, [&](std::int64_t begin, std::int64_t end) {
+    std::int64_t row0 = 0;  // global index of the current product's row 0
+    for (const Product& p : products) {
+      const std::int64_t lo = std::max(begin, row0), hi = std::min(end, row0 + p.w->rows);
+      if (lo < hi) run_tiles(plan, *p.w, act, n_tokens, p.y, p.ldy, lo - row0, hi - row0);
+      row0 += p.w->rows;
     }
   });
 }
