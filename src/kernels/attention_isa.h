@@ -3,8 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <type_traits>
 
+#include "kernels/static_count.h"
 #include "util/cpu_features.h"
 
 namespace herd::kernels {
@@ -14,14 +14,9 @@ inline constexpr int kAttentionMaxHeads = 8;
 
 // Calls fn(std::integral_constant<int, NQ>{}) with NQ = n_q (1..kAttentionMaxHeads): the loops
 // are templates on the head count so that one accumulator per head stays in a register.
-template <int NQ = 1, class Fn>
+template <class Fn>
 inline void with_head_count(int n_q, Fn&& fn) {
-  if constexpr (NQ == kAttentionMaxHeads) {
-    fn(std::integral_constant<int, NQ>{});
-  } else {
-    if (n_q <= NQ) return fn(std::integral_constant<int, NQ>{});
-    with_head_count<NQ + 1>(n_q, fn);
-  }
+  with_static_count<kAttentionMaxHeads>(n_q, fn);
 }
 
 struct AttentionLoops {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/static_count.h"
 #include "tensor/type.h"
 #include "util/cpu_features.h"
 
@@ -50,16 +51,10 @@ std::size_t activation_row_bytes(ActivationFormat format, std::int64_t n);
 inline constexpr int kMaxTileTokens = 8;
 
 // Calls tile(std::integral_constant<int, NC>{}) with the compile-time tile width NC equal to nc
-// (kMaxTileTokens for anything larger): kernels are templates on the width so that their
-// accumulators live in registers, and this is the one place that maps a run-time width to them.
-template <int NC = 1, class TileFn>
+// (kMaxTileTokens for anything larger; kernels/static_count.h).
+template <class TileFn>
 inline void with_tile_width(int nc, TileFn&& tile) {
-  if constexpr (NC == kMaxTileTokens) {
-    tile(std::integral_constant<int, NC>{});
-  } else {
-    if (nc == NC) return tile(std::integral_constant<int, NC>{});
-    with_tile_width<NC + 1>(nc, tile);
-  }
+  with_static_count<kMaxTileTokens>(nc, tile);
 }
 
 // y[c * ldy] = dot(weight row, activation row c) for c < nc <= kMaxTileTokens; activation row c

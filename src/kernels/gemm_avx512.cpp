@@ -14,6 +14,7 @@
 
 #include "kernels/dot.h"
 #include "kernels/gemm.h"
+#include "kernels/static_count.h"
 #include "tensor/blocks.h"
 
 namespace herd::kernels {
@@ -334,20 +335,6 @@ void micro_kernel(const std::uint8_t* panel, std::size_t block_bytes, std::int64
   }
 }
 
-template <class T, int NT = 1>
-void micro_kernel_n(int nt, const std::uint8_t* panel, std::size_t block_bytes, std::int64_t nb,
-                    const GemmAct* act, std::int64_t act_stride, float* y, std::int64_t ldy,
-                    __mmask16 valid0, __mmask16 valid1) {
-  if constexpr (NT == kTileTokens<T>) {
-    micro_kernel<T, NT>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
-  } else {
-    if (nt == NT) {
-      return micro_kernel<T, NT>(panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
-    }
-    micro_kernel_n<T, NT + 1>(nt, panel, block_bytes, nb, act, act_stride, y, ldy, valid0, valid1);
-  }
-}
-
 inline __mmask16 valid_lanes(std::int64_t rows_left) {
   if (rows_left >= 16) return 0xFFFF;
   if (rows_left <= 0) return 0;
@@ -389,8 +376,10 @@ void run(std::span<const Product> products, const float* x, std::int64_t n_token
       }
       for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kTileTokens<T>) {
         const int nt = static_cast<int>(std::min<std::int64_t>(kTileTokens<T>, n_tokens - t0));
-        micro_kernel_n<T>(nt, panel, block_bytes, nb, act + t0 * nb, nb, y + t0 * ldy + r0, ldy,
-                          valid[0], valid[1]);
+        with_static_count<kTileTokens<T>>(nt, [&](auto width) {
+          micro_kernel<T, width()>(panel, block_bytes, nb, act + t0 * nb, nb, y + t0 * ldy + r0,
+                                   ldy, valid[0], valid[1]);
+        });
       }
     }
   });
