@@ -30,11 +30,18 @@ void run_gemm(benchmark::State& state, Type type, std::int64_t rows, std::int64_
 
 [[maybe_unused]] const bool registered = [] {
   for (Type t : {Type::kQ4_0, Type::kQ8_0, Type::kQ4_K, Type::kQ6_K}) {
-    for (std::int64_t tokens : {64, 512}) {
-      const std::string name =
-          "gemm/" + std::string(tensor::type_name(t)) + "/2048x2048/t" + std::to_string(tokens);
+    // Square at two batch sizes, then the 1B model's feed-forward shapes at the engine's
+    // micro-batch (engine/stage.h: 256 tokens), where the down projection's activations
+    // (256 x 8192) no longer fit in L2.
+    const struct {
+      std::int64_t rows, cols, tokens;
+    } shapes[] = {{2048, 2048, 64}, {2048, 2048, 512}, {8192, 2048, 256}, {2048, 8192, 256}};
+    for (const auto& s : shapes) {
+      const std::string name = "gemm/" + std::string(tensor::type_name(t)) + "/" +
+                               std::to_string(s.rows) + "x" + std::to_string(s.cols) + "/t" +
+                               std::to_string(s.tokens);
       benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-        run_gemm(st, t, 2048, 2048, tokens);
+        run_gemm(st, t, s.rows, s.cols, s.tokens);
       })->Unit(benchmark::kMillisecond);
     }
   }

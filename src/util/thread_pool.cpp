@@ -132,11 +132,22 @@ void ThreadPool::parallel_for(std::int64_t n, std::int64_t grain,
     body(0, n);
     return;
   }
-  run([&](int slot, int) {
-    if (slot >= used) return;
-    std::int64_t begin = n * slot / used;
-    std::int64_t end = n * (slot + 1) / used;
-    if (begin < end) body(begin, end);
+  // Guided self-scheduling: each claim takes a share of what is left (at least `grain`), so the
+  // early chunks are large and contiguous (good for the hardware prefetchers streaming weights)
+  // and the small late ones even out a thread that was slowed down or started late. A static
+  // split left the faster thread spinning at every barrier: ~8% of decode samples at 2 threads.
+  std::atomic<std::int64_t> next{0};
+  run([&](int, int) {
+    std::int64_t begin = next.load(std::memory_order_relaxed);
+    for (;;) {
+      std::int64_t end;
+      do {
+        if (begin >= n) return;
+        end = std::min(n, begin + std::max(grain, (n - begin) / (2 * used)));
+      } while (!next.compare_exchange_weak(begin, end, std::memory_order_relaxed));
+      body(begin, end);
+      begin = next.load(std::memory_order_relaxed);
+    }
   });
 }
 

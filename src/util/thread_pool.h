@@ -32,7 +32,8 @@ class ThreadPool {
   // indexed by `slot` is therefore safe. Not re-entrant: a job must not call run() on this pool.
   void run(const std::function<void(int, int)>& job);
 
-  // Splits [0, n) into contiguous chunks of at least `grain` items, one call per chunk.
+  // Splits [0, n) into contiguous chunks of at least `grain` items, one call per chunk; threads
+  // claim chunks as they go (large ones first), so a slower thread gets less of the range.
   void parallel_for(std::int64_t n, std::int64_t grain,
                     const std::function<void(std::int64_t, std::int64_t)>& body);
 

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -31,6 +34,46 @@ TEST(ThreadPool, ParallelForCoversRangeExactlyOnceAcrossManyJobs) {
     });
     for (auto h : hits) ASSERT_EQ(h, 1);
   }
+}
+
+TEST(ThreadPool, ParallelForChunksHoldAtLeastGrainItems) {
+  ThreadPool pool(2);
+  std::mutex mutex;
+  std::vector<std::pair<std::int64_t, std::int64_t>> chunks;
+  pool.parallel_for(1000, 10, [&](std::int64_t b, std::int64_t e) {
+    std::lock_guard lock(mutex);
+    chunks.emplace_back(b, e);
+  });
+  std::sort(chunks.begin(), chunks.end());
+  std::int64_t covered = 0;
+  for (auto [b, e] : chunks) {
+    EXPECT_EQ(b, covered);
+    EXPECT_TRUE(e - b >= 10 || e == 1000) << b << ".." << e;
+    covered = e;
+  }
+  EXPECT_EQ(covered, 1000);
+  EXPECT_GT(chunks.size(), 2u);  // claimed piecewise, not one static half per thread
+}
+
+TEST(ThreadPool, ParallelForGivesASlowThreadLessOfTheRange) {
+  ThreadPool pool(2);
+  constexpr std::int64_t kN = 1000;
+  std::mutex mutex;
+  std::map<std::thread::id, std::int64_t> items;
+  std::thread::id slow;
+  pool.parallel_for(kN, 1, [&](std::int64_t b, std::int64_t e) {
+    // Whichever thread claims the first chunk is held up, as a descheduled core would be.
+    if (b == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::lock_guard lock(mutex);
+      slow = std::this_thread::get_id();
+    }
+    std::lock_guard lock(mutex);
+    items[std::this_thread::get_id()] += e - b;
+  });
+  // On a loaded machine the second thread may never join; when it did, it took over the rest
+  // (a static split would have left the slow thread exactly half).
+  if (items.size() == 2) EXPECT_LT(items[slow], kN / 2);
 }
 
 TEST(ThreadPool, SingleThreadPoolRunsInline) {
