@@ -1,5 +1,6 @@
 // herd bench: prompt processing and generation speed, with generation's weight-read bandwidth
-// as a share of this machine's read bandwidth measured in the same run.
+// as a share of this machine's read bandwidth, and prompt processing's arithmetic as a share of
+// its int8 multiply-add peak, both measured in the same run.
 // herd bench --nodes N: the same model served by one `herd serve` process and by a local cluster
 // of N, both measured through the coordinator's API (bench_served.h), side by side.
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include "cli/common.h"
 #include "cli/local_cluster.h"
 #include "engine/local_pipeline.h"
+#include "kernels/compute_peak.h"
 #include "util/error.h"
 #include "util/memory_bandwidth.h"
 #include "util/process_memory.h"
@@ -44,7 +46,10 @@ struct BenchResult {
   double tg_depth_tps = 0;  // generation after `depth` cached positions (0 when not asked)
   double tg_gbs = 0, measured_gbs = 0, pct = 0;
   double pp_gflops = 0;
+  double peak_gops = 0;  // measured int8 multiply-add peak of these threads (0: none)
+  std::string peak_instruction;
   double params_b = 0;
+  double pp_peak_pct() const { return peak_gops > 0 ? 100.0 * pp_gflops / peak_gops : 0; }
   // Memory once the runs are done: resident set against the weights plus the KV cache.
   double rss_mib = 0, weights_mib = 0, kv_mib = 0;
   double rss_ratio() const {
@@ -69,6 +74,22 @@ std::string dominant_type(const gguf::File& file) {
   auto it = std::max_element(bytes.begin(), bytes.end(),
                              [](auto& a, auto& b) { return a.second < b.second; });
   return it == bytes.end() ? "?" : it->first;
+}
+
+// Multiply-adds x 2 per prompt token: every weight of the layers once (for MoE layers only the
+// experts a token is routed to; attention's share is small at 512 positions). The embedding is
+// a lookup and the output head runs for the last token only, so neither counts.
+double prefill_flops_per_token(const model::Model& model) {
+  const auto& hp = model.hparams();
+  double flops = 0;
+  for (const auto& t : model.file().tensors()) {
+    if (!t.name.starts_with("blk.")) continue;
+    double n = static_cast<double>(t.n_elements);
+    if (t.name.find("_exps") != std::string::npos && hp.n_expert > 0)
+      n *= static_cast<double>(hp.n_expert_used) / hp.n_expert;
+    flops += 2.0 * n;
+  }
+  return flops;
 }
 
 // Generation speed with `depth` positions already in the KV cache: attention then reads the
@@ -113,6 +134,10 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   // Measured again before every generation run and reported as the median, so a noisy moment
   // on a shared machine moves the numerator and the denominator alike.
   std::vector<double> bandwidth = {measure_memory_bandwidth(pool).read_gb_per_s};
+  // Likewise the int8 peak before every prompt run.
+  std::fprintf(stderr, "bench: measuring the int8 multiply-add peak...\n");
+  const kernels::ComputePeak first_peak = kernels::measure_int8_peak(pool);
+  std::vector<double> peaks = {first_peak.int8_gops};
 
   const int n_ctx = std::max(o.n_prompt, o.depth) + o.n_gen + 1;
   engine::LocalPipeline pipeline(model, n_ctx, pool);
@@ -126,6 +151,8 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   for (int rep = 0; rep < o.reps; ++rep) {
     std::fprintf(stderr, "bench: run %d/%d: pp%d", rep + 1, o.reps, o.n_prompt);
     pipeline.truncate(0);
+    if (o.n_prompt > 0 && first_peak.int8_gops > 0)
+      peaks.push_back(kernels::measure_int8_peak(pool, 0.1).int8_gops);
     auto t0 = std::chrono::steady_clock::now();
     if (o.n_prompt > 0) pipeline.forward(prompt, 0, false, logits);
     double pp_s = seconds_since(t0);
@@ -161,8 +188,9 @@ BenchResult bench_one(const std::string& path, int threads, const BenchOptions& 
   for (int il = 0; il < model->n_layer(); ++il) bytes_per_token += model->layer_bytes(il);
   r.tg_gbs = bytes_per_token * r.tg_tps / 1e9;
   r.pct = r.measured_gbs > 0 ? 100.0 * r.tg_gbs / r.measured_gbs : 0;
-  // Prefill work: 2 flops per weight per token (attention's share is small at 512).
-  r.pp_gflops = 2.0 * static_cast<double>(params) * r.pp_tps / 1e9;
+  r.pp_gflops = prefill_flops_per_token(*model) * r.pp_tps / 1e9;
+  r.peak_gops = median(peaks);
+  r.peak_instruction = first_peak.instruction;
   return r;
 }
 
@@ -300,6 +328,8 @@ int run_bench(BenchOptions o) {
                           {"measured_gbs", r.measured_gbs},
                           {"tg_bandwidth_pct", r.pct},
                           {"pp_gflops", r.pp_gflops},
+                          {"int8_peak_gops", r.peak_gops},
+                          {"pp_peak_pct", r.pp_peak_pct()},
                           {"params_b", r.params_b},
                           {"rss_mib", r.rss_mib},
                           {"weights_mib", r.weights_mib},
@@ -313,21 +343,29 @@ int run_bench(BenchOptions o) {
     }
     return 0;
   }
-  fmt::print("| {:<28} | {:<5} | {:>7} | {:>10} | {:>10} | {:>8} | {:>11} | {:>6} | {:>10} |\n",
-             "model", "type", "threads", fmt::format("pp{} t/s", o.n_prompt),
-             fmt::format("tg{} t/s", o.n_gen), "tg GB/s", "measured GB/s", "% bw", "pp GFLOP/s");
-  fmt::print("|{:-<30}|{:-<7}|{:-<9}|{:-<12}|{:-<12}|{:-<10}|{:-<13}|{:-<8}|{:-<12}|\n", "", "", "",
-             "", "", "", "", "", "");
-  for (const auto& r : results)
+  fmt::print(
+      "| {:<28} | {:<5} | {:>7} | {:>10} | {:>10} | {:>8} | {:>11} | {:>6} | {:>10} | {:>10} | "
+      "{:>6} |\n",
+      "model", "type", "threads", fmt::format("pp{} t/s", o.n_prompt),
+      fmt::format("tg{} t/s", o.n_gen), "tg GB/s", "measured GB/s", "% bw", "pp GFLOP/s",
+      "int8 GOP/s", "% peak");
+  fmt::print(
+      "|{:-<30}|{:-<7}|{:-<9}|{:-<12}|{:-<12}|{:-<10}|{:-<13}|{:-<8}|{:-<12}|{:-<12}|{:-<8}|\n", "",
+      "", "", "", "", "", "", "", "", "", "");
+  for (const auto& r : results) {
+    const std::string peak = r.peak_gops > 0 ? fmt::format("{:.0f}", r.peak_gops) : "n/a";
+    const std::string pct = r.peak_gops > 0 ? fmt::format("{:.1f}%", r.pp_peak_pct()) : "n/a";
     fmt::print(
         "| {:<28} | {:<5} | {:>7} | {:>10.1f} | {:>10.2f} | {:>8.1f} | {:>13.1f} | {:>5.1f}% | "
-        "{:>10.1f} |\n",
+        "{:>10.1f} | {:>10} | {:>6} |\n",
         r.model.substr(0, 28), r.type, r.threads, r.pp_tps, r.tg_tps, r.tg_gbs, r.measured_gbs,
-        r.pct, r.pp_gflops);
+        r.pct, r.pp_gflops, peak, pct);
+  }
   fmt::print(
-      "(medians of {} runs; % bw = generation's weight reads / read bandwidth measured "
-      "in this run)\n",
-      o.reps);
+      "(medians of {} runs; % bw = generation's weight reads / read bandwidth measured in this "
+      "run; % peak = prompt processing's multiply-adds / the int8 multiply-add peak of the same "
+      "threads ({}), measured in this run)\n",
+      o.reps, results.empty() ? "none" : results.front().peak_instruction);
   for (const auto& r : results) {
     fmt::print(
         "{} {} threads {}: resident {:.0f} MiB = {:.2f}x (weights {:.0f} MiB + KV cache {:.0f} "

@@ -85,6 +85,38 @@ TEST(DemoCommand, WritesASyntheticModelWhenNoModelIsFound) {
     EXPECT_NE(entry.path().filename().string().rfind(prefix, 0), 0u) << entry.path();
 }
 
+TEST(BenchCommand, JsonHasEveryTrackedKeyAndTheRatiosItPrints) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  Finished f =
+      run_herd(herd_binary(), "bench -m " + model.string() + " -p 32 -n 4 -r 1 -t 1 --json",
+               HERD_SOURCE_DIR);
+  ASSERT_EQ(f.exit_code, 0) << f.output;
+  std::vector<json> rows;
+  std::istringstream lines(f.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("{", 0) == 0) rows.push_back(json::parse(line));
+  }
+  ASSERT_EQ(rows.size(), 1u) << f.output;
+  const json& r = rows[0];
+  for (const char* key : {"model", "type", "threads", "pp_tokens_per_s", "tg_tokens_per_s",
+                          "tg_gbs", "measured_gbs", "tg_bandwidth_pct", "pp_gflops",
+                          "int8_peak_gops", "pp_peak_pct", "rss_mib", "weights_mib", "kv_mib"}) {
+    EXPECT_TRUE(r.contains(key)) << key << " missing from " << r.dump();
+  }
+  EXPECT_EQ(r["threads"], 1);
+  EXPECT_GT(r["measured_gbs"].get<double>(), 0);
+  EXPECT_NEAR(r["tg_bandwidth_pct"].get<double>(),
+              100 * r["tg_gbs"].get<double>() / r["measured_gbs"].get<double>(), 1e-6);
+  // The peak is measured wherever the kernels have an int8 dot-product loop (x86 here); the
+  // percentage is then the prompt rate's arithmetic over it.
+  if (r["int8_peak_gops"].get<double>() > 0) {
+    EXPECT_NEAR(r["pp_peak_pct"].get<double>(),
+                100 * r["pp_gflops"].get<double>() / r["int8_peak_gops"].get<double>(), 1e-6);
+  } else {
+    EXPECT_EQ(r["pp_peak_pct"].get<double>(), 0);
+  }
+}
+
 TEST(BenchCommand, NodesComparesOneNodeWithAClusterMeasuredThroughTheApi) {
   HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
   Finished f = run_herd(herd_binary(),
