@@ -8,9 +8,37 @@
 
 namespace herd::kernels {
 
+#if defined(__x86_64__) || defined(_M_X64)
+namespace avx512 {
+// ops_avx512.cpp
+double sum_squares(const float* x, std::int64_t n);
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n);
+}  // namespace avx512
+#endif
+
+namespace {
+
+// Sum of x[i]^2 in double: long rows of large activations lose bits in a float sum. Lane l of
+// eight partial sums takes the elements i with i % 8 == l, and the lanes are added in order at
+// the end: the AVX-512 version keeps exactly these lanes in one vector, so both give the same
+// bits (a float squared is exact in double, so fused or not makes no difference either). One
+// sequential sum was a chain of dependent adds, ~1% of prefill time.
+double sum_squares(const float* x, std::int64_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+  if (active_isa() == Isa::kAvx512) return avx512::sum_squares(x, n);
+#endif
+  constexpr int kLanes = 8;
+  double part[kLanes] = {};
+  for (std::int64_t i = 0; i < n; ++i) part[i % kLanes] += static_cast<double>(x[i]) * x[i];
+  double sum = 0.0;
+  for (double p : part) sum += p;
+  return sum;
+}
+
+}  // namespace
+
 void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
-  double sum = 0.0;  // double: long rows of large activations lose bits in a float sum
-  for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const double sum = sum_squares(x, n);
   const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + eps));
   if (w) {
     for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
@@ -99,12 +127,6 @@ void softmax(float* x, std::int64_t n) {
   const float inv = static_cast<float>(1.0 / sum);
   for (std::int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
-
-#if defined(__x86_64__) || defined(_M_X64)
-namespace avx512 {
-void swiglu(const float* gate, const float* up, float* out, std::int64_t n);  // ops_avx512.cpp
-}
-#endif
 
 void swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
 #if defined(__x86_64__) || defined(_M_X64)

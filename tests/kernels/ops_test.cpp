@@ -154,3 +154,30 @@ TEST(Ops, SwigluMatchesDoublePrecisionOnEveryInstructionSet) {
 
 }  // namespace
 }  // namespace herd::kernels
+
+namespace herd::kernels {
+namespace {
+
+// The sum of squares keeps eight double partial sums on every instruction set, so all give the
+// same bits, for lengths with and without a partial last vector.
+TEST(Ops, RmsNormGivesTheSameBitsOnEveryInstructionSet) {
+  for (int n : {1, 7, 8, 37, 2048, 2053}) {
+    auto x = random_vector(static_cast<std::size_t>(n), 10 + n);
+    for (std::size_t i = 0; i < x.size(); i += 5) x[i] *= 1000.0f;  // a wide range of magnitudes
+    auto w = random_vector(static_cast<std::size_t>(n), 20 + n);
+    std::vector<float> want(static_cast<std::size_t>(n));
+    set_isa_override(Isa::kScalar);
+    rms_norm(x.data(), w.data(), want.data(), n, 1e-5f);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      if (!isa_supported(isa)) continue;
+      set_isa_override(isa);
+      std::vector<float> got(static_cast<std::size_t>(n));
+      rms_norm(x.data(), w.data(), got.data(), n, 1e-5f);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << isa_name(isa) << " n " << n;
+    }
+    clear_isa_override();
+  }
+}
+
+}  // namespace
+}  // namespace herd::kernels
