@@ -252,6 +252,29 @@ struct Q6_KPanel {
 
 // --- activations ----------------------------------------------------------------------------
 
+// One token row rounded to Q8_0-style blocks straight into GemmAct: the integers and scales of
+// the KernelTable's quantize_q8a (the same float operations in the same order), without its
+// intermediate row, its AVX2-width horizontal sums and the copy.
+inline void quantize_q8a_blocks(const float* x, std::int64_t nb, int offset, GemmAct* a) {
+  const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  for (std::int64_t b = 0; b < nb; ++b, x += 32) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(
+        _mm512_max_ps(_mm512_and_ps(v0, magnitude), _mm512_and_ps(v1, magnitude)));
+    const __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, id), kNearest);
+    const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, id), kNearest);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(a[b].qs), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(a[b].qs + 16), _mm512_cvtsepi32_epi8(q1));
+    const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    const float d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+    a[b].d = d;
+    a[b].neg_dsum = -d * static_cast<float>(sum);
+    a[b].neg_offset[0] = -offset * sum;
+  }
+}
+
 // Rounds token rows to the type's activation blocks (the same integers the tile kernels use)
 // and spreads them into GemmAct blocks.
 template <class T>
@@ -265,14 +288,7 @@ void prepare_activations(const float* x, std::int64_t ldx, std::int64_t n_tokens
     for (std::int64_t t = begin; t < end; ++t) {
       GemmAct* a = out + t * nb;
       if constexpr (T::kActivation == ActivationFormat::kQ8A) {
-        table.quantize_q8a(x + t * ldx, rounded.data(), cols);
-        const auto* q = reinterpret_cast<const BlockQ8A*>(rounded.data());
-        for (std::int64_t b = 0; b < nb; ++b) {
-          std::memcpy(a[b].qs, q[b].qs, 32);
-          a[b].d = q[b].d;
-          a[b].neg_dsum = -q[b].d * static_cast<float>(q[b].sum);
-          a[b].neg_offset[0] = -T::kOffset * q[b].sum;
-        }
+        quantize_q8a_blocks(x + t * ldx, nb, T::kOffset, a);
       } else {
         table.quantize_q8k(x + t * ldx, rounded.data(), cols);
         const auto* q = reinterpret_cast<const tensor::BlockQ8_K*>(rounded.data());
