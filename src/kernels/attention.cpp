@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <numeric>
 
 #include "kernels/attention_isa.h"
 #include "tensor/fp16.h"
@@ -68,8 +70,81 @@ void to_f16_scalar(const float* x, std::uint16_t* y, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = tensor::fp32_to_fp16(x[i]);
 }
 
-constexpr AttentionLoops kScalarLoops{&scores_scalar, &accumulate_scalar, &scores_blocked_scalar,
-                                      &max_scalar,    &exp_sum_scalar,    &to_f16_scalar};
+// One tile's step of the online softmax for query rows [0, n_q) of the narrow loops (row r: token
+// visible0 + r / heads positions into the tile): as AttentionLoops::softmax_wide, but in base e,
+// with one running sum l[r] per row, and through the given max and exp_sum loops.
+void softmax_rows(float (*max_fn)(const float*, int), float (*exp_sum_fn)(float*, int, float),
+                  float* scores, int s_stride, int n_q, int n, int visible0, int heads, float* m,
+                  float* l, float* acc, int acc_stride, int dv) {
+  for (int r = 0; r < n_q; ++r) {
+    float* s = scores + static_cast<std::size_t>(r) * s_stride;
+    const int visible = std::clamp(visible0 + r / heads, 0, n);
+    std::fill(s + visible, s + n, 0.0f);  // masked positions get weight 0 in accumulate
+    if (visible == 0) continue;
+    const float m_new = std::max(m[r], max_fn(s, visible));
+    if (m_new > m[r] && l[r] > 0.0f) {
+      // A larger maximum: rescale what was summed against the old one.
+      const float c = std::exp(m[r] - m_new);
+      l[r] *= c;
+      float* row = acc + static_cast<std::size_t>(r) * acc_stride;
+      for (int j = 0; j < dv; ++j) row[j] *= c;
+    }
+    m[r] = m_new;
+    l[r] += exp_sum_fn(s, visible, m_new);
+  }
+}
+
+void softmax_wide_scalar(float* scores, int s_stride, int n_q, int n, int visible0, int heads,
+                         float* m, float* l, float* acc, int acc_stride, int dv) {
+  for (int r = 0; r < n_q; ++r) {
+    float* s = scores + static_cast<std::size_t>(r) * s_stride;
+    float& sum = l[r * kAttentionSumLanes];  // the other lanes stay 0
+    const int visible = std::clamp(visible0 + r / heads, 0, n);
+    std::fill(s + visible, s + n, 0.0f);
+    if (visible == 0) continue;
+    const float m_new = std::max(m[r], max_scalar(s, visible));
+    if (m_new > m[r] && sum > 0.0f) {
+      const float c = std::exp2(m[r] - m_new);
+      sum *= c;
+      float* row = acc + static_cast<std::size_t>(r) * acc_stride;
+      for (int j = 0; j < dv; ++j) row[j] *= c;
+    }
+    m[r] = m_new;
+    for (int i = 0; i < visible; ++i) sum += (s[i] = std::exp2(s[i] - m_new));
+  }
+}
+
+void to_f32_scalar(const std::uint16_t* x, float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = tensor::fp16_to_fp32(x[i]);
+}
+
+void scores_wide_scalar(const float* q, int n_q, int d, const float* kf, int nb, int visible0,
+                        int heads, float scale, float* s, int s_stride) {
+  for (int r = 0; r < n_q; ++r) {
+    for (int i = 0; i < nb * kKeyBlock; ++i) {
+      const float* first =
+          kf + static_cast<std::int64_t>(i / kKeyBlock) * kKeyBlock * d + i % kKeyBlock;
+      float sum = 0.0f;
+      for (int j = 0; j < d; ++j) sum += q[r * d + j] * first[j * kKeyBlock];
+      s[r * s_stride + i] = sum * scale;
+    }
+  }
+}
+
+void accumulate_wide_scalar(const float* w, int w_stride, int n_q, const float* vf, int v_stride,
+                            int n, int visible0, int heads, int d, float* acc, int acc_stride) {
+  for (int r = 0; r < n_q; ++r) {
+    for (int i = 0; i < n; ++i) {
+      const float x = w[r * w_stride + i];
+      for (int j = 0; j < d; ++j) acc[r * acc_stride + j] += x * vf[i * v_stride + j];
+    }
+  }
+}
+
+constexpr AttentionLoops kScalarLoops{
+    &scores_scalar,       &accumulate_scalar,     &scores_blocked_scalar, &max_scalar,
+    &exp_sum_scalar,      &to_f16_scalar,         &to_f32_scalar,         &scores_wide_scalar,
+    &softmax_wide_scalar, &accumulate_wide_scalar};
 
 // Positions whose scores are held at once per query head (the softmax runs online across tiles).
 constexpr int kTile = 256;
@@ -78,6 +153,16 @@ constexpr int kMinChunk = 256;
 // Items per thread wanted before chunking positions: a few, so that one thread descheduled by a
 // busy machine leaves work the others can take.
 constexpr int kItemsPerThread = 4;
+// Wide plan (prefill, when the ISA has the wide loops): query rows per item, and positions whose
+// K/V are widened to f32 at once. Up to 128 rows (4 heads x 32 tokens of a Llama GQA group) share
+// each conversion, so widening costs ~2% of the FMAs; tiles of 128 positions (32 KiB of f32 K and
+// of V at head size 64) halve the softmax's per-tile work per row against 64 and measured faster.
+constexpr int kWideRows = 128;
+constexpr int kWideTile = 128;
+// Running sums per row of the wide loops (AttentionLoops::softmax_wide).
+constexpr int kSumLanes = kAttentionSumLanes;
+// The wide loops' scores carry this factor so that their softmax weights are powers of 2.
+constexpr float kLog2e = 1.44269504088896341f;
 
 struct Plan {
   int group = 0;     // query heads per kv head
@@ -87,6 +172,7 @@ struct Plan {
   int n_sub = 0;     // group / heads
   int n_chunks = 0;  // position ranges per (token, kv head, sub-group)
   std::int64_t n_items = 0;
+  bool wide = false;  // items of up to kWideRows rows through attend_wide
 };
 
 int heads_per_item(int group) {
@@ -101,17 +187,51 @@ std::size_t slot_floats(int n_q, int head_dim_k, int head_dim_v) {
   return static_cast<std::size_t>(n_q) * (kTile + head_dim_v + 2 + head_dim_k);
 }
 
+int round_up16(int n) {
+  return (n + 15) / 16 * 16;
+}
+
+// Floats of attend_wide's slot: widened K and V tiles, then as slot_floats for kWideRows rows
+// (accumulator rows padded to whole vectors), and room to align the start to 64 bytes.
+std::size_t wide_slot_floats(int head_dim_k, int head_dim_v) {
+  const std::size_t dvp = static_cast<std::size_t>(round_up16(head_dim_v));
+  return kWideTile * (head_dim_k + dvp) +
+         kWideRows * (kWideTile + dvp + kSumLanes + 1 + head_dim_k) + 16;
+}
+
+// Floats each thread gets, whichever plan runs (so the scratch size does not depend on the ISA).
+std::size_t thread_slot_floats(int head_dim_k, int head_dim_v) {
+  return std::max(slot_floats(kAttentionMaxHeads, head_dim_k, head_dim_v),
+                  wide_slot_floats(head_dim_k, head_dim_v));
+}
+
 // Floats of one chunk's partial result: running max, sum and the unnormalised output per head.
 std::size_t partial_floats(int heads, int head_dim_v) {
   return static_cast<std::size_t>(heads) * (head_dim_v + 2);
 }
 
-Plan make_plan(const AttentionArgs& a, int n_threads) {
+Plan make_plan(const AttentionArgs& a, int n_threads, bool wide_loops) {
   Plan p;
   p.group = a.n_head / a.n_head_kv;
   p.heads = heads_per_item(p.group);
   p.n_sub = p.group / p.heads;
   const std::int64_t wanted = static_cast<std::int64_t>(kItemsPerThread) * n_threads;
+  if (wide_loops && a.k_block == kKeyBlock) {
+    auto items = [&](int tokens) {
+      return static_cast<std::int64_t>((a.n_tokens + tokens - 1) / tokens) * a.n_head_kv * p.n_sub;
+    };
+    int tokens = std::max(1, std::min(kWideRows / p.heads, a.n_tokens));
+    while (tokens > 1 && items(tokens) < wanted) tokens /= 2;
+    // With few rows (decode, short batches) the narrow loops convert in registers instead.
+    if (p.heads * tokens > kAttentionMaxHeads) {
+      p.wide = true;
+      p.tokens = tokens;
+      p.n_blocks = (a.n_tokens + tokens - 1) / tokens;
+      p.n_chunks = 1;
+      p.n_items = items(tokens);
+      return p;
+    }
+  }
   // In a batch, each item takes several consecutive tokens so that every K/V row it reads serves
   // kAttentionMaxHeads query rows, as long as enough items remain to share out.
   p.tokens = std::max(1, std::min(kAttentionMaxHeads / p.heads, a.n_tokens));
@@ -162,24 +282,67 @@ void attend_range(const AttentionArgs& a, const AttentionLoops& L, int heads, in
     } else {
       L.scores(q, n_q, dk, k + p0 * a.k_stride, a.k_stride, n, a.scale, scores, kTile);
     }
-    for (int r = 0; r < n_q; ++r) {
-      float* s = scores + r * kTile;
-      // Causal mask of the earlier tokens of the item: token t0 + j sees positions < limit.
-      const int limit = a.pos0 + t0 + r / heads + 1;
-      const int visible = std::clamp(limit - p0, 0, n);
-      std::fill(s + visible, s + n, 0.0f);  // masked positions get weight 0 in accumulate
-      if (visible == 0) continue;
-      const float m_new = std::max(m[r], L.max(s, visible));
-      if (m_new > m[r] && l[r] > 0.0f) {
-        // A larger maximum: rescale what was summed against the old one.
-        const float c = std::exp(m[r] - m_new);
-        l[r] *= c;
-        for (int j = 0; j < dv; ++j) acc[r * dv + j] *= c;
-      }
-      m[r] = m_new;
-      l[r] += L.exp_sum(s, visible, m_new);
-    }
+    softmax_rows(L.max, L.exp_sum, scores, kTile, n_q, n, a.pos0 + t0 + 1 - p0, heads, m, l, acc,
+                 dv, dv);
     L.accumulate(scores, kTile, n_q, v + p0 * a.v_stride, a.v_stride, n, dv, acc);
+  }
+}
+
+void write_out(const AttentionArgs& a, int dv, int t, int h, const float* acc, float l) {
+  float* out = a.out + t * a.out_stride + static_cast<std::int64_t>(h) * dv;
+  const float inv = 1.0f / l;
+  for (int j = 0; j < dv; ++j) out[j] = acc[j] * inv;
+}
+
+// attend_range for the wide plan (blocked K, one chunk): the K/V of each tile of kWideTile
+// positions is widened to f32 once for all rows, then the wide loops run on f32. Writes out.
+void attend_wide(const AttentionArgs& a, const AttentionLoops& L, int heads, int t0, int n_tok,
+                 int g, int h0, float* slot) {
+  const int dk = a.head_dim_k;
+  const int dv = a.head_dim_v;
+  const int dvp = round_up16(dv);
+  const int n_q = heads * n_tok;
+  // Whole vectors of the f32 tiles start on cache lines.
+  float* kf =
+      reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(slot) + 63) & ~std::uintptr_t{63});
+  float* vf = kf + static_cast<std::size_t>(kWideTile) * dk;        // [kWideTile, dvp]
+  float* scores = vf + static_cast<std::size_t>(kWideTile) * dvp;   // [n_q, kWideTile]
+  float* acc = scores + static_cast<std::size_t>(n_q) * kWideTile;  // [n_q, dvp]
+  float* l = acc + static_cast<std::size_t>(n_q) * dvp;             // [n_q, kSumLanes]
+  float* m = l + static_cast<std::size_t>(n_q) * kSumLanes;
+  float* q = m + n_q;  // [n_q, dk]
+  std::fill(acc, acc + static_cast<std::size_t>(n_q) * dvp, 0.0f);
+  std::fill(l, l + static_cast<std::size_t>(n_q) * kSumLanes, 0.0f);
+  std::fill(m, m + n_q, -std::numeric_limits<float>::infinity());
+  for (int j = 0; j < n_tok; ++j) {
+    const float* src = a.q + (t0 + j) * a.q_stride + static_cast<std::int64_t>(h0) * dk;
+    std::copy(src, src + static_cast<std::size_t>(heads) * dk, q + j * heads * dk);
+  }
+  const std::uint16_t* k = a.k + g * a.k_head_stride;
+  const std::uint16_t* v = a.v + g * a.v_head_stride;
+  const int end = a.pos0 + t0 + n_tok;
+  for (int p0 = 0; p0 < end; p0 += kWideTile) {
+    const int n = std::min(kWideTile, end - p0);
+    const int nb = (n + kKeyBlock - 1) / kKeyBlock;
+    // Tiles start on block boundaries, so the tile's blocks are contiguous from p0 * dk.
+    L.to_f32(k + static_cast<std::int64_t>(p0) * dk, kf,
+             static_cast<std::int64_t>(nb) * kKeyBlock * dk);
+    if (a.v_stride == dv && dv == dvp) {  // rows back to back, as vf wants them: one call
+      L.to_f32(v + p0 * a.v_stride, vf, static_cast<std::int64_t>(n) * dvp);
+    } else {
+      for (int i = 0; i < n; ++i) {
+        L.to_f32(v + (p0 + i) * a.v_stride, vf + static_cast<std::size_t>(i) * dvp, dv);
+      }
+    }
+    const int visible0 = a.pos0 + t0 + 1 - p0;  // of row 0; row r sees visible0 + r / heads
+    L.scores_wide(q, n_q, dk, kf, nb, visible0, heads, a.scale * kLog2e, scores, kWideTile);
+    L.softmax_wide(scores, kWideTile, n_q, n, visible0, heads, m, l, acc, dvp, dv);
+    L.accumulate_wide(scores, kWideTile, n_q, vf, dvp, n, visible0, heads, dv, acc, dvp);
+  }
+  for (int r = 0; r < n_q; ++r) {
+    const float* lanes = l + static_cast<std::size_t>(r) * kSumLanes;
+    const float sum = std::accumulate(lanes, lanes + kSumLanes, 0.0f);
+    write_out(a, dv, t0 + r / heads, h0 + r % heads, acc + static_cast<std::size_t>(r) * dvp, sum);
   }
 }
 
@@ -198,12 +361,6 @@ Item item_at(const AttentionArgs& a, const Plan& p, std::int64_t i) {
   it.n_tok = std::min(p.tokens, a.n_tokens - it.t);
   it.h0 = it.g * p.group + sub * p.heads;
   return it;
-}
-
-void write_out(const AttentionArgs& a, int dv, int t, int h, const float* acc, float l) {
-  float* out = a.out + t * a.out_stride + static_cast<std::int64_t>(h) * dv;
-  const float inv = 1.0f / l;
-  for (int j = 0; j < dv; ++j) out[j] = acc[j] * inv;
 }
 
 // Combines the chunks' partial softmax results of each (token, kv head, sub-group) into out.
@@ -247,12 +404,11 @@ const AttentionLoops& attention_loops(Isa isa) {
 
 std::size_t attention_scratch_floats(const AttentionArgs& a, int n_threads) {
   HERD_CHECK(a.n_head_kv > 0 && a.n_head % a.n_head_kv == 0 && n_threads > 0);
-  const int n_q = kAttentionMaxHeads;  // any plan's heads * tokens
   // Chunking happens only while base items < kItemsPerThread * n_threads, so at most twice that
   // many items hold partials.
   const std::size_t max_partials = static_cast<std::size_t>(2 * kItemsPerThread) * n_threads;
   const int heads = heads_per_item(a.n_head / a.n_head_kv);
-  return static_cast<std::size_t>(n_threads) * slot_floats(n_q, a.head_dim_k, a.head_dim_v) +
+  return static_cast<std::size_t>(n_threads) * thread_slot_floats(a.head_dim_k, a.head_dim_v) +
          max_partials * partial_floats(heads, a.head_dim_v);
 }
 
@@ -263,9 +419,9 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
   if (a.n_tokens == 0) return;
   const AttentionLoops& L = attention_loops(active_isa());
   const int n_threads = pool.size();
-  const Plan p = make_plan(a, n_threads);
+  const Plan p = make_plan(a, n_threads, L.scores_wide != nullptr);
   const int dv = a.head_dim_v;
-  const std::size_t slot_size = slot_floats(kAttentionMaxHeads, a.head_dim_k, dv);
+  const std::size_t slot_size = thread_slot_floats(a.head_dim_k, dv);
   float* partials = a.scratch + static_cast<std::size_t>(n_threads) * slot_size;
   const std::size_t part_stride = partial_floats(p.heads, dv);
   HERD_CHECK(p.n_chunks == 1 ||
@@ -275,6 +431,10 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
     // Interleaved split: later tokens see more positions, so contiguous runs would be uneven.
     for (std::int64_t i = thread; i < p.n_items; i += n) {
       const Item it = item_at(a, p, i);
+      if (p.wide) {
+        attend_wide(a, L, p.heads, it.t, it.n_tok, it.g, it.h0, slot);
+        continue;
+      }
       const int n_q = p.heads * it.n_tok;
       const float* acc = slot + static_cast<std::size_t>(n_q) * kTile;
       const int n_visible = a.pos0 + it.t + it.n_tok;

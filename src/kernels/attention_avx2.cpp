@@ -189,8 +189,8 @@ void to_f16(const float* x, std::uint16_t* y, std::int64_t n) {
 }  // namespace
 
 const AttentionLoops& attention_loops() {
-  static constexpr AttentionLoops loops{&scores, &accumulate, &scores_blocked,
-                                        &max,    &exp_sum,    &to_f16};
+  static constexpr AttentionLoops loops{&scores, &accumulate, &scores_blocked, &max,    &exp_sum,
+                                        &to_f16, nullptr,     nullptr,         nullptr, nullptr};
   return loops;
 }
 

@@ -1,6 +1,8 @@
 // AVX-512 loops of the attention kernel: F16C conversion of K/V rows, one accumulator register
 // per query head (the head count is a template parameter so they stay in registers), masked
-// loads for head sizes that are not a multiple of 16.
+// loads for head sizes that are not a multiple of 16. The wide prefill loops work on K/V tiles
+// widened to f32 once per item, with register tiles of 6 rows x 64 scores or 6 rows x 64 output
+// columns (24 accumulators), and a base-2 softmax whose running sums stay in vectors.
 #include <immintrin.h>
 
 #include <limits>
@@ -177,11 +179,241 @@ void to_f16(const float* x, std::uint16_t* y, std::int64_t n) {
   }
 }
 
+// Wide prefill loops (attention_isa.h). K/V are already f32, so the FMA ports only multiply: the
+// loads of K/V vectors and of broadcast weights go to the load ports.
+
+// Query rows and 16-position blocks per register tile of scores_wide: RxB accumulators.
+constexpr int kScoreRows = 6;
+constexpr int kScoreBlocks = 4;
+
+// Positions that rows [r0, r0 + rows) need of a tile of n (the last row sees the most).
+int needed(int r0, int rows, int n, int visible0, int heads) {
+  const int v = visible0 + (r0 + rows - 1) / heads;
+  return v < 0 ? 0 : (v > n ? n : v);
+}
+
+template <int R, int B>
+void scores_tile(const float* q, int d, const float* kf, float scale, float* s, int s_stride) {
+  // Flat array, loops unrolled: the accumulators stay in registers (see accumulate_tile).
+  __m512 acc[R * B];
+#pragma GCC unroll 32
+  for (int t = 0; t < R * B; ++t) acc[t] = _mm512_setzero_ps();
+  for (int j = 0; j < d; ++j) {
+    __m512 kv[B];
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b)
+      kv[b] = _mm512_loadu_ps(kf + (static_cast<std::int64_t>(b) * d + j) * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 qb = _mm512_set1_ps(q[r * d + j]);
+#pragma GCC unroll 4
+      for (int b = 0; b < B; ++b) acc[r * B + b] = _mm512_fmadd_ps(qb, kv[b], acc[r * B + b]);
+    }
+  }
+  const __m512 vscale = _mm512_set1_ps(scale);
+#pragma GCC unroll 32
+  for (int t = 0; t < R * B; ++t)
+    _mm512_storeu_ps(s + (t / B) * s_stride + (t % B) * 16, _mm512_mul_ps(acc[t], vscale));
+}
+
+void scores_wide(const float* q, int n_q, int d, const float* kf, int nb, int visible0, int heads,
+                 float scale, float* s, int s_stride) {
+  for (int r0 = 0; r0 < n_q; r0 += kScoreRows) {
+    with_static_count<kScoreRows>(n_q - r0, [&](auto rows) {
+      constexpr int R = rows();
+      const int blocks = (needed(r0, R, nb * 16, visible0, heads) + 15) / 16;
+      const float* qr = q + static_cast<std::int64_t>(r0) * d;
+      float* sr = s + static_cast<std::int64_t>(r0) * s_stride;
+      int b = 0;
+      for (; b + kScoreBlocks <= blocks; b += kScoreBlocks) {
+        scores_tile<R, kScoreBlocks>(qr, d, kf + static_cast<std::int64_t>(b) * 16 * d, scale,
+                                     sr + b * 16, s_stride);
+      }
+      if (b < blocks) {
+        with_static_count<kScoreBlocks - 1>(blocks - b, [&](auto tail) {
+          scores_tile<R, tail()>(qr, d, kf + static_cast<std::int64_t>(b) * 16 * d, scale,
+                                 sr + b * 16, s_stride);
+        });
+      }
+    });
+  }
+}
+
+// Query rows and 16-column vectors per register tile of accumulate_wide: RxC accumulators.
+constexpr int kAccRows = 6;
+constexpr int kAccCols = 4;
+
+__mmask16 lane_mask(int n) {
+  if (n <= 0) return 0;
+  return tail_mask(n);
+}
+
+template <int R>
+void accumulate_tile(const float* w, int w_stride, const float* vf, int v_stride, int n,
+                     const __mmask16* m, float* acc, int acc_stride) {
+  // One flat array, every loop over it unrolled: GCC then keeps all R x C accumulators in
+  // registers (a 2-D array was spilled to the stack on every position).
+  constexpr int C = kAccCols;
+  __m512 a[R * C];
+#pragma GCC unroll 32
+  for (int t = 0; t < R * C; ++t)
+    a[t] = _mm512_maskz_loadu_ps(m[t % C], acc + (t / C) * acc_stride + (t % C) * 16);
+  for (int i = 0; i < n; ++i) {
+    __m512 x[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c)
+      x[c] = _mm512_maskz_loadu_ps(m[c], vf + static_cast<std::int64_t>(i) * v_stride + c * 16);
+#pragma GCC unroll 32
+    for (int t = 0; t < R * C; ++t)
+      a[t] = _mm512_fmadd_ps(_mm512_set1_ps(w[(t / C) * w_stride + i]), x[t % C], a[t]);
+  }
+#pragma GCC unroll 32
+  for (int t = 0; t < R * C; ++t)
+    _mm512_mask_storeu_ps(acc + (t / C) * acc_stride + (t % C) * 16, m[t % C], a[t]);
+}
+
+void accumulate_wide(const float* w, int w_stride, int n_q, const float* vf, int v_stride, int n,
+                     int visible0, int heads, int d, float* acc, int acc_stride) {
+  for (int j0 = 0; j0 < d; j0 += 16 * kAccCols) {
+    __mmask16 m[kAccCols];
+    for (int c = 0; c < kAccCols; ++c) m[c] = lane_mask(d - j0 - 16 * c);
+    for (int r0 = 0; r0 < n_q; r0 += kAccRows) {
+      with_static_count<kAccRows>(n_q - r0, [&](auto rows) {
+        accumulate_tile<rows()>(w + static_cast<std::int64_t>(r0) * w_stride, w_stride, vf + j0,
+                                v_stride, needed(r0, rows(), n, visible0, heads), m,
+                                acc + static_cast<std::int64_t>(r0) * acc_stride + j0, acc_stride);
+      });
+    }
+  }
+}
+
+// 2^t to about 1 ulp for the softmax weights, whose exponents t = s - max are <= 0 (cheaper than
+// exp_ps: the scores already carry the factor log2(e), and no clamping is needed because any
+// very negative t scales to 0): t = floor(t) + f with f in [0, 1) from vreduceps, 2^f by a
+// degree-6 polynomial (interpolation at the Chebyshev nodes of [0, 1], relative error 2.5e-9),
+// times 2^floor(t) by vscalefps (which floors its exponent operand itself). Lanes outside
+// `keep` come out 0.
+__m512 exp2_weights(__mmask16 keep, __m512 t) {
+  const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 p = _mm512_set1_ps(2.1865784776254515e-04f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.2391331837500745e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6841863099938440e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5480630196887720e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4023045441226250e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314693275887050e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000000025307452f));
+  return _mm512_maskz_scalef_ps(keep, p, t);
+}
+
+// The maximum of x's lanes in every lane.
+__m512 broadcast_max(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, 0x4E));
+  x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, 0xB1));
+  x = _mm512_max_ps(x, _mm512_permute_ps(x, 0x4E));
+  return _mm512_max_ps(x, _mm512_permute_ps(x, 0xB1));
+}
+
+// The new running max of a row (all lanes) from its old one and the maximum of its scores, and
+// the rescaling of the row's sum and accumulators when it grew.
+inline __attribute__((always_inline)) __m512 update_max(__m512 tile_max, float* m, __m512* lsum,
+                                                        float* acc, int dv) {
+  const float m_old = *m;
+  const __m512 m_new = _mm512_max_ps(broadcast_max(tile_max), _mm512_set1_ps(m_old));
+  const float m_new_s = _mm512_cvtss_f32(m_new);
+  if (m_new_s > m_old && m_old > -std::numeric_limits<float>::infinity()) {
+    const __m512 c = exp2_weights(0xFFFF, _mm512_sub_ps(_mm512_set1_ps(m_old), m_new));
+    *lsum = _mm512_mul_ps(*lsum, c);
+    for (int j = 0; j < dv; j += 16) {
+      const __mmask16 k = tail_mask(dv - j);
+      _mm512_mask_storeu_ps(acc + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, acc + j), c));
+    }
+  }
+  *m = m_new_s;
+  return m_new;
+}
+
+// A row that sees all of a tile of V whole vectors: held in registers from max to store.
+template <int V>
+void softmax_row_full(float* x, float* m, __m512* lsum, float* acc, int dv) {
+  __m512 v[V];
+#pragma GCC unroll 8
+  for (int i = 0; i < V; ++i) v[i] = _mm512_loadu_ps(x + 16 * i);
+  __m512 mx = v[0];
+#pragma GCC unroll 8
+  for (int i = 1; i < V; ++i) mx = _mm512_max_ps(mx, v[i]);
+  const __m512 vmax = update_max(mx, m, lsum, acc, dv);
+  __m512 sum = *lsum;
+#pragma GCC unroll 8
+  for (int i = 0; i < V; ++i) {
+    const __m512 e = exp2_weights(0xFFFF, _mm512_sub_ps(v[i], vmax));
+    _mm512_storeu_ps(x + 16 * i, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  *lsum = sum;
+}
+
+// Any row: the first `visible` of n scores, masked.
+void softmax_row(float* x, int n, int visible, float* m, __m512* lsum, float* acc, int dv) {
+  if (visible > 0) {
+    __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int i = 0; i < visible; i += 16) {
+      const __mmask16 k = tail_mask(visible - i);
+      mx = _mm512_mask_max_ps(mx, k, mx, _mm512_maskz_loadu_ps(k, x + i));
+    }
+    const __m512 vmax = update_max(mx, m, lsum, acc, dv);
+    __m512 sum = *lsum;
+    for (int i = 0; i < visible; i += 16) {
+      const __mmask16 seen = tail_mask(visible - i);
+      const __m512 e = exp2_weights(seen, _mm512_sub_ps(_mm512_maskz_loadu_ps(seen, x + i), vmax));
+      _mm512_mask_storeu_ps(x + i, tail_mask(n - i), e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    *lsum = sum;
+  }
+  // Weights up to n: 0 past the visible ones (accumulate reads whole register tiles).
+  for (int i = (visible + 15) / 16 * 16; i < n; i += 16) {
+    _mm512_mask_storeu_ps(x + i, tail_mask(n - i), _mm512_setzero_ps());
+  }
+}
+
+// Rows that see all of a tile of up to this many whole vectors take the register path.
+constexpr int kFullVectors = 8;
+
+void softmax_wide(float* s, int s_stride, int n_q, int n, int visible0, int heads, float* m,
+                  float* l, float* acc, int acc_stride, int dv) {
+  int token_visible = visible0;  // of row r's token
+  for (int r = 0, h = 0; r < n_q; ++r) {
+    float* x = s + static_cast<std::int64_t>(r) * s_stride;
+    float* row_acc = acc + static_cast<std::int64_t>(r) * acc_stride;
+    __m512 lsum = _mm512_loadu_ps(l + 16 * r);
+    const int visible = token_visible < 0 ? 0 : (token_visible > n ? n : token_visible);
+    if (visible == n && n % 16 == 0 && n <= 16 * kFullVectors) {
+      with_static_count<kFullVectors>(
+          n / 16, [&](auto vectors) { softmax_row_full<vectors()>(x, m + r, &lsum, row_acc, dv); });
+    } else {
+      softmax_row(x, n, visible, m + r, &lsum, row_acc, dv);
+    }
+    _mm512_storeu_ps(l + 16 * r, lsum);
+    if (++h == heads) {
+      h = 0;
+      ++token_visible;
+    }
+  }
+}
+
+void to_f32(const std::uint16_t* x, float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(static_cast<int>(n - i < 16 ? n - i : 16));
+    _mm512_mask_storeu_ps(y + i, k, load_f16(x + i, k));
+  }
+}
+
 }  // namespace
 
 const AttentionLoops& attention_loops() {
-  static constexpr AttentionLoops loops{&scores, &accumulate, &scores_blocked,
-                                        &max,    &exp_sum,    &to_f16};
+  static constexpr AttentionLoops loops{
+      &scores, &accumulate, &scores_blocked, &max,          &exp_sum,
+      &to_f16, &to_f32,     &scores_wide,    &softmax_wide, &accumulate_wide};
   return loops;
 }
 

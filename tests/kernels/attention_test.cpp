@@ -1,7 +1,8 @@
 // Grouped-query attention over an f16 cache against a plain double-precision reference, for every
 // compiled instruction set, at GQA ratios 1..16, odd head sizes, K and V of different sizes
 // (deepseek2), a V that is a prefix of K (deepseek2's absorbed latent), prefill batches after a
-// cached prefix, and decode at long context (positions split across threads).
+// cached prefix (including the wide prefill loops' items of many query rows), and decode at long
+// context (positions split across threads).
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
@@ -190,6 +191,12 @@ INSTANTIATE_TEST_SUITE_P(
                     Shape{"blocked_gqa4_cross_tile", 8, 2, 64, 64, 45, 260, 2, false, true, true},
                     Shape{"blocked_odd_sizes", 6, 2, 29, 19, 5, 4, 2, false, true, true},
                     Shape{"blocked_decode_split", 8, 2, 64, 64, 1, 700, 2, false, true, true},
+                    // Prefill items of many rows (the wide loops on f32 tiles): odd sizes with
+                    // V rows not a whole number of vectors, K and V of different sizes across
+                    // several tiles, and a GQA batch whose items straddle tile boundaries.
+                    Shape{"blocked_wide_odd_sizes", 6, 2, 29, 19, 40, 20, 1, false, true, true},
+                    Shape{"blocked_wide_k192_v128", 4, 4, 192, 128, 24, 300, 1, false, true, true},
+                    Shape{"blocked_wide_gqa4_tiles", 8, 2, 64, 64, 70, 200, 2, false, true, true},
                     Shape{"blocked_decode_one_thread", 32, 8, 64, 64, 1, 521, 1, false, true, true},
                     Shape{"decode_split_odd", 3, 1, 40, 24, 1, 2999, 3},
                     Shape{"decode_one_thread", 32, 8, 64, 64, 1, 520, 1}),
