@@ -20,6 +20,19 @@ function(herd_add_folder_library name dir)
     list(FILTER srcs EXCLUDE REGEX "_neon\\.cpp$")
   else()
     list(FILTER srcs EXCLUDE REGEX "_(avx2|avx512)\\.cpp$")
+    if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
+      # NEON itself is part of ARMv8.0, so *_neon.cpp need no flags, except the dot-product
+      # kernels (dot*_neon.cpp): they use the optional ARMv8.2 sdot and are reached only when
+      # the CPU reports it (cpu_features().neon_dotprod).
+      foreach(f ${srcs})
+        get_filename_component(base ${f} NAME)
+        if(base MATCHES "^dot.*_neon\\.cpp$")
+          set_source_files_properties(${f} PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+        endif()
+      endforeach()
+    else()
+      list(FILTER srcs EXCLUDE REGEX "_neon\\.cpp$")
+    endif()
   endif()
   if(NOT srcs)
     # A folder whose code is not written yet still gives a (empty) library to link against.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite (unit, golden-model, multi-process) with ctest,
-# then the file-format corruption tests again under AddressSanitizer + UBSan.
+# then the file-format corruption tests again under AddressSanitizer + UBSan, then the kernel
+# tests cross-compiled for aarch64 under qemu (NEON kernels) where that toolchain is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --deps
@@ -14,3 +15,10 @@ ninja -C build -j"$jobs"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERD_SANITIZE=ON -DHERD_BUILD_BENCH=OFF >/dev/null
 ninja -C build-asan -j"$jobs" herd_gguf_tests
 (cd build-asan && ctest --output-on-failure -R '^Gguf' -j"$jobs" --timeout 900)
+
+# The NEON kernels cannot run on this CPU: cross-compiled and run under qemu-user.
+if scripts/test-arm.sh --check; then
+  JOBS="$jobs" scripts/test-arm.sh
+else
+  echo "test.sh: aarch64 NEON tests skipped: no cross toolchain (install: scripts/test-arm.sh --deps)"
+fi

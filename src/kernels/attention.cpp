@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "kernels/attention_isa.h"
+#include "kernels/attention_neon.h"
 #include "tensor/fp16.h"
 #include "util/error.h"
 
@@ -398,6 +399,8 @@ const AttentionLoops& attention_loops(Isa isa) {
 #if defined(__x86_64__) || defined(_M_X64)
   if (isa == Isa::kAvx512) return avx512::attention_loops();
   if (isa == Isa::kAvx2) return avx2::attention_loops();
+#elif defined(__aarch64__)
+  if (isa == Isa::kNeon) return neon::attention_loops();
 #endif
   return kScalarLoops;
 }

@@ -102,9 +102,15 @@ const KernelTable& scalar_kernels();
 // The table for an instruction set; types it lacks fall back to the scalar entries.
 const KernelTable& kernels_for(Isa isa);
 
-// Per-ISA tables, compiled only where the target has them (dot_avx2.cpp, dot_avx512.cpp).
+// Per-ISA tables, compiled only where the target has them (dot_avx2.cpp, dot_avx512.cpp,
+// dot_neon.cpp).
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
+// AArch64 NEON with the dot-product extension (dot_neon.cpp); kernels_for(Isa::kNeon) returns
+// it only where cpu_features().neon_dotprod, else the scalar table.
+const KernelTable& neon_kernels();
+// Sets its Q2_K ... Q6_K entries to the kernels of dot_k_neon.cpp.
+void add_neon_k_kernels(KernelTable& table);
 // Replaces the AVX-512 table's Q4_0 / Q8_0 entries with the BlockQ8X kernels.
 void add_avx512_q32_kernels(KernelTable& table);
 // Replaces its Q4_K, Q5_K and Q6_K entries with the 512-bit kernels of dot_k_avx512.cpp.

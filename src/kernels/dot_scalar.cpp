@@ -302,6 +302,9 @@ const KernelTable& kernels_for(Isa isa) {
   if (isa == Isa::kAvx512) return avx512_kernels();
   if (isa == Isa::kAvx2) return avx2_kernels();
 #endif
+#if defined(__aarch64__)
+  if (isa == Isa::kNeon && cpu_features().neon_dotprod) return neon_kernels();
+#endif
   return scalar_kernels();
 }
 

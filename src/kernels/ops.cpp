@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "kernels/ops_neon.h"
 #include "util/cpu_features.h"
 
 namespace herd::kernels {
@@ -26,6 +27,8 @@ namespace {
 double sum_squares(const float* x, std::int64_t n) {
 #if defined(__x86_64__) || defined(_M_X64)
   if (active_isa() == Isa::kAvx512) return avx512::sum_squares(x, n);
+#elif defined(__aarch64__)
+  if (active_isa() == Isa::kNeon) return neon::sum_squares(x, n);
 #endif
   constexpr int kLanes = 8;
   double part[kLanes] = {};

@@ -7,6 +7,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 namespace herd {
 namespace {
@@ -45,9 +48,14 @@ CpuFeatures detect() {
   f.fma = f.fma && ymm_ok;
   f.f16c = f.f16c && ymm_ok;
 #elif defined(__aarch64__)
-  f.neon = true;
-#if defined(__ARM_FEATURE_DOTPROD)
-  f.neon_dotprod = true;
+  f.neon = true;  // Advanced SIMD is mandatory in AArch64
+#if defined(__linux__)
+  // The kernel reports the optional ARMv8.2 dot-product instructions (sdot/udot) in AT_HWCAP
+  // (asm/hwcap.h: HWCAP_ASIMDDP = 1 << 20); the binary itself is built for plain ARMv8.0.
+  constexpr unsigned long kHwcapAsimdDotProd = 1ul << 20;
+  f.neon_dotprod = (getauxval(AT_HWCAP) & kHwcapAsimdDotProd) != 0;
+#elif defined(__APPLE__) || defined(__ARM_FEATURE_DOTPROD)
+  f.neon_dotprod = true;  // every Apple silicon core has it
 #endif
 #endif
   return f;

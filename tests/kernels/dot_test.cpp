@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -140,6 +141,27 @@ TEST(Dot, EveryVectorIsaHasAKernelForEveryType) {
     }
   }
   for (Type t : kTypes) EXPECT_NE(scalar_kernels().find(t), nullptr) << tensor::type_name(t);
+}
+
+// On AArch64 the NEON table is the one in use where the CPU has the dot-product instructions
+// (qemu-aarch64's default CPU has them: scripts/test-arm.sh), and it brings its own kernels for
+// every weight type instead of the scalar fallbacks. Skipped elsewhere.
+TEST(Dot, NeonTableIsActiveWhereTheCpuHasDotProduct) {
+  if (!isa_supported(Isa::kNeon))
+    GTEST_SKIP() << "no NEON on this CPU (" << cpu_feature_string() << ")";
+  const KernelTable& table = kernels_for(Isa::kNeon);
+  std::printf("cpu features: %s; active isa: %s; NEON dot table: %s\n",
+              cpu_feature_string().c_str(), isa_name(active_isa()), isa_name(table.isa));
+  if (!cpu_features().neon_dotprod) {
+    EXPECT_EQ(table.isa, Isa::kScalar);
+    GTEST_SKIP() << "NEON without the dot-product extension keeps the scalar kernels";
+  }
+  EXPECT_EQ(table.isa, Isa::kNeon);
+  for (Type t : kTypes) {
+    EXPECT_NE(table.find(t)->tile, scalar_kernels().find(t)->tile) << tensor::type_name(t);
+  }
+  EXPECT_NE(table.quantize_q8a, scalar_kernels().quantize_q8a);
+  EXPECT_NE(table.quantize_q8k, scalar_kernels().quantize_q8k);
 }
 
 TEST(Dot, ScalarKernelsEqualDequantizedSum) {
