@@ -20,7 +20,8 @@ class LocalPipeline final : public Pipeline {
 
  private:
   Stage stage_;
-  std::vector<float> hidden_;  // [n_tokens, n_embd]
+  std::vector<float> hidden_;       // [micro-batch tokens, n_embd]
+  std::vector<float> head_logits_;  // one micro-batch's logits when all are asked for
 };
 
 }  // namespace herd::engine

@@ -11,24 +11,19 @@ namespace herd::engine {
 Stage::Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool)
     : model_(std::move(model)), pool_(pool), cache_(*model_, n_ctx) {}
 
-void Stage::embed(std::span<const std::int32_t> tokens, std::vector<float>& hidden) {
-  if (!model_->has_embedding()) {
-    fail("this stage holds layers [{}, {}) and has no token embedding", model_->range().first,
-         model_->range().last);
-  }
-  const int n_embd = model_->n_embd();
-  hidden.resize(tokens.size() * static_cast<std::size_t>(n_embd));
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    const std::int32_t id = tokens[i];
-    if (id < 0 || id >= model_->n_vocab()) {
-      fail_argument("token id {} is outside the vocabulary of {} tokens", id, model_->n_vocab());
+namespace {
+
+void check_token_ids(std::span<const std::int32_t> tokens, int n_vocab) {
+  for (const std::int32_t id : tokens) {
+    if (id < 0 || id >= n_vocab) {
+      fail_argument("token id {} is outside the vocabulary of {} tokens", id, n_vocab);
     }
-    kernels::dequantize_row(model_->token_embd(), id, hidden.data() + i * n_embd);
   }
 }
 
-void Stage::run_layers(float* hidden, int n_tokens, int pos0) {
-  if (n_tokens <= 0) return;
+}  // namespace
+
+void Stage::check_positions(int n_tokens, int pos0) const {
   if (pos0 < 0 || pos0 > n_cached_) {
     fail_argument("position {} would leave a gap: only positions [0, {}) are cached", pos0,
                   n_cached_);
@@ -37,6 +32,29 @@ void Stage::run_layers(float* hidden, int n_tokens, int pos0) {
     fail("context is full: positions up to {} were asked for but the context holds {}",
          static_cast<std::int64_t>(pos0) + n_tokens, cache_.n_ctx());
   }
+}
+
+void Stage::check_batch(std::span<const std::int32_t> tokens, int pos0) const {
+  if (model_->has_embedding()) check_token_ids(tokens, model_->n_vocab());
+  check_positions(static_cast<int>(tokens.size()), pos0);
+}
+
+void Stage::embed(std::span<const std::int32_t> tokens, std::vector<float>& hidden) {
+  if (!model_->has_embedding()) {
+    fail("this stage holds layers [{}, {}) and has no token embedding", model_->range().first,
+         model_->range().last);
+  }
+  check_token_ids(tokens, model_->n_vocab());
+  const int n_embd = model_->n_embd();
+  hidden.resize(tokens.size() * static_cast<std::size_t>(n_embd));
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    kernels::dequantize_row(model_->token_embd(), tokens[i], hidden.data() + i * n_embd);
+  }
+}
+
+void Stage::run_layers(float* hidden, int n_tokens, int pos0) {
+  if (n_tokens <= 0) return;
+  check_positions(n_tokens, pos0);
   const auto range = model_->range();
   const auto& arch = model_->arch();
   // Long batches run in micro-batches: the scratch buffers grow with the batch (a 4000-token

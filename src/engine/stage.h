@@ -28,6 +28,10 @@ class Stage {
   // Positions [0, n_cached) hold valid K/V.
   int n_cached() const { return n_cached_; }
 
+  // Throws, changing nothing, what embed (token ids) and run_layers (positions) would throw for
+  // this batch: callers that feed a long batch in pieces check it whole first, so that a bad
+  // token or a full context is reported before any piece has filled the cache.
+  void check_batch(std::span<const std::int32_t> tokens, int pos0) const;
   // hidden = token embeddings [tokens.size(), n_embd]. Needs the first layer range (token_embd).
   // InvalidArgument for a token id outside the vocabulary.
   void embed(std::span<const std::int32_t> tokens, std::vector<float>& hidden);
@@ -41,6 +45,8 @@ class Stage {
   void truncate(int n_keep);
 
  private:
+  void check_positions(int n_tokens, int pos0) const;
+
   std::shared_ptr<const model::Model> model_;
   ThreadPool& pool_;
   KvCache cache_;

@@ -246,3 +246,65 @@ TEST(MicroBatches, LongBatchEqualsSmallerPieces) {
 
 }  // namespace
 }  // namespace herd::engine
+
+namespace herd::engine {
+namespace {
+
+class LongBatches : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto path = herd::testing::shared_file("golden/llama-f32.gguf");
+    if (path.empty()) GTEST_SKIP() << "reference data ../shared/golden/llama-f32.gguf not found";
+    model_ = model::Model::load(open(path));
+  }
+  static std::vector<std::int32_t> tokens(int n) {
+    std::vector<std::int32_t> t(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) t[static_cast<std::size_t>(i)] = (i * 53 + 7) % 500 + 1;
+    return t;
+  }
+  std::shared_ptr<model::Model> model_;
+};
+
+// The pipeline runs a long batch one micro-batch at a time, but a bad token or a context overflow
+// in its last micro-batch must fail before the first one fills the cache: afterwards, position 0
+// is still where the next batch starts (a filled cache would make it a rewrite, and a later
+// position a gap).
+TEST_F(LongBatches, AnErrorInTheLastMicroBatchLeavesTheCacheUntouched) {
+  const int n = Stage::kMaxMicroBatch + 10;
+  LocalPipeline pipe(model_, n, pool());
+  std::vector<float> logits;
+  auto bad = tokens(n);
+  bad.back() = 512;  // outside the vocabulary
+  EXPECT_THROW(pipe.forward(bad, 0, false, logits), InvalidArgument);
+  auto too_long = tokens(n + 1);
+  EXPECT_THROW(pipe.forward(too_long, 0, false, logits), Error);
+  // Nothing was cached: continuing at position 1 leaves a gap.
+  const std::int32_t one = 1;
+  EXPECT_THROW(pipe.forward(std::span(&one, 1), 1, false, logits), InvalidArgument);
+  pipe.forward(tokens(n), 0, false, logits);  // the whole context still fits
+  EXPECT_EQ(logits.size(), 512u);
+}
+
+// All logits of a batch longer than a micro-batch: each row equals the last-token logits of the
+// prefix ending there (computed independently), at rows on both sides of a micro-batch border.
+TEST_F(LongBatches, AllLogitsSpanMicroBatches) {
+  const int n = Stage::kMaxMicroBatch + 5;
+  const auto t = tokens(n);
+  LocalPipeline pipe(model_, n, pool());
+  std::vector<float> all;
+  pipe.forward(t, 0, true, all);
+  const int n_vocab = pipe.n_vocab();
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(n) * n_vocab);
+  for (int row : {0, Stage::kMaxMicroBatch - 1, Stage::kMaxMicroBatch, n - 1}) {
+    LocalPipeline prefix(model_, n, pool());
+    std::vector<float> last;
+    prefix.forward(std::span(t).first(static_cast<std::size_t>(row) + 1), 0, false, last);
+    for (int v = 0; v < n_vocab; ++v) {
+      ASSERT_NEAR(last[v], all[static_cast<std::size_t>(row) * n_vocab + v], 1e-4)
+          << "row " << row << " token " << v;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace herd::engine
