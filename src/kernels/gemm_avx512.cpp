@@ -438,7 +438,31 @@ void run(std::span<const Product> products, const float* x, std::int64_t n_token
         for (int l = 0; l < 16; ++l) src.rows[l] = w.row(std::min(r0 + 16 * h + l, last));
         T::convert(src, cols, panel, block_bytes, h);
       }
+      // While this panel is multiplied, the next one's rows (this thread's next panel, of this
+      // product or the next) are requested into L2, a slice per token tile: converting a panel
+      // otherwise waits on DRAM for rows that no prefetcher saw coming.
+      const std::uint8_t* next_rows = nullptr;
+      std::size_t next_stride = 0, next_row_bytes = 0;
+      if (pi + 1 < end) {
+        const std::size_t j = pi + 1 < first_panel[i + 1] ? i : i + 1;
+        const Matrix& nw = *products[j].w;
+        const std::int64_t nr0 = (pi + 1 - first_panel[j]) * kPanelRows;
+        next_rows = nw.row(nr0);
+        next_stride = nw.row_stride;
+        next_row_bytes = tensor::row_bytes(nw.type, nw.cols);
+      }
+      const std::size_t lines_per_row = (next_row_bytes + 63) / 64;
+      const std::size_t next_lines = next_rows ? kPanelRows * lines_per_row : 0;
+      const std::int64_t n_tiles = (n_tokens + kTileTokens<T> - 1) / kTileTokens<T>;
+      const std::size_t per_tile = (next_lines + n_tiles - 1) / n_tiles;
+      std::size_t line = 0;
       for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kTileTokens<T>) {
+        for (const std::size_t stop = std::min(next_lines, line + per_tile); line < stop; ++line) {
+          _mm_prefetch(
+              reinterpret_cast<const char*>(next_rows + (line / lines_per_row) * next_stride +
+                                            (line % lines_per_row) * 64),
+              _MM_HINT_T1);
+        }
         const int nt = static_cast<int>(std::min<std::int64_t>(kTileTokens<T>, n_tokens - t0));
         with_static_count<kTileTokens<T>>(nt, [&](auto width) {
           micro_kernel<T, width()>(panel, block_bytes, nb, act + t0 * nb, nb, y + t0 * ldy + r0,
