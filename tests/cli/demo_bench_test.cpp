@@ -54,6 +54,17 @@ std::vector<std::string> leftover_nodes(int pid) {
   return found;
 }
 
+// The JSON objects of `--json` output: one per line starting with '{' (progress goes to stderr,
+// which run_herd mixes in).
+std::vector<json> json_lines(const std::string& output) {
+  std::vector<json> rows;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("{", 0) == 0) rows.push_back(json::parse(line));
+  }
+  return rows;
+}
+
 TEST(DemoCommand, RunsEndToEndFromTheRepositoryAndLeavesNoProcessBehind) {
   HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
   Finished f = run_herd(herd_binary(), "demo -n 16", HERD_SOURCE_DIR);
@@ -91,11 +102,7 @@ TEST(BenchCommand, JsonHasEveryTrackedKeyAndTheRatiosItPrints) {
       run_herd(herd_binary(), "bench -m " + model.string() + " -p 32 -n 4 -r 1 -t 1 --json",
                HERD_SOURCE_DIR);
   ASSERT_EQ(f.exit_code, 0) << f.output;
-  std::vector<json> rows;
-  std::istringstream lines(f.output);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("{", 0) == 0) rows.push_back(json::parse(line));
-  }
+  const std::vector<json> rows = json_lines(f.output);
   ASSERT_EQ(rows.size(), 1u) << f.output;
   const json& r = rows[0];
   for (const char* key : {"model", "type", "threads", "pp_tokens_per_s", "tg_tokens_per_s",
@@ -123,11 +130,7 @@ TEST(BenchCommand, NodesComparesOneNodeWithAClusterMeasuredThroughTheApi) {
                         "bench -m " + model.string() + " -p 8 -n 8 -r 1 -t 1 --nodes 2 --json",
                         HERD_SOURCE_DIR);
   ASSERT_EQ(f.exit_code, 0) << f.output;
-  std::vector<json> rows;
-  std::istringstream lines(f.output);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("{", 0) == 0) rows.push_back(json::parse(line));
-  }
+  const std::vector<json> rows = json_lines(f.output);
   ASSERT_EQ(rows.size(), 2u) << f.output;
   EXPECT_EQ(rows[0]["nodes"], 1);
   EXPECT_EQ(rows[0]["stages"], 1);
