@@ -92,7 +92,10 @@ std::vector<float> dequantize_activation(ActivationFormat format, const std::uin
     }
     const auto tail = dequantize_activation(ActivationFormat::kQ8A, row + groups * sizeof(BlockQ8X),
                                             n - groups * BlockQ8X::kBlocks * 32);
-    std::copy(tail.begin(), tail.end(), out.begin() + groups * BlockQ8X::kBlocks * 32);
+    // An index loop: std::copy to out.begin() + offset made GCC 12 warn (-Warray-bounds) for the
+    // empty tail of whole groups, where the destination is end().
+    const std::size_t offset = static_cast<std::size_t>(groups) * BlockQ8X::kBlocks * 32;
+    for (std::size_t i = 0; i < tail.size(); ++i) out[offset + i] = tail[i];
   } else {
     tensor::dequantize(Type::kQ8_K, row, out.data(), n);
   }
