@@ -216,28 +216,37 @@ float dot_q6_k(std::int64_t n, const void* w, const void* xv) {
 
 // --- Float weights against float activations -----------------------------------------------
 
+// By memcpy: a row need not be aligned to its element (a GGUF row is, but a shard or test buffer
+// may not be), and a misaligned typed load is undefined behaviour. Compilers emit one load.
+template <class T>
+T load_element(const void* w, std::int64_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const char*>(w) + i * static_cast<std::int64_t>(sizeof(T)), sizeof v);
+  return v;
+}
+
 template <float (*kLoad)(const void*, std::int64_t)>
 float dot_float(std::int64_t n, const void* w, const void* xv) {
-  const auto* x = static_cast<const float*>(xv);
+  auto x = [xv](std::int64_t i) { return load_element<float>(xv, i); };
   float acc[8] = {};
   std::int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) acc[k] += kLoad(w, i + k) * x[i + k];
+    for (int k = 0; k < 8; ++k) acc[k] += kLoad(w, i + k) * x(i + k);
   }
   float sum = 0.0f;
-  for (; i < n; ++i) sum += kLoad(w, i) * x[i];
+  for (; i < n; ++i) sum += kLoad(w, i) * x(i);
   for (float a : acc) sum += a;
   return sum;
 }
 
 float load_f32(const void* w, std::int64_t i) {
-  return static_cast<const float*>(w)[i];
+  return load_element<float>(w, i);
 }
 float load_f16(const void* w, std::int64_t i) {
-  return fp16_to_fp32(static_cast<const std::uint16_t*>(w)[i]);
+  return fp16_to_fp32(load_element<std::uint16_t>(w, i));
 }
 float load_bf16(const void* w, std::int64_t i) {
-  return bf16_to_fp32(static_cast<const std::uint16_t*>(w)[i]);
+  return bf16_to_fp32(load_element<std::uint16_t>(w, i));
 }
 
 // The scalar path takes one token at a time: it is the reference, not the fast path.
