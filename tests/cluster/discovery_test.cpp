@@ -6,6 +6,7 @@
 
 #include "cluster/membership.h"
 #include "cluster/messages.h"
+#include "unicast_config.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -49,15 +50,15 @@ TEST(Endpoint, ParsesHostPortAndRejectsNonsense) {
 }
 
 TEST(Discovery, BindsOnlyToTheRequestedAddress) {
-  Discovery d(DiscoveryConfig{{kLoopback, 0}});
+  Discovery d(unicast_config({kLoopback, 0}));
   EXPECT_EQ(d.local().host, kLoopback);
   EXPECT_GT(d.local().port, 0);
-  EXPECT_THROW(Discovery(DiscoveryConfig{{"192.0.2.1", 0}}),
+  EXPECT_THROW(Discovery(unicast_config({"192.0.2.1", 0})),
                Error);  // TEST-NET address this host does not have
 }
 
 TEST(Discovery, AddPeerKeepsOneEntryPerPeer) {
-  Discovery d(DiscoveryConfig{{kLoopback, 0}});
+  Discovery d(unicast_config({kLoopback, 0}));
   d.add_peer({kLoopback, 9});
   d.add_peer({kLoopback, 9});
   EXPECT_EQ(d.peers().size(), 1u);
@@ -65,8 +66,8 @@ TEST(Discovery, AddPeerKeepsOneEntryPerPeer) {
 
 TEST(Discovery, TwoNodesWithStaticPeersFindEachOtherAndRejectAStranger) {
   Secret secret("discovery-test-secret-0123456789");
-  Discovery a(DiscoveryConfig{{kLoopback, 0}});
-  Discovery b(DiscoveryConfig{{kLoopback, 0}, {a.local()}});
+  Discovery a(unicast_config({kLoopback, 0}));
+  Discovery b(unicast_config({kLoopback, 0}, {a.local()}));
   a.add_peer(b.local());
   Membership table_a(node("a", a.local().port)), table_b(node("b", b.local().port));
   ReplayGuard guard_a, guard_b;
@@ -97,7 +98,7 @@ TEST(Discovery, TwoNodesWithStaticPeersFindEachOtherAndRejectAStranger) {
   EXPECT_EQ(table_b.coordinator(), "a");
 
   // A node with another secret reaches b's socket but not its member table.
-  Discovery stranger(DiscoveryConfig{{kLoopback, 0}, {b.local()}});
+  Discovery stranger(unicast_config({kLoopback, 0}, {b.local()}));
   spdlog::set_level(spdlog::level::off);
   stranger.broadcast(
       announce(node("evil", stranger.local().port), 1, Secret("some-other-secret-abcdefgh")));

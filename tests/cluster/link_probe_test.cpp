@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cluster/discovery.h"
+#include "unicast_config.h"
 #include "util/error.h"
 
 namespace herd::cluster {
@@ -81,7 +82,7 @@ TEST(LinkProbe, ReplyIsSmallEchoesSeqAndIgnoresOtherDatagrams) {
 
 // A real probe over UDP on 127.0.0.1 against a responder thread; only sanity is asserted.
 TEST(LinkProbe, UdpProbeAgainstLoopbackResponder) {
-  Discovery responder(DiscoveryConfig{{"127.0.0.1", 0}});
+  Discovery responder(unicast_config({"127.0.0.1", 0}));
   std::atomic<bool> stop{false};
   std::thread thread([&] {
     while (!stop) {

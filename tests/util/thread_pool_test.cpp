@@ -73,7 +73,9 @@ TEST(ThreadPool, ParallelForGivesASlowThreadLessOfTheRange) {
   });
   // On a loaded machine the second thread may never join; when it did, it took over the rest
   // (a static split would have left the slow thread exactly half).
-  if (items.size() == 2) EXPECT_LT(items[slow], kN / 2);
+  if (items.size() == 2) {
+    EXPECT_LT(items[slow], kN / 2);
+  }
 }
 
 TEST(ThreadPool, SingleThreadPoolRunsInline) {
