@@ -99,16 +99,22 @@ struct Q6K {
   }
 };
 
+// The NC activation rows of a tile (x_stride bytes apart) as Q8_K blocks.
+template <int NC>
+inline void activation_rows(const void* x, std::size_t x_stride, const tensor::BlockQ8_K* xb[NC]) {
+  for (int c = 0; c < NC; ++c) {
+    xb[c] = reinterpret_cast<const tensor::BlockQ8_K*>(static_cast<const std::uint8_t*>(x) +
+                                                       c * x_stride);
+  }
+}
+
 template <class T, int NC>
 void tile_k512(std::int64_t n, const void* w, const void* x, std::size_t x_stride, float* y,
                std::int64_t ldy) {
   static const T type;
   const auto* wb = static_cast<const typename T::Block*>(w);
   const tensor::BlockQ8_K* xb[NC];
-  for (int c = 0; c < NC; ++c) {
-    xb[c] = reinterpret_cast<const tensor::BlockQ8_K*>(static_cast<const std::uint8_t*>(x) +
-                                                       c * x_stride);
-  }
+  activation_rows<NC>(x, x_stride, xb);
   __m512 acc[NC];
   __m256 min_acc[NC];
   for (auto& a : acc) a = _mm512_setzero_ps();
@@ -245,10 +251,7 @@ void tile_q45k(std::int64_t n, const void* w, const void* x, std::size_t x_strid
   static const T type;
   const auto* wb = static_cast<const typename T::Block*>(w);
   const tensor::BlockQ8_K* xb[NC];
-  for (int c = 0; c < NC; ++c) {
-    xb[c] = reinterpret_cast<const tensor::BlockQ8_K*>(static_cast<const std::uint8_t*>(x) +
-                                                       c * x_stride);
-  }
+  activation_rows<NC>(x, x_stride, xb);
   __m512 acc[NC];
   for (auto& a : acc) a = _mm512_setzero_ps();
   DecodedQ45K dq;

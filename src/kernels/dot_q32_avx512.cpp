@@ -25,31 +25,9 @@ namespace {
 constexpr int kGroupBlocks = BlockQ8X::kBlocks;
 
 using avx512::half_to_float;
+using avx512::quantize_block;
+using avx512::QuantizedBlock;
 using avx512::word_index;
-
-inline float round_to_half(float f) {
-  return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
-}
-
-// --- activations -------------------------------------------------------------------------------
-
-struct QuantizedBlock {
-  __m128i lo, hi;  // int8 elements 0..15, 16..31
-  std::int32_t sum;
-  float d;
-};
-
-// Rounds 32 floats as quantize_row_q8a_scalar does (x * 127 / amax, nearest even).
-inline QuantizedBlock quantize_block(const float* x) {
-  const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
-  const __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-  const __m512i qa = _mm512_cvt_roundps_epi32(_mm512_mul_ps(a, id), kRound);
-  const __m512i qb = _mm512_cvt_roundps_epi32(_mm512_mul_ps(b, id), kRound);
-  return {_mm512_cvtsepi32_epi8(qa), _mm512_cvtsepi32_epi8(qb),
-          _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb)), round_to_half(amax / 127.0f)};
-}
 
 void quantize_q8x(const float* x, void* out, std::int64_t n) {
   const std::int64_t nb = n / 32, ng = nb / kGroupBlocks;
