@@ -139,8 +139,10 @@ void tile_q32x(std::int64_t n, const void* w, const void* x, std::size_t x_strid
   const __m512i spread1 = _mm512_add_epi32(spread0, _mm512_set1_epi32(4));
   __m512 acc[NC];
   for (auto& a : acc) a = _mm512_setzero_ps();
+  StreamThrottle<kGroupBlocks * sizeof(typename T::Block)> throttle;
   for (std::int64_t g = 0; g < ng; ++g, wp += kGroupBlocks * sizeof(typename T::Block)) {
     prefetch_ahead<kGroupBlocks * sizeof(typename T::Block)>(wp);
+    if constexpr (NC == 1) throttle.step();  // decode only: a tile of tokens is compute-bound
     const Decoded8 dw = type.decode(wp);
     for (int c = 0; c < NC; ++c) {
       const BlockQ8X& xc = xg[c][g];
