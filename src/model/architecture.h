@@ -85,6 +85,7 @@ class Workspace {
     kQAbsorbed,
     kLatentOut,
     kQLora,
+    kDownPartial,
     kSlotCount
   };
   enum IntSlot { kRouteIds, kExpertTokens, kIntSlotCount };

@@ -8,6 +8,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/model.h"
+#include "tensor/type.h"
 #include "util/error.h"
 
 namespace herd::model {
@@ -105,17 +106,36 @@ float* normed_input(const LayerForward& f, const Vector& w) {
 }
 
 // out[T, n_embd] = down(swiglu(gate x, up x)), the gate/up buffers sized for `width`.
+//
+// A long batch runs the hidden dimension in two halves, the second half's down-projection added
+// to the first's: the gate/up activations (2 * T * width floats, 16 MiB for 256 tokens of a 1B
+// model) are the largest scratch of a prompt, and halving them keeps resident memory within 10%
+// of weights + KV cache. Each half is still a full-width GEMM over all T tokens, so prefill
+// speed is unchanged; decode and short batches take one pass.
 void swiglu_ffn(const LayerForward& f, const Matrix& gate, const Matrix& up, const Matrix& down,
                 const float* x, int n_tokens, float* out, Workspace::Slot gate_slot,
                 Workspace::Slot up_slot) {
   const std::int64_t n_embd = f.model.n_embd();
   const std::int64_t width = gate.rows;
-  float* g = f.ws.floats(gate_slot, static_cast<std::size_t>(n_tokens) * width);
-  float* u = f.ws.floats(up_slot, static_cast<std::size_t>(n_tokens) * width);
-  const kernels::Product gate_up[] = {{&gate, g, width}, {&up, u, width}};
-  kernels::matmul_shared_input(gate_up, x, n_tokens, n_embd, f.pool);
-  kernels::swiglu(g, u, g, n_tokens * width);
-  matmul(down, g, n_tokens, width, out, n_embd, f.pool);
+  const bool split = n_tokens >= kFfnSplitTokens && width % 2 == 0 &&
+                     (width / 2) % tensor::traits(down.type).block_size == 0;
+  const std::int64_t part = split ? width / 2 : width;
+  float* g = f.ws.floats(gate_slot, static_cast<std::size_t>(n_tokens) * part);
+  float* u = f.ws.floats(up_slot, static_cast<std::size_t>(n_tokens) * part);
+  float* partial =
+      split ? f.ws.floats(Workspace::kDownPartial, static_cast<std::size_t>(n_tokens) * n_embd)
+            : nullptr;
+  for (std::int64_t c0 = 0; c0 < width; c0 += part) {
+    const Matrix gate_part{gate.type, gate.row(c0), part, gate.cols, gate.row_stride};
+    const Matrix up_part{up.type, up.row(c0), part, up.cols, up.row_stride};
+    const Matrix down_part{down.type, down.row(0) + tensor::row_bytes(down.type, c0), down.rows,
+                           part, down.row_stride};
+    const kernels::Product gate_up[] = {{&gate_part, g, part}, {&up_part, u, part}};
+    kernels::matmul_shared_input(gate_up, x, n_tokens, n_embd, f.pool);
+    kernels::swiglu(g, u, g, n_tokens * part);
+    matmul(down_part, g, n_tokens, part, c0 == 0 ? out : partial, n_embd, f.pool);
+    if (c0 > 0) add_residual(out, partial, n_tokens * n_embd);
+  }
 }
 
 // Router: per token, the chosen experts and their weights (llama.cpp build_moe_ffn).

@@ -31,6 +31,10 @@ void bind_moe_ffn(TensorBinder& b, const HParams& hp, int il, LayerWeights& w, i
 
 // hidden += attention(rms_norm(hidden) * attn_norm), writing K/V of the new positions.
 void attention_gqa(const LayerForward& f);
+// Batches of at least this many tokens run a SwiGLU feed-forward in two halves of its hidden
+// dimension (less scratch; decode and short batches take one pass).
+inline constexpr int kFfnSplitTokens = 64;
+
 // hidden += ffn(rms_norm(hidden) * ffn_norm): dense, or MoE when the layer has experts.
 void feed_forward(const LayerForward& f, const MoeOptions& moe);
 
