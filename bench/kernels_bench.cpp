@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -86,6 +87,18 @@ const bool kRegistered = [] {
           run_rows(st, t, rows, 2048, tokens);
         })->Unit(benchmark::kMicrosecond);
       }
+    }
+  }
+  // Decode from DRAM: 75 MB matrices, larger than any L3 here, with short (2048) and long (8192)
+  // rows (kernels/prefetch.h, StreamThrottle).
+  for (Type t : {Type::kQ8_0, Type::kQ4_0, Type::kQ4_K}) {
+    for (const auto& [rows, cols] : {std::pair<std::int64_t, std::int64_t>{65536, 2048},
+                                     std::pair<std::int64_t, std::int64_t>{16384, 8192}}) {
+      const std::string name = "stream/" + std::string(tensor::type_name(t)) + "/" +
+                               std::to_string(rows) + "x" + std::to_string(cols);
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
+        run_rows(st, t, rows, cols, 1);
+      })->Unit(benchmark::kMicrosecond);
     }
   }
   return true;
