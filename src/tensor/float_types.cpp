@@ -5,19 +5,32 @@
 #include "tensor/quants.h"
 
 namespace herd::tensor {
+namespace {
+
+// Rows need not be aligned to their element (a tensor inside a GGUF file is aligned only as
+// the file says, and callers slice rows at any column), so halves go through memcpy.
+std::uint16_t load_half(const void* row, std::int64_t i) {
+  std::uint16_t h;
+  std::memcpy(&h, static_cast<const std::uint8_t*>(row) + i * sizeof h, sizeof h);
+  return h;
+}
+
+void store_half(void* row, std::int64_t i, std::uint16_t h) {
+  std::memcpy(static_cast<std::uint8_t*>(row) + i * sizeof h, &h, sizeof h);
+}
+
+}  // namespace
 
 void dequantize_row_f32(const void* src, float* dst, std::int64_t count) {
   std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(float));
 }
 
 void dequantize_row_f16(const void* src, float* dst, std::int64_t count) {
-  const auto* h = static_cast<const std::uint16_t*>(src);
-  for (std::int64_t i = 0; i < count; ++i) dst[i] = fp16_to_fp32(h[i]);
+  for (std::int64_t i = 0; i < count; ++i) dst[i] = fp16_to_fp32(load_half(src, i));
 }
 
 void dequantize_row_bf16(const void* src, float* dst, std::int64_t count) {
-  const auto* h = static_cast<const std::uint16_t*>(src);
-  for (std::int64_t i = 0; i < count; ++i) dst[i] = bf16_to_fp32(h[i]);
+  for (std::int64_t i = 0; i < count; ++i) dst[i] = bf16_to_fp32(load_half(src, i));
 }
 
 void quantize_row_f32(const float* src, void* dst, std::int64_t count) {
@@ -25,13 +38,11 @@ void quantize_row_f32(const float* src, void* dst, std::int64_t count) {
 }
 
 void quantize_row_f16(const float* src, void* dst, std::int64_t count) {
-  auto* h = static_cast<std::uint16_t*>(dst);
-  for (std::int64_t i = 0; i < count; ++i) h[i] = fp32_to_fp16(src[i]);
+  for (std::int64_t i = 0; i < count; ++i) store_half(dst, i, fp32_to_fp16(src[i]));
 }
 
 void quantize_row_bf16(const float* src, void* dst, std::int64_t count) {
-  auto* h = static_cast<std::uint16_t*>(dst);
-  for (std::int64_t i = 0; i < count; ++i) h[i] = fp32_to_bf16(src[i]);
+  for (std::int64_t i = 0; i < count; ++i) store_half(dst, i, fp32_to_bf16(src[i]));
 }
 
 }  // namespace herd::tensor
