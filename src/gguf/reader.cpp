@@ -23,6 +23,10 @@ static_assert(std::endian::native == std::endian::little,
 constexpr std::uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr std::uint64_t kDefaultAlignment = 32;
 constexpr std::uint64_t kMaxAlignment = std::uint64_t{1} << 30;
+// The GGUF spec asks for a multiple of 8. The kernels rely on it: with tensors at least
+// 8-aligned, every row is aligned to its elements (float rows to 4 bytes, blocks, of even size,
+// to the 2 of their 16-bit scales).
+constexpr std::uint64_t kMinAlignment = 8;
 constexpr int kMaxArrayDepth = 8;  // nested arrays deeper than this are certainly corrupt
 constexpr int kMaxDims = 4;        // GGML_MAX_DIMS
 // Smallest encodings, used to bound counts before allocating.
@@ -214,10 +218,11 @@ std::uint64_t read_alignment(const Metadata& metadata, const std::string& name) 
                 value_type_name(v->type));
   }
   std::int64_t a = v->as_int();
-  if (a <= 0 || !std::has_single_bit(static_cast<std::uint64_t>(a)) ||
+  if (a < static_cast<std::int64_t>(kMinAlignment) ||
+      !std::has_single_bit(static_cast<std::uint64_t>(a)) ||
       static_cast<std::uint64_t>(a) > kMaxAlignment) {
-    fail_format("{}: general.alignment is {}; it must be a non-zero power of two (at most {})",
-                name, a, kMaxAlignment);
+    fail_format("{}: general.alignment is {}; it must be a power of two from {} to {}", name, a,
+                kMinAlignment, kMaxAlignment);
   }
   return static_cast<std::uint64_t>(a);
 }

@@ -194,6 +194,10 @@ TEST(GgufCorruption, VersionsMagicAndAlignmentAreChecked) {
                           "power of two");
   expect_error_containing(RawGguf().header(3, 0, 1).kv_u32("general.alignment", 48).bytes,
                           "power of two");
+  // Below the spec's 8, a tensor could start at an odd address (rows misaligned for their
+  // 16-bit scales).
+  expect_error_containing(RawGguf().header(3, 0, 1).kv_u32("general.alignment", 2).bytes,
+                          "power of two from 8");
   expect_error_containing(RawGguf().header(3, 0, 1).str("general.alignment").u32(8).str("x").bytes,
                           "integer");
   expect_error_containing(RawGguf().header(3, 0, 1).str("k").u32(13).u32(0).bytes,

@@ -184,6 +184,7 @@ TEST(GgufRoundTrip, AlignmentOf64IsWrittenAndHonoured) {
 TEST(GgufWriter, RejectsInvalidInput) {
   EXPECT_THROW(Writer(0), InvalidArgument);
   EXPECT_THROW(Writer(48), InvalidArgument);
+  EXPECT_THROW(Writer(4), InvalidArgument);
   Writer w;
   EXPECT_THROW(w.set_u32("general.alignment", 3), InvalidArgument);
   std::vector<std::uint8_t> data(16);

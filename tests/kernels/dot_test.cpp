@@ -23,6 +23,11 @@
 namespace herd::kernels {
 namespace {
 
+// Weight rows at an address that is not vector-aligned, but aligned to their elements as every
+// row in a GGUF is (float rows to 4 bytes; blocks, of even size, to the 2 of their 16-bit
+// scales, which the scalar code reads as such).
+constexpr std::size_t kMisalign = 4;
+
 using tensor::Type;
 
 std::vector<float> gaussian(std::int64_t n, unsigned seed, float scale = 1.0f) {
@@ -45,20 +50,21 @@ const Type kTypes[] = {Type::kF32,  Type::kF16,  Type::kBF16, Type::kQ8_0, Type:
                        Type::kQ4_1, Type::kQ5_0, Type::kQ5_1, Type::kQ2_K, Type::kQ3_K,
                        Type::kQ4_K, Type::kQ5_K, Type::kQ6_K};
 
-// Activation rows in a kernel's format, each at a deliberately odd address.
+// Activation rows in a kernel's format, at an address that is not vector-aligned (the blocks'
+// 32-bit fields keep their alignment).
 struct Prepared {
   std::vector<std::uint8_t> bytes;
   std::size_t stride = 0;
-  const std::uint8_t* data() const { return bytes.data() + 3; }
+  const std::uint8_t* data() const { return bytes.data() + 4; }
 };
 
 Prepared prepare(const KernelTable& table, ActivationFormat format, const std::vector<float>& x,
                  std::int64_t n, int tokens) {
   Prepared p;
-  p.stride = activation_row_bytes(format, n) + 5;
-  p.bytes.assign(p.stride * tokens + 3, 0);
+  p.stride = activation_row_bytes(format, n) + 4;
+  p.bytes.assign(p.stride * tokens + 4, 0);
   for (int t = 0; t < tokens; ++t) {
-    std::uint8_t* dst = p.bytes.data() + 3 + t * p.stride;
+    std::uint8_t* dst = p.bytes.data() + 4 + t * p.stride;
     if (format == ActivationFormat::kF32)
       std::memcpy(dst, x.data() + t * n, n * sizeof(float));
     else
@@ -119,7 +125,7 @@ void expect_q8x_matches_q8a(const std::uint8_t* q8x, const std::uint8_t* q8a, st
 
 struct Fixture {
   std::int64_t n;
-  std::vector<std::uint8_t> w;  // one row at offset 1
+  std::vector<std::uint8_t> w;  // one row at offset kMisalign
   std::vector<float> w_float;
   std::vector<float> x;  // 8 tokens
 };
@@ -129,10 +135,10 @@ Fixture make(Type type, unsigned seed) {
   const std::int64_t block = tensor::traits(type).block_size;
   f.n = block == 1 ? 77 : (block == 32 ? 32 * 13 : 256 * 3);
   const auto src = gaussian(f.n, seed, 0.3f);
-  f.w.assign(tensor::row_bytes(type, f.n) + 1, 0);
-  tensor::quantize(type, src.data(), f.w.data() + 1, f.n);
+  f.w.assign(tensor::row_bytes(type, f.n) + kMisalign, 0);
+  tensor::quantize(type, src.data(), f.w.data() + kMisalign, f.n);
   f.w_float.resize(f.n);
-  tensor::dequantize(type, f.w.data() + 1, f.w_float.data(), f.n);
+  tensor::dequantize(type, f.w.data() + kMisalign, f.w_float.data(), f.n);
   f.x = gaussian(f.n * kMaxTileTokens, seed + 1);
   return f;
 }
@@ -173,7 +179,7 @@ TEST(Dot, ScalarKernelsEqualDequantizedSum) {
     const DotKernel& k = *scalar_kernels().find(type);
     const Prepared act = prepare(scalar_kernels(), k.activation, f.x, f.n, kMaxTileTokens);
     float y[kMaxTileTokens];
-    k.tile(f.n, f.w.data() + 1, act.data(), act.stride, kMaxTileTokens, y, 1);
+    k.tile(f.n, f.w.data() + kMisalign, act.data(), act.stride, kMaxTileTokens, y, 1);
     for (int t = 0; t < kMaxTileTokens; ++t) {
       const auto xa = dequantize_activation(k.activation, act.data() + t * act.stride, f.n);
       double ref = 0, mag = 0;
@@ -234,10 +240,11 @@ TEST(Dot, VectorIsasMatchScalarForEveryTileWidth) {
                                ? ref_act
                                : prepare(kernels_for(isa), k.activation, f.x, f.n, kMaxTileTokens);
       float want[kMaxTileTokens];
-      ref.tile(f.n, f.w.data() + 1, ref_act.data(), ref_act.stride, kMaxTileTokens, want, 1);
+      ref.tile(f.n, f.w.data() + kMisalign, ref_act.data(), ref_act.stride, kMaxTileTokens, want,
+               1);
       for (int nc = 1; nc <= kMaxTileTokens; ++nc) {
         std::vector<float> got(static_cast<std::size_t>(nc * 3), NAN);
-        k.tile(f.n, f.w.data() + 1, act.data(), act.stride, nc, got.data(), 3);
+        k.tile(f.n, f.w.data() + kMisalign, act.data(), act.stride, nc, got.data(), 3);
         for (int t = 0; t < nc; ++t) {
           const auto xa = dequantize_activation(k.activation, act.data() + t * act.stride, f.n);
           double mag = 0;
@@ -259,20 +266,21 @@ TEST(Dot, Q45KRandomBitPatternsMatchScalar) {
     const std::size_t bytes = tensor::row_bytes(type, n);
     const std::size_t block = bytes / 5;
     std::mt19937 rng(7);
-    std::vector<std::uint8_t> w(bytes + 1);
+    std::vector<std::uint8_t> w(bytes + kMisalign);
     for (auto& b : w) b = static_cast<std::uint8_t>(rng());
     const std::uint16_t halves[2][2] = {{0x3C00, 0x3800}, {0x2E66, 0x3266}};  // d, dmin
     for (std::size_t i = 0; i < 5; ++i) {
-      if (i == 2) std::memset(w.data() + 1 + i * block + 4, 0xFF, block - 4);  // all maximal
-      std::memcpy(w.data() + 1 + i * block, halves[i % 2], 4);
+      if (i == 2)
+        std::memset(w.data() + kMisalign + i * block + 4, 0xFF, block - 4);  // all maximal
+      std::memcpy(w.data() + kMisalign + i * block, halves[i % 2], 4);
     }
     auto x = gaussian(n * kMaxTileTokens, 9, 5.0f);
     const DotKernel& ref = *scalar_kernels().find(type);
     const Prepared act = prepare(scalar_kernels(), ref.activation, x, n, kMaxTileTokens);
     float want[kMaxTileTokens];
-    ref.tile(n, w.data() + 1, act.data(), act.stride, kMaxTileTokens, want, 1);
+    ref.tile(n, w.data() + kMisalign, act.data(), act.stride, kMaxTileTokens, want, 1);
     std::vector<float> wf(n);
-    tensor::dequantize(type, w.data() + 1, wf.data(), n);
+    tensor::dequantize(type, w.data() + kMisalign, wf.data(), n);
     double mag[kMaxTileTokens] = {};
     for (int t = 0; t < kMaxTileTokens; ++t) {
       const auto xa = dequantize_activation(ref.activation, act.data() + t * act.stride, n);
@@ -283,7 +291,7 @@ TEST(Dot, Q45KRandomBitPatternsMatchScalar) {
       ASSERT_EQ(k.activation, ref.activation);
       for (int nc = 1; nc <= kMaxTileTokens; ++nc) {
         float got[kMaxTileTokens];
-        k.tile(n, w.data() + 1, act.data(), act.stride, nc, got, 1);
+        k.tile(n, w.data() + kMisalign, act.data(), act.stride, nc, got, 1);
         for (int t = 0; t < nc; ++t) {
           EXPECT_NEAR(got[t], want[t], 2e-6 * mag[t])
               << isa_name(isa) << " " << tensor::type_name(type) << " nc " << nc << " t " << t;
