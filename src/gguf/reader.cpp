@@ -23,10 +23,6 @@ static_assert(std::endian::native == std::endian::little,
 constexpr std::uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr std::uint64_t kDefaultAlignment = 32;
 constexpr std::uint64_t kMaxAlignment = std::uint64_t{1} << 30;
-// The GGUF spec asks for a multiple of 8. The kernels rely on it: with tensors at least
-// 8-aligned, every row is aligned to its elements (float rows to 4 bytes, blocks, of even size,
-// to the 2 of their 16-bit scales).
-constexpr std::uint64_t kMinAlignment = 8;
 constexpr int kMaxArrayDepth = 8;  // nested arrays deeper than this are certainly corrupt
 constexpr int kMaxDims = 4;        // GGML_MAX_DIMS
 // Smallest encodings, used to bound counts before allocating.

@@ -18,6 +18,11 @@
 
 namespace herd::gguf {
 
+// The smallest general.alignment a file may declare (the GGUF spec asks for a multiple of 8). The
+// kernels rely on it: with tensors at least 8-aligned, every row is aligned to its elements
+// (float rows to 4 bytes; blocks, of even size, to the 2 of their 16-bit scales).
+inline constexpr std::uint64_t kMinAlignment = 8;
+
 struct TensorInfo {
   std::string name;
   tensor::Type type = tensor::Type::kF32;

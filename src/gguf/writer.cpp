@@ -27,10 +27,10 @@ std::uint64_t align_up(std::uint64_t n, std::uint64_t alignment) {
 }
 
 void check_alignment(std::uint64_t alignment) {
-  if (alignment < 8 || !std::has_single_bit(alignment) ||
+  if (alignment < kMinAlignment || !std::has_single_bit(alignment) ||
       alignment > std::numeric_limits<std::uint32_t>::max()) {
-    fail_argument("GGUF alignment {} is not a power of two from 8 (the spec's minimum) to 2^31",
-                  alignment);
+    fail_argument("GGUF alignment {} is not a power of two from {} (the spec's minimum) to 2^31",
+                  alignment, kMinAlignment);
   }
 }
 

@@ -15,7 +15,7 @@ namespace herd::gguf {
 
 class Writer {
  public:
-  // Throws herd::InvalidArgument unless alignment is a non-zero power of two.
+  // Throws herd::InvalidArgument unless alignment is a power of two, at least kMinAlignment.
   explicit Writer(std::uint64_t alignment = 32);
 
   std::uint64_t alignment() const { return alignment_; }

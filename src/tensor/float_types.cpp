@@ -7,8 +7,8 @@
 namespace herd::tensor {
 namespace {
 
-// Rows need not be aligned to their element (a tensor inside a GGUF file is aligned only as
-// the file says, and callers slice rows at any column), so halves go through memcpy.
+// Halves go through memcpy: these converters take any byte address a caller hands them, and the
+// copy compiles to the same plain load or store.
 std::uint16_t load_half(const void* row, std::int64_t i) {
   std::uint16_t h;
   std::memcpy(&h, static_cast<const std::uint8_t*>(row) + i * sizeof h, sizeof h);

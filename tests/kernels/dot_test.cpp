@@ -17,16 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "support/misalign.h"
 #include "tensor/blocks.h"
 #include "tensor/type.h"
 
 namespace herd::kernels {
 namespace {
 
-// Weight rows at an address that is not vector-aligned, but aligned to their elements as every
-// row in a GGUF is (float rows to 4 bytes; blocks, of even size, to the 2 of their 16-bit
-// scales, which the scalar code reads as such).
-constexpr std::size_t kMisalign = 4;
+using herd::testing::kMisalign;
 
 using tensor::Type;
 

@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "support/misalign.h"
 #include "tensor/type.h"
 #include "util/cpu_features.h"
 #include "util/thread_pool.h"
@@ -20,10 +21,7 @@
 namespace herd::kernels {
 namespace {
 
-// Weight rows at an address that is not vector-aligned, but aligned to their elements as every
-// row in a GGUF is (float rows to 4 bytes; blocks, of even size, to the 2 of their 16-bit
-// scales, which the scalar code reads as such).
-constexpr std::size_t kMisalign = 4;
+using herd::testing::kMisalign;
 
 using tensor::Type;
 
