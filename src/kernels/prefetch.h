@@ -30,7 +30,7 @@ inline void prefetch_ahead(const void* p) {
 // Measured on AMD Zen 5 (herd_kernel_bench stream/, one thread, 16384 x 8192 Q8_0 from DRAM):
 // a kernel that issues its loads and prefetches back to back for a long row reads 22 GB/s of a
 // measured 35; with one pause per 2 KiB it reads 34, and the 1B model's Q8_0 decode goes from
-// 26.5 to 30.8 tokens/s (herd bench -t 1; 2 threads +8%). Rows of 2048 columns, which end
+// 26.5 to 30.7 tokens/s (herd bench -t 1; 2 threads +7%). Rows of 2048 columns, which end
 // (and call the kernel again) every 1-2 KiB, were already fast; other distances, prefetch
 // hints, and one prefetch per line did not help, so the pause is what restores the stream.
 // Between pauses the work runs at full speed. From cache (a model that fits in L3) the pause
