@@ -1,10 +1,12 @@
-// What the HTTP server serves from: one model behind a queue. The server knows nothing about
+// What the HTTP server serves from: one model behind a scheduler (engine/scheduler.h) that runs
+// many requests at once. The server knows nothing about
 // whether the layers run here or across a cluster; the node object (cluster/node.h) decides.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -13,6 +15,8 @@
 #include "api/openai_schema.h"
 #include "engine/generator.h"
 #include "engine/pipeline.h"
+#include "engine/scheduler.h"
+#include "engine/ticket.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 
@@ -33,10 +37,12 @@ class Backend {
   // Tokenizes the request (chat template applied) and checks it against the context. Throws
   // ApiError (400) for a prompt that, with max_tokens, does not fit, or ids outside the vocabulary.
   virtual std::vector<std::int32_t> prepare(const CompletionRequest& request) = 0;
-  // Generates; requests are served one at a time (callers wait their turn).
-  virtual engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
-                                            const engine::GenerationParams& params,
-                                            const engine::TextCallback& on_text) = 0;
+  // Queues a generation; its text and result come through the ticket (cancel it when the
+  // client goes away). ApiError 429 with retry_after_s when the queue is full.
+  virtual std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
+                                                 const engine::GenerationParams& params) = 0;
+  // Queue, batches and latencies, once a scheduler runs.
+  virtual std::optional<engine::SchedulerMetrics> scheduler_metrics() const { return {}; }
 
   // GET /v1/cluster: {"self", "coordinator", "members":[...], "placement":{...}}.
   virtual nlohmann::json cluster_view() const = 0;
@@ -46,9 +52,11 @@ class Backend {
 // A Backend over a Pipeline in this process (a LocalPipeline or the coordinator's ClusterPipeline).
 class PipelineBackend : public Backend {
  public:
-  // All three must outlive the backend. `cluster_view` fills GET /v1/cluster.
+  // All three must outlive the backend. `cluster_view` fills GET /v1/cluster. Starts the
+  // scheduler's thread.
   PipelineBackend(std::string model_id, std::string model_file, const model::Tokenizer& tokenizer,
                   const model::ChatTemplate& chat, engine::Pipeline& pipeline,
+                  engine::SchedulerOptions scheduling,
                   std::function<nlohmann::json()> cluster_view,
                   std::function<std::vector<StageTiming>()> stage_timings = {});
 
@@ -56,9 +64,11 @@ class PipelineBackend : public Backend {
   std::string model_file() const override { return model_file_; }
   std::int32_t n_ctx() const override { return pipeline_.n_ctx(); }
   std::vector<std::int32_t> prepare(const CompletionRequest& request) override;
-  engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
-                                    const engine::GenerationParams& params,
-                                    const engine::TextCallback& on_text) override;
+  std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
+                                         const engine::GenerationParams& params) override;
+  std::optional<engine::SchedulerMetrics> scheduler_metrics() const override {
+    return scheduler_.metrics();
+  }
   nlohmann::json cluster_view() const override { return cluster_view_(); }
   std::vector<StageTiming> stage_timings() const override {
     return stage_timings_ ? stage_timings_() : std::vector<StageTiming>{};
@@ -72,8 +82,7 @@ class PipelineBackend : public Backend {
   engine::Pipeline& pipeline_;
   std::function<nlohmann::json()> cluster_view_;
   std::function<std::vector<StageTiming>()> stage_timings_;
-  std::mutex mutex_;  // the one model: one generation at a time, others queue on this
-  engine::Generator generator_;
+  engine::Scheduler scheduler_;
 };
 
 }  // namespace herd::api

@@ -33,7 +33,20 @@ double Metrics::last_decode_tokens_per_s() const {
   return last_decode_tps_;
 }
 
-std::string Metrics::render(const std::vector<StageTiming>& stages) const {
+namespace {
+
+void histogram_lines(std::string& out, const char* name, const Histogram& h) {
+  for (std::size_t i = 0; i < h.bounds().size(); ++i)
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, h.bounds()[i], h.cumulative()[i]);
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, h.count());
+  out += fmt::format("{}_sum {}\n", name, h.sum());
+  out += fmt::format("{}_count {}\n", name, h.count());
+}
+
+}  // namespace
+
+std::string Metrics::render(const std::vector<StageTiming>& stages,
+                            const std::optional<engine::SchedulerMetrics>& scheduler) const {
   std::lock_guard lock(mutex_);
   std::string out;
   auto header = [&](const char* name, const char* type, const char* help) {
@@ -63,6 +76,33 @@ std::string Metrics::render(const std::vector<StageTiming>& stages) const {
   out += fmt::format("herd_decode_tokens_per_second {}\n", last_decode_tps_);
   header("herd_prefill_tokens_per_second", "gauge", "Prefill rate of the last generation.");
   out += fmt::format("herd_prefill_tokens_per_second {}\n", last_prefill_tps_);
+  if (scheduler) {
+    const engine::SchedulerMetrics& m = *scheduler;
+    header("herd_queue_length", "gauge", "Requests waiting for a free sequence slot.");
+    out += fmt::format("herd_queue_length {}\n", m.waiting);
+    header("herd_running_sequences", "gauge", "Requests generating now (each holds a KV slot).");
+    out += fmt::format("herd_running_sequences {}\n", m.running);
+    header("herd_max_running_sequences", "gauge", "Slots: requests that may generate at once.");
+    out += fmt::format("herd_max_running_sequences {}\n", m.max_running);
+    header("herd_batch_tokens", "gauge", "Tokens in the last batch (decode tokens + prompt chunks).");
+    out += fmt::format("herd_batch_tokens {}\n", m.last_batch_tokens);
+    header("herd_batch_sequences", "gauge", "Sequences in the last batch.");
+    out += fmt::format("herd_batch_sequences {}\n", m.last_batch_sequences);
+    header("herd_batches_total", "counter", "Batches run by the scheduler.");
+    out += fmt::format("herd_batches_total {}\n", m.steps);
+    header("herd_batch_size_tokens", "histogram", "Tokens per batch.");
+    histogram_lines(out, "herd_batch_size_tokens", m.batch_size);
+    header("herd_inter_token_latency_seconds", "histogram",
+           "Time between two tokens of one request, as its client sees it.");
+    histogram_lines(out, "herd_inter_token_latency_seconds", m.itl);
+    header("herd_scheduler_time_to_first_token_seconds", "histogram",
+           "From arrival (queueing included) to the first sampled token.");
+    histogram_lines(out, "herd_scheduler_time_to_first_token_seconds", m.ttft);
+    header("herd_requests_rejected_total", "counter", "Requests refused with 429: queue full.");
+    out += fmt::format("herd_requests_rejected_total {}\n", m.rejected);
+    header("herd_requests_cancelled_total", "counter", "Requests whose client went away.");
+    out += fmt::format("herd_requests_cancelled_total {}\n", m.cancelled);
+  }
   if (!stages.empty()) {
     header("herd_stage_seconds_per_token", "gauge",
            "Placement's estimate of each node's time per token (its layers over its bandwidth).");

@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/generator.h"
+#include "engine/scheduler.h"
 
 namespace herd::api {
 
@@ -33,8 +35,10 @@ class Metrics {
   // Last decode rate (tokens/s) and the number of finished generations, for the dashboard.
   double last_decode_tokens_per_s() const;
 
-  // The exposition text. `stages` adds per-node gauges (empty for one node).
-  std::string render(const std::vector<StageTiming>& stages = {}) const;
+  // The exposition text. `stages` adds per-node gauges (empty for one node); `scheduler` the
+  // queue, batches and inter-token latency.
+  std::string render(const std::vector<StageTiming>& stages = {},
+                     const std::optional<engine::SchedulerMetrics>& scheduler = {}) const;
 
  private:
   mutable std::mutex mutex_;

@@ -10,7 +10,7 @@ PipelineBackend& NodeBackend::inner() {
   if (!inner_) {
     inner_ = std::make_unique<PipelineBackend>(
         node_.model_id(), node_.model_file_name(), node_.tokenizer(), node_.chat_template(),
-        node_.pipeline(), [this] { return node_.cluster_view(); });
+        node_.pipeline(), node_.scheduling(), [this] { return node_.cluster_view(); });
   }
   return *inner_;
 }
@@ -25,10 +25,15 @@ std::vector<std::int32_t> NodeBackend::prepare(const CompletionRequest& request)
   return inner().prepare(request);
 }
 
-engine::GenerationResult NodeBackend::generate(const std::vector<std::int32_t>& prompt,
-                                               const engine::GenerationParams& params,
-                                               const engine::TextCallback& on_text) {
-  return inner().generate(prompt, params, on_text);
+std::shared_ptr<engine::Ticket> NodeBackend::submit(const std::vector<std::int32_t>& prompt,
+                                                    const engine::GenerationParams& params) {
+  return inner().submit(prompt, params);
+}
+
+std::optional<engine::SchedulerMetrics> NodeBackend::scheduler_metrics() const {
+  std::lock_guard lock(mutex_);
+  if (!inner_) return {};
+  return inner_->scheduler_metrics();
 }
 
 std::vector<StageTiming> NodeBackend::stage_timings() const {

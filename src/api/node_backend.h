@@ -20,9 +20,9 @@ class NodeBackend : public Backend {
   bool ready() const override { return node_.ready(); }
   std::string status_text() const override { return node_.status(); }
   std::vector<std::int32_t> prepare(const CompletionRequest& request) override;
-  engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
-                                    const engine::GenerationParams& params,
-                                    const engine::TextCallback& on_text) override;
+  std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
+                                         const engine::GenerationParams& params) override;
+  std::optional<engine::SchedulerMetrics> scheduler_metrics() const override;
   nlohmann::json cluster_view() const override { return node_.cluster_view(); }
   std::vector<StageTiming> stage_timings() const override;
 
@@ -30,7 +30,7 @@ class NodeBackend : public Backend {
   PipelineBackend& inner();
 
   cluster::Node& node_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::unique_ptr<PipelineBackend> inner_;  // made when the node is first ready
 };
 

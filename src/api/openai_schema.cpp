@@ -199,7 +199,9 @@ std::string finish_reason(const engine::GenerationStats& stats) {
 json usage_json(const engine::GenerationStats& stats) {
   return {{"prompt_tokens", stats.prompt_tokens},
           {"completion_tokens", stats.generated_tokens},
-          {"total_tokens", stats.prompt_tokens + stats.generated_tokens}};
+          {"total_tokens", stats.prompt_tokens + stats.generated_tokens},
+          // As OpenAI reports prompt caching: prompt tokens whose KV was reused, not recomputed.
+          {"prompt_tokens_details", {{"cached_tokens", stats.cached_prompt_tokens}}}};
 }
 
 json completion_response(RequestKind kind, const ResponseIds& ids,

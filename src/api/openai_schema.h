@@ -30,6 +30,7 @@ class ApiError : public std::runtime_error {
   std::string type;
   std::string param;
   std::string code;
+  int retry_after_s = 0;  // > 0: sent as a Retry-After header (429, 503)
 };
 
 enum class RequestKind { kChat, kCompletion };

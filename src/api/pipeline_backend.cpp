@@ -7,7 +7,7 @@ namespace herd::api {
 
 PipelineBackend::PipelineBackend(std::string model_id, std::string model_file,
                                  const model::Tokenizer& tokenizer, const model::ChatTemplate& chat,
-                                 engine::Pipeline& pipeline,
+                                 engine::Pipeline& pipeline, engine::SchedulerOptions scheduling,
                                  std::function<nlohmann::json()> cluster_view,
                                  std::function<std::vector<StageTiming>()> stage_timings)
     : model_id_(std::move(model_id)),
@@ -17,7 +17,9 @@ PipelineBackend::PipelineBackend(std::string model_id, std::string model_file,
       pipeline_(pipeline),
       cluster_view_(std::move(cluster_view)),
       stage_timings_(std::move(stage_timings)),
-      generator_(tokenizer, pipeline) {}
+      scheduler_(tokenizer, pipeline, scheduling) {
+  scheduler_.start();
+}
 
 std::vector<std::int32_t> PipelineBackend::prepare(const CompletionRequest& request) {
   std::vector<std::int32_t> ids;
@@ -65,11 +67,15 @@ std::vector<std::int32_t> PipelineBackend::prepare(const CompletionRequest& requ
   return ids;
 }
 
-engine::GenerationResult PipelineBackend::generate(const std::vector<std::int32_t>& prompt,
-                                                   const engine::GenerationParams& params,
-                                                   const engine::TextCallback& on_text) {
-  std::lock_guard lock(mutex_);
-  return generator_.generate(std::span<const std::int32_t>(prompt), params, on_text);
+std::shared_ptr<engine::Ticket> PipelineBackend::submit(const std::vector<std::int32_t>& prompt,
+                                                        const engine::GenerationParams& params) {
+  try {
+    return scheduler_.submit(prompt, params);
+  } catch (const engine::Overloaded& e) {
+    ApiError error(429, e.what(), "rate_limit_exceeded", "", "server_busy");
+    error.retry_after_s = e.retry_after_s;
+    throw error;
+  }
 }
 
 }  // namespace herd::api

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "api/connection_probe.h"
 #include "cluster/auth.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -16,8 +17,9 @@ using nlohmann::json;
 namespace {
 
 void send_error(httplib::Response& res, int status, std::string_view message, std::string_view type,
-                std::string_view param = "", std::string_view code = "") {
+                std::string_view param = "", std::string_view code = "", int retry_after_s = 0) {
   res.status = status;
+  if (retry_after_s > 0) res.set_header("Retry-After", std::to_string(retry_after_s));
   res.set_content(error_body(message, type, param, code).dump(), "application/json");
 }
 
@@ -34,7 +36,7 @@ void guarded(httplib::Response& res, Fn&& fn) {
   try {
     fn();
   } catch (const ApiError& e) {
-    send_error(res, e.status, e.what(), e.type, e.param, e.code);
+    send_error(res, e.status, e.what(), e.type, e.param, e.code, e.retry_after_s);
   } catch (const InvalidArgument& e) {
     send_error(res, 400, e.what(), "invalid_request_error");
   } catch (const std::exception& e) {
@@ -183,7 +185,7 @@ void ApiServer::install_routes() {
           forward(req, res, *up);
           return;
         }
-        handle_completion(req.body, kind, &res);
+        handle_completion(req, kind, res);
       });
     };
   };
@@ -212,13 +214,30 @@ void ApiServer::install_routes() {
     guarded(res, [&] {
       json view = backend_.cluster_view();
       view["decode_tokens_per_s"] = metrics_.last_decode_tokens_per_s();
+      if (const auto m = backend_.scheduler_metrics()) {
+        view["serving"] = {
+            {"waiting", m->waiting},
+            {"running", m->running},
+            {"max_running", m->max_running},
+            {"last_batch_tokens", m->last_batch_tokens},
+            {"last_batch_sequences", m->last_batch_sequences},
+            {"batches", m->steps},
+            {"rejected", m->rejected},
+            {"cancelled", m->cancelled},
+            {"cached_prompt_tokens", m->cached_prompt_tokens},
+            {"ttft_ms_p50", 1000 * m->ttft.quantile_bound(0.5)},
+            {"itl_ms_p50", 1000 * m->itl.quantile_bound(0.5)},
+            {"itl_ms_p99", 1000 * m->itl.quantile_bound(0.99)},
+        };
+      }
       res.set_content(view.dump(-1, ' ', false, json::error_handler_t::replace),
                       "application/json");
     });
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     guarded(res, [&] {
-      res.set_content(metrics_.render(backend_.stage_timings()), "text/plain; version=0.0.4");
+      res.set_content(metrics_.render(backend_.stage_timings(), backend_.scheduler_metrics()),
+                      "text/plain; version=0.0.4");
     });
   });
   s.Get("/", [](const httplib::Request&, httplib::Response& res) {
@@ -226,8 +245,9 @@ void ApiServer::install_routes() {
   });
 }
 
-void ApiServer::handle_completion(const std::string& body, RequestKind kind, void* response) {
-  auto& res = *static_cast<httplib::Response*>(response);
+void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind,
+                                  httplib::Response& res) {
+  const std::string& body = http.body;
   if (!backend_.ready())
     throw ApiError(
         503, fmt::format("the model is not ready yet ({}); retry shortly", backend_.status_text()),
@@ -246,8 +266,19 @@ void ApiServer::handle_completion(const std::string& body, RequestKind kind, voi
       fmt::format("{}-{:x}{:06x}", kind == RequestKind::kChat ? "chatcmpl" : "cmpl",
                   std::chrono::duration_cast<std::chrono::milliseconds>(now).count(), next_id_++),
       std::chrono::duration_cast<std::chrono::seconds>(now).count(), backend_.model_id()};
+  // Queued now, so that a full queue is a 429 before any response starts.
+  std::shared_ptr<engine::Ticket> ticket = backend_.submit(prompt, request.params);
+  auto probe = std::make_shared<ConnectionProbe>(http.local_addr, http.local_port,
+                                                 http.remote_addr, http.remote_port);
   if (!request.stream) {
-    engine::GenerationResult result = backend_.generate(prompt, request.params, {});
+    std::string text;
+    while (!ticket->wait(text, std::chrono::milliseconds(100))) {
+      if (probe->closed()) {
+        ticket->cancel();  // the client left: its sequence is freed at the scheduler's next step
+      }
+    }
+    ticket->rethrow();
+    const engine::GenerationResult& result = ticket->result();
     metrics_.record_generation(result.stats);
     res.set_content(
         completion_response(kind, ids, result).dump(-1, ' ', false, json::error_handler_t::replace),
@@ -257,13 +288,23 @@ void ApiServer::handle_completion(const std::string& body, RequestKind kind, voi
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, request, prompt = std::move(prompt), ids, kind](std::size_t, httplib::DataSink& sink) {
+      [this, request, ticket, probe, ids, kind](std::size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
-        if (kind == RequestKind::kChat) write(sse_event(stream_chunk(kind, ids, "", "", true)));
+        bool open = kind != RequestKind::kChat || write(sse_event(stream_chunk(kind, ids, "", "", true)));
+        bool finished = false;
+        while (open && !finished) {
+          std::string piece;
+          finished = ticket->wait(piece, std::chrono::milliseconds(100));
+          if (!piece.empty()) open = write(sse_event(stream_chunk(kind, ids, piece, "")));
+          if (probe->closed()) open = false;
+        }
+        if (!open) {
+          ticket->cancel();
+          return false;
+        }
         try {
-          auto result = backend_.generate(prompt, request.params, [&](std::string_view piece) {
-            return write(sse_event(stream_chunk(kind, ids, piece, "")));
-          });
+          ticket->rethrow();
+          const engine::GenerationResult& result = ticket->result();
           metrics_.record_generation(result.stats);
           write(sse_event(stream_chunk(kind, ids, "", finish_reason(result.stats))));
           if (request.include_usage) {
@@ -279,7 +320,9 @@ void ApiServer::handle_completion(const std::string& body, RequestKind kind, voi
         write(std::string(kSseDone));
         sink.done();
         return true;
-      });
+      },
+      // Called however the response ends: a client gone before the end cancels its request.
+      [ticket](bool) { ticket->cancel(); });
 }
 
 const std::string& dashboard_html() {

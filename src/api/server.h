@@ -1,7 +1,8 @@
 // The HTTP API of a node (cpp-httplib): OpenAI-compatible completions (streamed as server-sent
 // events or not), models, health, the cluster view, Prometheus metrics and the dashboard page.
 //
-//   POST /v1/chat/completions, POST /v1/completions   served by the Backend, one at a time
+//   POST /v1/chat/completions, POST /v1/completions   queued to the Backend's scheduler (many at
+//                                                     once; 429 + Retry-After when it is full)
 //   GET  /v1/models, /health, /v1/cluster, /metrics, /
 //
 // Errors are OpenAI's {"error":{...}} with a 4xx/5xx status; a bad request never stops the server.
@@ -22,6 +23,8 @@
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace herd::api {
@@ -33,7 +36,9 @@ struct ApiOptions {
   // "host:port" of the API to forward completions to, or nullopt to serve them here. Asked per
   // request, so a node follows a coordinator change.
   std::function<std::optional<std::string>()> upstream;
-  int threads = 8;  // connections served at once (generation itself is serialised)
+  // Connections served at once: at least the scheduler's running + queued requests, so that a
+  // full queue is answered 429 at once instead of waiting for a connection thread.
+  int threads = 8;
 };
 
 class ApiServer {
@@ -53,7 +58,7 @@ class ApiServer {
 
  private:
   void install_routes();
-  void handle_completion(const std::string& body, RequestKind kind, void* response);
+  void handle_completion(const httplib::Request& http, RequestKind kind, httplib::Response& res);
 
   Backend& backend_;
   ApiOptions options_;

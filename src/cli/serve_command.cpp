@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 
@@ -11,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cluster/node.h"
+#include "cluster/placement.h"
 #include "util/error.h"
 
 namespace herd::cli {
@@ -54,6 +56,10 @@ int run_serve(ServeOptions o) {
   ao.port = o.node.api_port;
   ao.api_key = o.api_key;
   ao.upstream = [&node] { return node.coordinator_api(); };
+  // Every running and queued request holds a connection thread (mostly asleep on its ticket).
+  const int parallel = o.node.parallel > 0 ? o.node.parallel : cluster::kMaxDefaultParallel;
+  const int queue = o.node.max_queue >= 0 ? o.node.max_queue : 2 * parallel;
+  ao.threads = std::max(8, parallel + queue + 4);
   api::ApiServer server(backend, ao);
   const int port = server.start();
   fmt::print(stderr, "herd serve: node '{}' API on http://{}:{}{}\n", node.id(), o.node.host, port,
@@ -99,7 +105,21 @@ CommandFn add_serve_command(CLI::App& app) {
   cmd->add_option("-t,--threads", n.threads, "Compute threads (default: one per core)");
   cmd->add_option("--name", n.id, "Node id (default: hostname-clusterport)");
   cmd->add_option("--data-dir", n.data_dir, "Where shards are kept (default ~/.cache/herd/<id>)");
-  cmd->add_option("-c,--ctx", n.n_ctx, "Context length (default: the model's, at most 4096)");
+  cmd->add_option("-c,--ctx", n.n_ctx,
+                  "Context length of each sequence (default: the model's, at most 4096)");
+  cmd->add_option("--parallel", n.parallel,
+                  "Requests generated at once, each with its own KV cache slot (default: as many "
+                  "as half the free memory holds, at most 8)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--batch-tokens", n.batch_tokens,
+                  "Most tokens in one step: decode tokens of the running requests plus prompt "
+                  "chunks")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  cmd->add_option("--max-queue", n.max_queue,
+                  "Requests that may wait for a free slot; beyond, HTTP 429 (default: 2 x "
+                  "parallel)")
+      ->check(CLI::Range(0, 100000));
   cmd->add_option("--wait-nodes", n.wait_nodes, "Coordinator: nodes (itself included) to wait for")
       ->capture_default_str();
   cmd->add_option("--wait-timeout", n.wait_timeout_s, "Seconds to wait for them")

@@ -30,18 +30,23 @@ std::shared_ptr<const model::Model> checked(std::shared_ptr<const model::Model> 
   return model;
 }
 
-// "token 17" for a decode step, "the prompt (positions 0..31)" for a batch.
-std::string describe_step(std::int32_t pos0, int n_tokens) {
-  if (n_tokens == 1) return fmt::format("token {}", pos0);
-  return fmt::format("positions {}..{}", pos0, pos0 + n_tokens - 1);
+// "token 17" for a decode step, "positions 0..31" for a prompt, and the sequences of a batch.
+std::string describe_step(const engine::Batch& batch) {
+  const engine::BatchRun& r = batch.runs.front();
+  std::string what = r.n_tokens == 1
+                         ? fmt::format("token {}", r.pos0)
+                         : fmt::format("positions {}..{}", r.pos0, r.pos0 + r.n_tokens - 1);
+  if (batch.runs.size() == 1) return r.seq == 0 ? what : fmt::format("{} of sequence {}", what, r.seq);
+  return fmt::format("a batch of {} sequences ({} tokens)", batch.runs.size(), batch.tokens.size());
 }
 
 }  // namespace
 
 ClusterPipeline::ClusterPipeline(std::shared_ptr<const model::Model> first, int n_ctx,
                                  ThreadPool& pool, Transport& transport,
-                                 std::vector<ChainNode> chain, ClusterPipelineOptions options)
-    : stage_(checked(std::move(first), chain), n_ctx, pool),
+                                 std::vector<ChainNode> chain, ClusterPipelineOptions options,
+                                 int n_seqs)
+    : stage_(checked(std::move(first), chain), n_ctx, pool, n_seqs),
       transport_(transport),
       chain_(std::move(chain)),
       options_(options) {
@@ -61,42 +66,75 @@ void ClusterPipeline::fail_node(int index, const std::string& during,
   fail("node '{}' ({}) stopped answering during {}: {}", node.name, node.where, during, why);
 }
 
-void ClusterPipeline::forward(std::span<const std::int32_t> tokens, std::int32_t pos0,
-                              bool all_logits, std::vector<float>& logits) {
-  if (tokens.empty()) fail_argument("forward needs at least one token");
-  const int n = static_cast<int>(tokens.size());
-  stage_.embed(tokens, hidden_);
-  stage_.run_layers(hidden_.data(), n, pos0);
-  const int n_embd = stage_.n_embd();
+void ClusterPipeline::run(const engine::Batch& batch, std::vector<float>& logits) {
+  HERD_CHECK(pending_.empty());
+  submit(batch);
+  collect(logits);
+}
+
+int ClusterPipeline::in_flight() const {
+  return static_cast<int>(pending_.size());
+}
+
+void ClusterPipeline::submit(const engine::Batch& batch) {
+  if (batch.empty()) fail_argument("forward needs at least one token");
+  stage_.check_batch(batch);
+  const int n = static_cast<int>(batch.tokens.size());
+  Pending p;
+  p.request = next_request_++;
+  p.rows = batch.logit_rows();
+  p.during = describe_step(batch);
+  stage_.embed(batch.tokens, hidden_);
+  stage_.run_layers(hidden_.data(), batch.runs);
   if (chain_.empty()) {
-    const int rows = all_logits ? n : 1;
-    stage_.head(hidden_.data() + static_cast<std::size_t>(n - rows) * n_embd, rows, logits);
+    stage_.head_for(hidden_.data(), batch.runs, batch.all_logits, p.logits);
+    pending_.push_back(std::move(p));
     return;
   }
   StageHeader h;
   h.op = StageOp::kForward;
   h.kind = PayloadKind::kHidden;
-  h.all_logits = all_logits;
+  h.all_logits = batch.all_logits;
   h.checksum = options_.checksum;
-  h.request_id = next_request_++;
-  h.pos0 = pos0;
+  h.request_id = p.request;
+  h.pos0 = batch.runs.front().pos0;
   h.n_tokens = n;
   h.n_rows = n;
-  h.row_width = n_embd;
-  encode_stage_message(h, as_bytes(std::span<const float>(hidden_)), out_);
+  h.row_width = stage_.n_embd();
+  encode_stage_message(h, batch.runs, as_bytes(std::span<const float>(hidden_)), out_);
   try {
     transport_.send(chain_[0].peer, kStageTag, out_, options_.send_timeout);
   } catch (const Error& e) {
-    fail_node(0, describe_step(pos0, n), e.what());
+    fail_node(0, p.during, e.what());
   }
-  wait_for_logits(n, pos0, all_logits, logits);
-  settled_request_ = h.request_id;
+  pending_.push_back(std::move(p));
 }
 
-void ClusterPipeline::wait_for_logits(int n_tokens, std::int32_t pos0, bool all_logits,
-                                      std::vector<float>& logits) {
-  const std::uint64_t request = next_request_ - 1;
-  const std::string during = describe_step(pos0, n_tokens);
+void ClusterPipeline::collect(std::vector<float>& logits) {
+  HERD_CHECK(!pending_.empty());
+  Pending p = std::move(pending_.front());
+  pending_.pop_front();
+  if (chain_.empty()) {
+    logits = std::move(p.logits);
+    return;
+  }
+  try {
+    wait_for_logits(p, logits);
+  } catch (...) {
+    drop_in_flight();
+    throw;
+  }
+  settled_request_ = p.request;
+}
+
+void ClusterPipeline::drop_in_flight() {
+  pending_.clear();
+  settled_request_ = next_request_ - 1;
+}
+
+void ClusterPipeline::wait_for_logits(const Pending& pending, std::vector<float>& logits) {
+  const std::uint64_t request = pending.request;
+  const std::string& during = pending.during;
   const auto deadline = Clock::now() + options_.reply_timeout;
   for (;;) {
     const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
@@ -122,13 +160,12 @@ void ClusterPipeline::wait_for_logits(int n_tokens, std::int32_t pos0, bool all_
              std::string(m.payload.begin(), m.payload.end()));
       }
       if (h.op != StageOp::kLogits || h.request_id != request) continue;  // stale or a late pong
-      const int rows = all_logits ? n_tokens : 1;
       if (index + 1 != static_cast<int>(chain_.size()) || h.kind != PayloadKind::kLogits ||
-          h.n_rows != rows || h.row_width != n_vocab()) {
+          h.n_rows != pending.rows || h.row_width != n_vocab()) {
         fail(
             "node '{}' ({}) answered {} with {} rows of {} values; expected {} rows of {} from "
             "the last node",
-            chain_[index].name, chain_[index].where, during, h.n_rows, h.row_width, rows,
+            chain_[index].name, chain_[index].where, during, h.n_rows, h.row_width, pending.rows,
             n_vocab());
       }
       copy_floats(m.payload, logits);
@@ -192,21 +229,37 @@ void ClusterPipeline::check_chain() {
   }
 }
 
-void ClusterPipeline::truncate(std::int32_t n_keep) {
-  if (n_keep < 0) fail_argument("cannot keep {} positions", n_keep);
-  stage_.truncate(n_keep);
+void ClusterPipeline::send_control(StageHeader& h, const std::string& what) {
   if (chain_.empty()) return;
-  // No reply is awaited: messages on one link stay in order, so every node truncates before it
-  // sees the next forward; a failure there comes back as a kError with this request's id.
-  StageHeader h;
-  h.op = StageOp::kTruncate;
+  // No reply is awaited: messages on one link stay in order, so every node applies this before
+  // it sees the next forward; a failure there comes back as a kError with this request's id.
   h.request_id = next_request_++;
-  h.pos0 = n_keep;
   try {
     transport_.send(chain_[0].peer, kStageTag, encode_stage_message(h), options_.send_timeout);
   } catch (const Error& e) {
-    fail_node(0, fmt::format("a truncate to {} positions", n_keep), e.what());
+    fail_node(0, what, e.what());
   }
+}
+
+void ClusterPipeline::forget(std::int32_t seq, std::int32_t n_keep) {
+  if (n_keep < 0) fail_argument("cannot keep {} positions", n_keep);
+  stage_.truncate(seq, n_keep);
+  if (n_keep == 0) stage_.release(seq);
+  StageHeader h;
+  h.op = StageOp::kTruncate;
+  h.pos0 = n_keep;
+  h.seq = seq;
+  send_control(h, fmt::format("a truncate of sequence {} to {} positions", seq, n_keep));
+}
+
+void ClusterPipeline::copy_prefix(std::int32_t src, std::int32_t dst, std::int32_t n) {
+  stage_.copy_prefix(src, dst, n);
+  StageHeader h;
+  h.op = StageOp::kCopy;
+  h.pos0 = n;
+  h.seq = dst;
+  h.src_seq = src;
+  send_control(h, fmt::format("a copy of {} positions from sequence {} to {}", n, src, dst));
 }
 
 void ClusterPipeline::shutdown() {

@@ -1,21 +1,22 @@
 // engine::Pipeline across machines, on the coordinator: runs the coordinator's own first stage
 // (layer 0 up, with the token embedding), sends the hidden state down a chain of StageServers,
-// and waits for the logits from the last one. A node that dies or stops answering turns into a
+// and waits for the logits from the last one. Up to one batch per stage may be in flight
+// (submit/collect): while the last stage works on one batch, the coordinator computes the next. A node that dies or stops answering turns into a
 // herd::Error naming it ("node 'b' (10.0.0.2:7002) stopped answering during token 17") within
 // reply_timeout (+ a probe), never a hang.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cluster/stage_protocol.h"
 #include "cluster/transport.h"
 #include "engine/pipeline.h"
 #include "engine/stage.h"
 
 namespace herd::cluster {
-
-struct StageMessage;
 
 // One remote stage, in layer order.
 struct ChainNode {
@@ -40,13 +41,19 @@ class ClusterPipeline final : public engine::Pipeline {
   // transport. Pings every node (Error naming one that does not answer).
   ClusterPipeline(std::shared_ptr<const model::Model> first, int n_ctx, ThreadPool& pool,
                   Transport& transport, std::vector<ChainNode> chain,
-                  ClusterPipelineOptions options = {});
+                  ClusterPipelineOptions options = {}, int n_seqs = 1);
 
-  void forward(std::span<const std::int32_t> tokens, std::int32_t pos0, bool all_logits,
-               std::vector<float>& logits) override;
-  void truncate(std::int32_t n_keep) override;
+  void run(const engine::Batch& batch, std::vector<float>& logits) override;
+  int max_in_flight() const override { return static_cast<int>(chain_.size()) + 1; }
+  void submit(const engine::Batch& batch) override;
+  void collect(std::vector<float>& logits) override;
+  int in_flight() const override;
+  void drop_in_flight() override;
+  void forget(std::int32_t seq, std::int32_t n_keep) override;
+  void copy_prefix(std::int32_t src, std::int32_t dst, std::int32_t n) override;
   std::int32_t n_ctx() const override { return stage_.n_ctx(); }
   std::int32_t n_vocab() const override { return stage_.model().n_vocab(); }
+  std::int32_t n_seqs() const override { return stage_.n_seqs(); }
 
   // Pings the nodes in order; Error naming the first that does not answer within probe_timeout.
   void check_chain();
@@ -54,8 +61,14 @@ class ClusterPipeline final : public engine::Pipeline {
   void shutdown();
 
  private:
-  void wait_for_logits(int n_tokens, std::int32_t pos0, bool all_logits,
-                       std::vector<float>& logits);
+  struct Pending {
+    std::uint64_t request = 0;
+    int rows = 0;            // logits rows expected
+    std::string during;      // "token 17 of sequence 2", for messages
+    std::vector<float> logits;  // the local result when there is no chain
+  };
+  void wait_for_logits(const Pending& pending, std::vector<float>& logits);
+  void send_control(StageHeader& header, const std::string& what);
   // The first node that does not answer a ping, or -1 when all do.
   int find_silent_node(std::string& why);
   int node_index(PeerId peer) const;
@@ -67,6 +80,7 @@ class ClusterPipeline final : public engine::Pipeline {
   ClusterPipelineOptions options_;
   std::uint64_t next_request_ = 1;
   std::uint64_t settled_request_ = 0;  // replies to requests up to this one are stale
+  std::deque<Pending> pending_;        // submitted, not collected, oldest first
   std::vector<float> hidden_;          // [n_tokens, n_embd]
   std::vector<std::uint8_t> out_;
 };

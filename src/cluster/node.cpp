@@ -9,8 +9,10 @@
 
 #include "cluster/link_probe.h"
 #include "cluster/node_impl.h"
+#include "cluster/placement.h"
 #include "cluster/udp_socket.h"
 #include "util/cpu_features.h"
+#include "util/process_memory.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/memory_bandwidth.h"
@@ -207,6 +209,14 @@ engine::Pipeline& Node::pipeline() {
   return *impl_->local;
 }
 
+engine::SchedulerOptions Node::scheduling() const {
+  engine::SchedulerOptions o;
+  o.max_running = impl_->n_seqs;
+  o.batch_tokens = options_.batch_tokens;
+  o.max_waiting = options_.max_queue >= 0 ? options_.max_queue : 2 * impl_->n_seqs;
+  return o;
+}
+
 std::optional<Plan> Node::placement() const {
   std::lock_guard lock(mutex_);
   return impl_->plan;
@@ -233,10 +243,21 @@ void Node::start_local() {
   model_ = model::Model::load(file_);
   const int train = model_->hparams().n_ctx_train;
   impl_->n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(train > 0 ? train : 4096, 4096);
-  impl_->local = std::make_unique<engine::LocalPipeline>(model_, impl_->n_ctx, *impl_->pool);
+  std::uint64_t weight_bytes = model_->embedding_bytes() + model_->head_bytes();
+  for (int il = 0; il < model_->n_layer(); ++il) weight_bytes += model_->layer_bytes(il);
+  impl_->n_seqs = options_.parallel > 0
+                      ? options_.parallel
+                      : default_parallel(weight_bytes,
+                                         model_->kv_bytes_per_token_per_layer() *
+                                             static_cast<std::uint64_t>(model_->n_layer()) *
+                                             static_cast<std::uint64_t>(impl_->n_ctx),
+                                         options_.memory_limit > 0 ? options_.memory_limit
+                                                                   : available_memory_bytes());
+  impl_->local = std::make_unique<engine::LocalPipeline>(model_, impl_->n_ctx, *impl_->pool,
+                                                         impl_->n_seqs);
   ready_ = true;
-  log::info("node {}: serving {} alone ({} layers, context {})", id_, options_.model_path,
-            model_->n_layer(), impl_->n_ctx);
+  log::info("node {}: serving {} alone ({} layers, context {}, {} sequences at once)", id_,
+            options_.model_path, model_->n_layer(), impl_->n_ctx, impl_->n_seqs);
 }
 
 std::optional<std::string> Node::coordinator_api() const {

@@ -30,6 +30,7 @@
 #include "cluster/membership.h"
 #include "cluster/placement.h"
 #include "engine/pipeline.h"
+#include "engine/scheduler.h"
 #include "model/chat_template.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -49,7 +50,10 @@ struct NodeOptions {
   std::uint64_t memory_limit = 0;     // bytes offered for weights + KV cache; 0: MemAvailable
   int threads = 0;
   std::filesystem::path data_dir;  // shards; empty: ~/.cache/herd/<id>
-  int n_ctx = 0;                   // 0: the model's, at most 4096
+  int n_ctx = 0;                   // 0: the model's, at most 4096 (per sequence)
+  int parallel = 0;                // sequences served at once; 0: as many as memory allows, <= 8
+  int batch_tokens = 512;          // most tokens in one scheduler step
+  int max_queue = -1;              // requests waiting beyond the running ones; < 0: 2 x parallel
   int wait_nodes = 1;              // coordinator: members (itself included) to wait for
   int wait_timeout_s = 60;
 };
@@ -91,6 +95,8 @@ class Node {
 
   // Coordinator, once ready().
   engine::Pipeline& pipeline();
+  // How the coordinator's scheduler runs (parallel resolved from memory), once ready().
+  engine::SchedulerOptions scheduling() const;
   const model::Tokenizer& tokenizer() const { return *tokenizer_; }
   const model::ChatTemplate& chat_template() const { return *chat_; }
   std::string model_id() const;

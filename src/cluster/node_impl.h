@@ -27,6 +27,7 @@ struct Assignment {
   std::string model_hash;
   model::LayerRange range;
   int n_ctx = 0;
+  int n_seqs = 1;
 };
 
 // A worker's progress, reported by GET /v1/node/state.
@@ -39,7 +40,8 @@ struct WorkerState {
 struct Node::Impl {
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<engine::LocalPipeline> local;
-  int n_ctx = 0;
+  int n_ctx = 0;   // per sequence
+  int n_seqs = 1;  // sequences served at once (the scheduler's --parallel)
 
   // Control plane.
   std::unique_ptr<Secret> secret;

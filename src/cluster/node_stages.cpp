@@ -17,6 +17,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/memory_bandwidth.h"
+#include "util/process_memory.h"
 
 namespace herd::cluster {
 namespace {
@@ -32,19 +33,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::uint64_t mem_available_bytes() {
-  std::FILE* f = std::fopen("/proc/meminfo", "r");
-  if (!f) return 0;
-  char key[64];
-  unsigned long long kb = 0;
-  std::uint64_t out = 0;
-  while (std::fscanf(f, "%63s %llu kB\n", key, &kb) == 2) {
-    if (std::string(key) == "MemAvailable:") out = kb * 1024;
-  }
-  std::fclose(f);
-  return out;
-}
 
 std::vector<std::uint8_t> hex_bytes(const std::string& hex) {
   std::string raw;
@@ -80,7 +68,7 @@ void Node::start_cluster() {
                   static_cast<std::uint16_t>(options_.cluster_port)};
   std::uint64_t usable = options_.memory_limit;
   if (usable == 0) {
-    const std::uint64_t avail = mem_available_bytes();
+    const std::uint64_t avail = available_memory_bytes();
     usable = avail > (std::uint64_t{512} << 20) ? avail - (std::uint64_t{512} << 20) : avail;
   }
   self.resources.usable_memory_bytes = usable;
@@ -153,6 +141,7 @@ void Node::install_routes() {
                 a.model_hash = j.value("model_hash", "");
                 a.range = {j.value("first", 0), j.value("last", 0)};
                 a.n_ctx = j.value("n_ctx", 0);
+                a.n_seqs = std::clamp(j.value("n_seqs", 1), 1, 256);
                 {
                   std::lock_guard lock(mutex_);
                   impl_->assignment = a;
@@ -271,7 +260,22 @@ void Node::run_coordinator() {
   }
   PlacementOptions po;
   po.per_node_overhead_bytes = 0;  // --memory-limit is what a node offers for weights + KV cache
-  Plan plan = cluster::plan(shape, members, po);
+  // Every stage holds a KV slot per sequence served at once. Unless --parallel says, take the
+  // most sequences (8, 4, 2, then 1) whose caches the cluster can hold next to the weights.
+  std::optional<Plan> planned;
+  for (int p = options_.parallel > 0 ? options_.parallel : kMaxDefaultParallel; p >= 1; p /= 2) {
+    shape.n_ctx = static_cast<std::int64_t>(d.n_ctx) * p;
+    try {
+      planned = cluster::plan(shape, members, po);
+      d.n_seqs = p;
+      break;
+    } catch (const InvalidArgument&) {
+      throw;
+    } catch (const Error&) {
+      if (options_.parallel > 0 || p == 1) throw;
+    }
+  }
+  Plan plan = *planned;
   put_coordinator_first(plan, id_, shape.layer_bytes, infos[id_].resources.usable_memory_bytes);
   log::info("node {}: placement\n{}", id_, plan.explain());
   {
@@ -281,7 +285,7 @@ void Node::run_coordinator() {
   const Stage& mine = plan.stages[0];
   model_ = model::Model::load(file_, model::LayerRange{mine.first_layer, mine.last_layer});
   if (plan.stages.size() == 1) {
-    d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool);
+    d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool, d.n_seqs);
     ready_ = true;
     return;
   }
@@ -297,7 +301,8 @@ void Node::run_coordinator() {
                  {"model_hash", d.weights->model_hash()},
                  {"first", s.first_layer},
                  {"last", s.last_layer},
-                 {"n_ctx", d.n_ctx}});
+                 {"n_ctx", d.n_ctx},
+                 {"n_seqs", d.n_seqs}});
   }
   auto wait_state = [&](const char* wanted, std::vector<std::string>& addresses) {
     addresses.assign(plan.stages.size(), "");
@@ -343,7 +348,8 @@ void Node::run_coordinator() {
                                           fmt::format("node '{}' ({})", w.id, where))});
   }
   d.cluster_pipeline =
-      std::make_unique<ClusterPipeline>(model_, d.n_ctx, *d.pool, *d.transport, chain);
+      std::make_unique<ClusterPipeline>(model_, d.n_ctx, *d.pool, *d.transport, chain,
+                                        ClusterPipelineOptions{}, d.n_seqs);
   // Serving the workers' weights pulled the whole file into this process's page tables: drop
   // those pages (they are clean, file-backed; our own stage faults its pages back in on use).
   if (const MappedFile* m = file_->mapping()) {
@@ -403,7 +409,8 @@ void Node::run_worker() {
     sl.coordinator = d.transport->connect(hex_bytes(links.first), "the coordinator");
     if (!links.second.empty())
       sl.next = d.transport->connect(hex_bytes(links.second), "the next stage");
-    StageServer server(model_, a.n_ctx, *d.pool, *d.transport, sl);
+    StageServer server(model_, a.n_ctx, *d.pool, *d.transport, sl, StageServerOptions{},
+                       a.n_seqs);
     set_worker("serving");
     ready_ = true;
     server.serve(&stopping_);

@@ -408,4 +408,11 @@ std::string Plan::explain() const {
   return out;
 }
 
+int default_parallel(std::uint64_t weight_bytes, std::uint64_t kv_bytes_per_seq,
+                     std::uint64_t usable_bytes) {
+  if (kv_bytes_per_seq == 0 || usable_bytes <= weight_bytes) return 1;
+  const std::uint64_t slots = (usable_bytes - weight_bytes) / 2 / kv_bytes_per_seq;
+  return static_cast<int>(std::clamp<std::uint64_t>(slots, 1, kMaxDefaultParallel));
+}
+
 }  // namespace herd::cluster

@@ -72,4 +72,12 @@ Plan plan(const ModelShape& model, const std::vector<PlacementMember>& members,
 // "14.2 GiB", "512 MiB": for messages.
 std::string format_bytes(std::uint64_t bytes);
 
+// Most sequences a server runs at once unless told (--parallel).
+inline constexpr int kMaxDefaultParallel = 8;
+// Sequences to serve at once by default: as many KV slots of kv_bytes_per_seq as fit in half the
+// memory left after the weights (the other half stays free for the system and scratch), between
+// 1 and kMaxDefaultParallel. A slot's memory is only committed as its positions fill.
+int default_parallel(std::uint64_t weight_bytes, std::uint64_t kv_bytes_per_seq,
+                     std::uint64_t usable_bytes);
+
 }  // namespace herd::cluster

@@ -12,7 +12,10 @@ static_assert(std::endian::native == std::endian::little, "the stage protocol is
 
 namespace {
 
-constexpr std::uint32_t kMagic = 0x31505348;  // "HSP1"
+constexpr std::uint32_t kMagic = 0x32505348;  // "HSP2"
+constexpr std::uint32_t kRunLogits = 1;
+// More runs than this in one message is malformed (a batch has at most one per sequence).
+constexpr std::uint32_t kMaxRuns = 1u << 16;
 constexpr std::uint8_t kFlagAllLogits = 1;
 constexpr std::uint8_t kFlagChecksum = 2;
 
@@ -44,7 +47,7 @@ std::size_t element_bytes(PayloadKind kind) {
 }
 
 bool known_op(std::uint8_t op) {
-  return op >= 1 && op <= 7;
+  return op >= 1 && op <= 8;
 }
 bool known_kind(std::uint8_t kind) {
   return kind <= 4;
@@ -76,6 +79,8 @@ const char* stage_op_name(StageOp op) {
       return "ping";
     case StageOp::kPong:
       return "pong";
+    case StageOp::kCopy:
+      return "copy";
   }
   return "unknown";
 }
@@ -86,10 +91,12 @@ std::uint32_t fnv1a(std::span<const std::uint8_t> bytes) {
   return hash;
 }
 
-void encode_stage_message(const StageHeader& h, std::span<const std::uint8_t> payload,
-                          std::vector<std::uint8_t>& out) {
-  HERD_CHECK(expected_bytes(h) == static_cast<std::int64_t>(payload.size()));
-  out.resize(kStageHeaderBytes + payload.size());
+void encode_stage_message(const StageHeader& h, std::span<const engine::BatchRun> runs,
+                          std::span<const std::uint8_t> rows, std::vector<std::uint8_t>& out) {
+  HERD_CHECK(expected_bytes(h) == static_cast<std::int64_t>(rows.size()));
+  const std::size_t table = runs.size() * kRunEntryBytes;
+  const std::size_t payload_bytes = table + rows.size();
+  out.resize(kStageHeaderBytes + payload_bytes);
   std::uint8_t* p = out.data();
   put<std::uint32_t>(p + 0, kMagic);
   p[4] = static_cast<std::uint8_t>(h.op);
@@ -102,10 +109,26 @@ void encode_stage_message(const StageHeader& h, std::span<const std::uint8_t> pa
   put<std::int32_t>(p + 20, h.n_tokens);
   put<std::int32_t>(p + 24, h.n_rows);
   put<std::int32_t>(p + 28, h.row_width);
-  put<std::uint64_t>(p + 32, payload.size());
+  put<std::uint64_t>(p + 32, payload_bytes);
+  put<std::uint32_t>(p + 44, static_cast<std::uint32_t>(runs.size()));
+  put<std::int32_t>(p + 48, h.seq);
+  put<std::int32_t>(p + 52, h.src_seq);
+  std::uint8_t* q = p + kStageHeaderBytes;
+  for (const engine::BatchRun& r : runs) {
+    put<std::int32_t>(q + 0, r.seq);
+    put<std::int32_t>(q + 4, r.pos0);
+    put<std::int32_t>(q + 8, r.n_tokens);
+    put<std::uint32_t>(q + 12, r.logits ? kRunLogits : 0);
+    q += kRunEntryBytes;
+  }
+  if (!rows.empty()) std::memcpy(q, rows.data(), rows.size());
+  const std::span<const std::uint8_t> payload(p + kStageHeaderBytes, payload_bytes);
   put<std::uint32_t>(p + 40, h.checksum ? fnv1a(payload) : 0);
-  put<std::uint32_t>(p + 44, 0);
-  if (!payload.empty()) std::memcpy(p + kStageHeaderBytes, payload.data(), payload.size());
+}
+
+void encode_stage_message(const StageHeader& h, std::span<const std::uint8_t> payload,
+                          std::vector<std::uint8_t>& out) {
+  encode_stage_message(h, {}, payload, out);
 }
 
 std::vector<std::uint8_t> encode_stage_message(const StageHeader& header,
@@ -145,9 +168,15 @@ StageMessage parse_stage_message(std::span<const std::uint8_t> bytes) {
   h.row_width = get<std::int32_t>(p + 28);
   const std::uint64_t payload_bytes = get<std::uint64_t>(p + 32);
   const std::uint32_t checksum = get<std::uint32_t>(p + 40);
+  const std::uint32_t n_runs = get<std::uint32_t>(p + 44);
+  h.seq = get<std::int32_t>(p + 48);
+  h.src_seq = get<std::int32_t>(p + 52);
 
   if (h.pos0 < 0 || h.n_tokens < 0) {
     fail_format("stage message has negative position {} or token count {}", h.pos0, h.n_tokens);
+  }
+  if (h.seq < 0 || h.src_seq < 0) {
+    fail_format("stage message names a negative sequence ({} or {})", h.seq, h.src_seq);
   }
   if (payload_bytes > kMaxStagePayloadBytes) {
     fail_format("stage message claims a payload of {} bytes (limit {})", payload_bytes,
@@ -157,18 +186,42 @@ StageMessage parse_stage_message(std::span<const std::uint8_t> bytes) {
     fail_format("stage message claims {} payload bytes but carries {}", payload_bytes,
                 bytes.size() - kStageHeaderBytes);
   }
-  const std::int64_t expected = expected_bytes(h);
-  if (expected < 0 || static_cast<std::uint64_t>(expected) != payload_bytes) {
-    fail_format("stage message: {} rows of {} elements do not make {} payload bytes", h.n_rows,
-                h.row_width, payload_bytes);
+  if (n_runs > kMaxRuns || std::uint64_t(n_runs) * kRunEntryBytes > payload_bytes) {
+    fail_format("stage message claims {} runs in a payload of {} bytes", n_runs, payload_bytes);
   }
-  m.payload = bytes.subspan(kStageHeaderBytes);
-  if (h.checksum && fnv1a(m.payload) != checksum) {
+  const std::uint64_t table = std::uint64_t(n_runs) * kRunEntryBytes;
+  const std::int64_t expected = expected_bytes(h);
+  if (expected < 0 || static_cast<std::uint64_t>(expected) != payload_bytes - table) {
+    fail_format("stage message: {} rows of {} elements and {} runs do not make {} payload bytes",
+                h.n_rows, h.row_width, n_runs, payload_bytes);
+  }
+  const std::span<const std::uint8_t> payload = bytes.subspan(kStageHeaderBytes);
+  if (h.checksum && fnv1a(payload) != checksum) {
     fail_format(
         "stage message payload checksum mismatch ({:#010x} != {:#010x}): corrupted in "
         "transit",
-        fnv1a(m.payload), checksum);
+        fnv1a(payload), checksum);
   }
+  std::int64_t covered = 0;
+  m.runs.resize(n_runs);
+  for (std::uint32_t i = 0; i < n_runs; ++i) {
+    const std::uint8_t* q = payload.data() + i * kRunEntryBytes;
+    engine::BatchRun& r = m.runs[i];
+    r.seq = get<std::int32_t>(q + 0);
+    r.pos0 = get<std::int32_t>(q + 4);
+    r.n_tokens = get<std::int32_t>(q + 8);
+    const std::uint32_t flags = get<std::uint32_t>(q + 12);
+    if (r.seq < 0 || r.pos0 < 0 || r.n_tokens <= 0 || (flags & ~kRunLogits) != 0) {
+      fail_format("stage message run {} is malformed (sequence {}, pos0 {}, {} tokens, flags {:#x})",
+                  i, r.seq, r.pos0, r.n_tokens, flags);
+    }
+    r.logits = (flags & kRunLogits) != 0;
+    covered += r.n_tokens;
+  }
+  if (n_runs > 0 && covered != h.n_tokens) {
+    fail_format("stage message runs cover {} tokens but the header says {}", covered, h.n_tokens);
+  }
+  m.payload = payload.subspan(table);
   return m;
 }
 

@@ -1,21 +1,27 @@
 // The stage protocol: what the coordinator and the stage servers of a pipeline say to each other
-// over a Transport (tag kStageTag). One message = a fixed 48-byte header + a payload.
+// over a Transport (tag kStageTag). One message = a fixed 56-byte header + a payload.
 //
 //   offset size  field
-//   0      4     magic "HSP1" (0x31505348 little-endian)
+//   0      4     magic "HSP2" (0x32505348 little-endian)
 //   4      1     op            (StageOp)
 //   5      1     payload kind  (PayloadKind)
 //   6      1     flags         (bit 0: all logits, bit 1: checksum present)
 //   7      1     reserved, 0
 //   8      8     request id    (coordinator's counter; replies carry the request's id)
-//   16     4     pos0          (truncate: n_keep)
-//   20     4     n_tokens
+//   16     4     pos0          (truncate: n_keep; copy: positions copied)
+//   20     4     n_tokens      (forward: tokens of all runs together)
 //   24     4     n_rows        (rows of the payload)
 //   28     4     row width     (elements per row: 1 for tokens, n_embd, n_vocab)
-//   32     8     payload bytes
+//   32     8     payload bytes (run table + rows)
 //   40     4     checksum      (FNV-1a of the payload when flag bit 1, else 0)
-//   44     4     reserved, 0
+//   44     4     n_runs        (entries of the run table at the payload's start)
+//   48     4     seq           (truncate: the sequence; copy: the destination)
+//   52     4     src seq       (copy: the source)
 //
+// A forward's payload starts with its batch's run table (engine/batch.h), 16 bytes a run:
+// sequence, pos0, n_tokens (i32 each) and flags (u32, bit 0: the run's last logits are wanted);
+// the rows (tokens or hidden state) follow in run order. The reply of the last stage carries the
+// same table before its logits rows.
 // All integers little-endian; payload floats are IEEE f32 little-endian, token ids i32.
 // Bytes from the network are untrusted: parse_stage_message checks every size and value and
 // throws FormatError, never reads out of bounds.
@@ -25,6 +31,8 @@
 #include <span>
 #include <string>
 #include <vector>
+
+#include "engine/batch.h"
 
 namespace herd::cluster {
 
@@ -36,6 +44,7 @@ enum class StageOp : std::uint8_t {
   kError = 5,     // reply: a stage failed a request (payload: UTF-8 text)
   kPing = 6,      // liveness probe; answered with kPong to the sender
   kPong = 7,
+  kCopy = 8,  // sequence seq's positions [0, pos0) become a copy of src_seq's; passed down
 };
 
 enum class PayloadKind : std::uint8_t {
@@ -58,9 +67,12 @@ struct StageHeader {
   std::int32_t n_tokens = 0;
   std::int32_t n_rows = 0;
   std::int32_t row_width = 0;
+  std::int32_t seq = 0;
+  std::int32_t src_seq = 0;
 };
 
-constexpr std::size_t kStageHeaderBytes = 48;
+constexpr std::size_t kStageHeaderBytes = 56;
+constexpr std::size_t kRunEntryBytes = 16;
 // Refuse payloads larger than this (a corrupt length must not become a huge allocation).
 constexpr std::uint64_t kMaxStagePayloadBytes = std::uint64_t(1) << 32;
 
@@ -68,16 +80,21 @@ constexpr std::uint64_t kMaxStagePayloadBytes = std::uint64_t(1) << 32;
 // (checked; a mismatch is a bug of ours).
 void encode_stage_message(const StageHeader& header, std::span<const std::uint8_t> payload,
                           std::vector<std::uint8_t>& out);
+// With a run table before the rows (forward, logits); header.n_tokens must be the runs' total.
+void encode_stage_message(const StageHeader& header, std::span<const engine::BatchRun> runs,
+                          std::span<const std::uint8_t> rows, std::vector<std::uint8_t>& out);
 std::vector<std::uint8_t> encode_stage_message(const StageHeader& header,
                                                std::span<const std::uint8_t> payload = {});
 
 struct StageMessage {
   StageHeader header;
-  std::span<const std::uint8_t> payload;  // a view into the parsed bytes
+  std::vector<engine::BatchRun> runs;     // the run table
+  std::span<const std::uint8_t> payload;  // the rows: a view into the parsed bytes
 };
 
 // FormatError for anything malformed: short, bad magic, unknown op or kind, sizes that disagree,
-// a checksum that does not match.
+// a run table whose runs are empty, negative or do not add up to n_tokens, a checksum that does
+// not match.
 StageMessage parse_stage_message(std::span<const std::uint8_t> bytes);
 
 // Payload helpers. Copies: these are the costly steps, named so the cost shows.

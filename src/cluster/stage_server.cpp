@@ -27,8 +27,9 @@ std::shared_ptr<const model::Model> checked(std::shared_ptr<const model::Model> 
 }  // namespace
 
 StageServer::StageServer(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
-                         Transport& transport, StageLinks links, StageServerOptions options)
-    : stage_(checked(std::move(model), links), n_ctx, pool),
+                         Transport& transport, StageLinks links, StageServerOptions options,
+                         int n_seqs)
+    : stage_(checked(std::move(model), links), n_ctx, pool, n_seqs),
       transport_(transport),
       links_(links),
       options_(options) {}
@@ -63,6 +64,9 @@ bool StageServer::serve_once(Millis timeout) {
     case StageOp::kTruncate:
       on_truncate(message, received->bytes);
       return true;
+    case StageOp::kCopy:
+      on_copy(message, received->bytes);
+      return true;
     case StageOp::kShutdown:
       if (links_.next) send_or_log(*links_.next, received->bytes, "shutdown");
       return false;
@@ -85,9 +89,11 @@ void StageServer::on_forward(const StageMessage& message) {
   const StageHeader& h = message.header;
   const int n = h.n_tokens;
   const int n_embd = stage_.n_embd();
-  if (n <= 0 || n > stage_.n_ctx()) {
-    fail_argument("a forward of {} tokens does not fit a context of {}", n, stage_.n_ctx());
-  }
+  if (n <= 0) fail_argument("a forward of {} tokens", n);
+  // A message without a run table (an older coordinator's form) is one run of sequence 0.
+  std::vector<engine::BatchRun> runs = message.runs;
+  if (runs.empty()) runs.push_back({0, h.pos0, n, true});
+  engine::check_runs(runs, static_cast<std::size_t>(n), stage_.n_seqs());
   if (h.kind == PayloadKind::kTokens && h.n_rows == n && h.row_width == 1) {
     copy_tokens(message.payload, tokens_);
     stage_.embed(tokens_, hidden_);  // Error when this stage has no embedding
@@ -99,7 +105,7 @@ void StageServer::on_forward(const StageMessage& message) {
         "stage takes tokens or hidden rows of {}",
         n, h.n_rows, h.row_width, static_cast<int>(h.kind), n_embd);
   }
-  stage_.run_layers(hidden_.data(), n, h.pos0);
+  stage_.run_layers(hidden_.data(), runs);
   ++forwards_served_;
 
   StageHeader out = h;
@@ -108,27 +114,43 @@ void StageServer::on_forward(const StageMessage& message) {
     out.kind = PayloadKind::kHidden;
     out.n_rows = n;
     out.row_width = n_embd;
-    encode_stage_message(out, as_bytes(std::span<const float>(hidden_)), out_);
+    encode_stage_message(out, runs, as_bytes(std::span<const float>(hidden_)), out_);
     transport_.send(*links_.next, kStageTag, out_, options_.send_timeout);
     return;
   }
-  const int rows = h.all_logits ? n : 1;
-  stage_.head(hidden_.data() + static_cast<std::size_t>(n - rows) * n_embd, rows, logits_);
+  if (message.runs.empty()) {
+    // The single-sequence form asks for the last row, or all.
+    const int rows = h.all_logits ? n : 1;
+    stage_.head(hidden_.data() + static_cast<std::size_t>(n - rows) * n_embd, rows, logits_);
+  } else {
+    stage_.head_for(hidden_.data(), runs, h.all_logits, logits_);
+  }
   out.op = StageOp::kLogits;
   out.kind = PayloadKind::kLogits;
-  out.n_rows = rows;
   out.row_width = stage_.model().n_vocab();
+  out.n_rows = static_cast<std::int32_t>(logits_.size() / static_cast<std::size_t>(out.row_width));
   encode_stage_message(out, as_bytes(std::span<const float>(logits_)), out_);
   transport_.send(links_.coordinator, kStageTag, out_, options_.send_timeout);
 }
 
 void StageServer::on_truncate(const StageMessage& message, std::span<const std::uint8_t> raw) {
   try {
-    stage_.truncate(message.header.pos0);
+    stage_.truncate(message.header.seq, message.header.pos0);
+    if (message.header.pos0 == 0) stage_.release(message.header.seq);
   } catch (const Error& e) {
     reply_error(message.header.request_id, e.what());
   }
   if (links_.next) send_or_log(*links_.next, raw, "truncate");
+}
+
+void StageServer::on_copy(const StageMessage& message, std::span<const std::uint8_t> raw) {
+  const StageHeader& h = message.header;
+  try {
+    stage_.copy_prefix(h.src_seq, h.seq, h.pos0);
+  } catch (const Error& e) {
+    reply_error(h.request_id, e.what());
+  }
+  if (links_.next) send_or_log(*links_.next, raw, "copy");
 }
 
 void StageServer::reply_error(std::uint64_t request_id, const std::string& text) {

@@ -34,7 +34,8 @@ class StageServer {
   // Both links must be connected on `transport`. InvalidArgument when the model's range and the
   // links disagree (a stage with the head has no next hop, one without needs one).
   StageServer(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
-              Transport& transport, StageLinks links, StageServerOptions options = {});
+              Transport& transport, StageLinks links, StageServerOptions options = {},
+              int n_seqs = 1);
 
   // Serves until a shutdown message arrives or `stop` becomes true (checked every 100 ms).
   void serve(const std::atomic<bool>* stop = nullptr);
@@ -47,6 +48,7 @@ class StageServer {
  private:
   void on_forward(const StageMessage& message);
   void on_truncate(const StageMessage& message, std::span<const std::uint8_t> raw);
+  void on_copy(const StageMessage& message, std::span<const std::uint8_t> raw);
   void reply_error(std::uint64_t request_id, const std::string& text);
   void send_or_log(PeerId peer, std::span<const std::uint8_t> bytes, const char* what);
 

@@ -49,6 +49,12 @@ struct GenerationResult {
 // turn out to be part of a stop string. Return false to cancel generation.
 using TextCallback = std::function<bool(std::string_view piece)>;
 
+// The bytes token adds to the text, `previous` being the token before it (-1 at the start).
+std::string token_text(const model::Tokenizer& tokenizer, std::int32_t token,
+                       std::int32_t previous);
+
+// One request at a time on sequence 0 of a pipeline (herd run, the tests); a server shares the
+// pipeline between many requests with engine::Scheduler instead.
 class Generator {
  public:
   // Both must outlive the Generator; it assumes it is the pipeline's only user.

@@ -19,32 +19,36 @@ std::shared_ptr<const model::Model> whole(std::shared_ptr<const model::Model> mo
 
 }  // namespace
 
-LocalPipeline::LocalPipeline(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool)
-    : stage_(whole(std::move(model)), n_ctx, pool) {}
+LocalPipeline::LocalPipeline(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
+                             int n_seqs)
+    : stage_(whole(std::move(model)), n_ctx, pool, n_seqs) {}
 
-void LocalPipeline::forward(std::span<const std::int32_t> tokens, std::int32_t pos0,
-                            bool all_logits, std::vector<float>& logits) {
-  if (tokens.empty()) fail_argument("forward needs at least one token");
-  const int n = static_cast<int>(tokens.size());
+void LocalPipeline::run(const Batch& batch, std::vector<float>& logits) {
+  if (batch.empty()) fail_argument("forward needs at least one token");
   // Embedding, layers and head run one micro-batch at a time, so the hidden state of a long
   // prompt is never held whole (a 4000-token prompt of a 1B model: 32 MiB). The whole batch is
   // checked first: a bad token or a full context fails before any piece fills the cache.
-  stage_.check_batch(tokens, pos0);
-  const int n_embd = stage_.n_embd();
-  const int n_vocab = stage_.model().n_vocab();
-  if (all_logits) logits.resize(static_cast<std::size_t>(n) * n_vocab);
+  stage_.check_batch(batch);
+  const int n = static_cast<int>(batch.tokens.size());
+  const std::size_t n_vocab = static_cast<std::size_t>(stage_.model().n_vocab());
+  logits.resize(static_cast<std::size_t>(batch.logit_rows()) * n_vocab);
+  std::size_t rows_done = 0;
+  const std::span<const std::int32_t> tokens(batch.tokens);
   for (int done = 0; done < n; done += Stage::kMaxMicroBatch) {
     const int m = std::min(Stage::kMaxMicroBatch, n - done);
+    const std::vector<BatchRun> piece = slice_runs(batch.runs, done, done + m);
     stage_.embed(tokens.subspan(done, m), hidden_);
-    stage_.run_layers(hidden_.data(), m, pos0 + done);
-    if (all_logits) {
-      stage_.head(hidden_.data(), m, head_logits_);
-      std::copy(head_logits_.begin(), head_logits_.end(),
-                logits.begin() + static_cast<std::ptrdiff_t>(done) * n_vocab);
-    } else if (done + m == n) {
-      stage_.head(hidden_.data() + static_cast<std::size_t>(m - 1) * n_embd, 1, logits);
-    }
+    stage_.run_layers(hidden_.data(), piece);
+    stage_.head_for(hidden_.data(), piece, batch.all_logits, head_logits_);
+    std::copy(head_logits_.begin(), head_logits_.end(),
+              logits.begin() + static_cast<std::ptrdiff_t>(rows_done * n_vocab));
+    rows_done += head_logits_.size() / n_vocab;
   }
+}
+
+void LocalPipeline::forget(std::int32_t seq, std::int32_t n_keep) {
+  stage_.truncate(seq, n_keep);
+  if (n_keep == 0) stage_.release(seq);
 }
 
 }  // namespace herd::engine

@@ -10,18 +10,22 @@ namespace herd::engine {
 
 class LocalPipeline final : public Pipeline {
  public:
-  LocalPipeline(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool);
+  LocalPipeline(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
+                int n_seqs = 1);
 
-  void forward(std::span<const std::int32_t> tokens, std::int32_t pos0, bool all_logits,
-               std::vector<float>& logits) override;
-  void truncate(std::int32_t n_keep) override { stage_.truncate(n_keep); }
+  void run(const Batch& batch, std::vector<float>& logits) override;
+  void forget(std::int32_t seq, std::int32_t n_keep) override;
+  void copy_prefix(std::int32_t src, std::int32_t dst, std::int32_t n) override {
+    stage_.copy_prefix(src, dst, n);
+  }
   std::int32_t n_ctx() const override { return stage_.n_ctx(); }
   std::int32_t n_vocab() const override { return stage_.model().n_vocab(); }
+  std::int32_t n_seqs() const override { return stage_.n_seqs(); }
 
  private:
   Stage stage_;
   std::vector<float> hidden_;       // [micro-batch tokens, n_embd]
-  std::vector<float> head_logits_;  // one micro-batch's logits when all are asked for
+  std::vector<float> head_logits_;  // one micro-batch's logits
 };
 
 }  // namespace herd::engine

@@ -1,6 +1,7 @@
 #include "engine/stage.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -8,8 +9,11 @@
 
 namespace herd::engine {
 
-Stage::Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool)
-    : model_(std::move(model)), pool_(pool), cache_(*model_, n_ctx) {}
+Stage::Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool, int n_seqs)
+    : model_(std::move(model)),
+      pool_(pool),
+      cache_(*model_, n_ctx, n_seqs),
+      n_cached_(static_cast<std::size_t>(n_seqs), 0) {}
 
 namespace {
 
@@ -23,10 +27,11 @@ void check_token_ids(std::span<const std::int32_t> tokens, int n_vocab) {
 
 }  // namespace
 
-void Stage::check_positions(int n_tokens, int pos0) const {
-  if (pos0 < 0 || pos0 > n_cached_) {
-    fail_argument("position {} would leave a gap: only positions [0, {}) are cached", pos0,
-                  n_cached_);
+void Stage::check_positions(int seq, int n_tokens, int pos0) const {
+  const int cached = n_cached_.at(seq);
+  if (pos0 < 0 || pos0 > cached) {
+    fail_argument("position {} would leave a gap: only positions [0, {}) of sequence {} are cached",
+                  pos0, cached, seq);
   }
   if (static_cast<std::int64_t>(pos0) + n_tokens > cache_.n_ctx()) {
     fail("context is full: positions up to {} were asked for but the context holds {}",
@@ -34,9 +39,15 @@ void Stage::check_positions(int n_tokens, int pos0) const {
   }
 }
 
+void Stage::check_batch(const Batch& batch) const {
+  if (model_->has_embedding()) check_token_ids(batch.tokens, model_->n_vocab());
+  check_runs(batch.runs, batch.tokens.size(), n_seqs());
+  for (const BatchRun& r : batch.runs) check_positions(r.seq, r.n_tokens, r.pos0);
+}
+
 void Stage::check_batch(std::span<const std::int32_t> tokens, int pos0) const {
   if (model_->has_embedding()) check_token_ids(tokens, model_->n_vocab());
-  check_positions(static_cast<int>(tokens.size()), pos0);
+  check_positions(0, static_cast<int>(tokens.size()), pos0);
 }
 
 void Stage::embed(std::span<const std::int32_t> tokens, std::vector<float>& hidden) {
@@ -54,24 +65,58 @@ void Stage::embed(std::span<const std::int32_t> tokens, std::vector<float>& hidd
 
 void Stage::run_layers(float* hidden, int n_tokens, int pos0) {
   if (n_tokens <= 0) return;
-  check_positions(n_tokens, pos0);
-  const auto range = model_->range();
-  const auto& arch = model_->arch();
+  const BatchRun run{0, pos0, n_tokens, false};
+  run_layers(hidden, std::span(&run, 1));
+}
+
+void Stage::run_layers(float* hidden, std::span<const BatchRun> runs) {
+  int n_tokens = 0;
+  for (const BatchRun& r : runs) n_tokens += std::max(r.n_tokens, 0);
+  if (n_tokens == 0) return;
+  check_runs(runs, static_cast<std::size_t>(n_tokens), n_seqs());
+  for (const BatchRun& r : runs) check_positions(r.seq, r.n_tokens, r.pos0);
   // Long batches run in micro-batches: the scratch buffers grow with the batch (a 4000-token
   // prompt of a 1B model needed ~500 MiB of activations in one piece), while the blocked kernels
   // are already at full speed at kMaxMicroBatch tokens. Each micro-batch attends to the ones
   // before it through the KV cache, so the result is the same.
+  if (n_tokens <= kMaxMicroBatch) {
+    run_micro_batch(hidden, runs, n_tokens);
+    return;
+  }
   for (int done = 0; done < n_tokens; done += kMaxMicroBatch) {
     const int n = std::min(kMaxMicroBatch, n_tokens - done);
-    float* x = hidden + static_cast<std::int64_t>(done) * model_->n_embd();
-    for (int il = range.first; il < range.last; ++il) {
-      const model::LayerForward f{
-          *model_, model_->layer(il), il, x, n, pos0 + done, cache_.layer(il - range.first), ws_,
-          pool_};
-      arch.forward_layer(f);
-    }
-    n_cached_ = pos0 + done + n;
+    const std::vector<BatchRun> piece = slice_runs(runs, done, done + n);
+    run_micro_batch(hidden + static_cast<std::int64_t>(done) * model_->n_embd(), piece, n);
   }
+}
+
+void Stage::run_micro_batch(float* hidden, std::span<const BatchRun> runs, int n_tokens) {
+  const auto range = model_->range();
+  const auto& arch = model_->arch();
+  positions_.resize(static_cast<std::size_t>(n_tokens));
+  run_of_.resize(static_cast<std::size_t>(n_tokens));
+  seq_runs_.resize(runs.size());
+  int first = 0;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    for (int t = 0; t < runs[i].n_tokens; ++t) {
+      positions_[first + t] = runs[i].pos0 + t;
+      run_of_[first + t] = static_cast<std::int32_t>(i);
+    }
+    seq_runs_[i].first = first;
+    seq_runs_[i].n_tokens = runs[i].n_tokens;
+    seq_runs_[i].pos0 = runs[i].pos0;
+    first += runs[i].n_tokens;
+  }
+  for (int il = range.first; il < range.last; ++il) {
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      seq_runs_[i].kv = cache_.layer(runs[i].seq, il - range.first);
+    }
+    const model::LayerForward f{*model_,          model_->layer(il), il,    hidden,
+                                n_tokens,         seq_runs_,         positions_.data(),
+                                run_of_.data(),   ws_,               pool_};
+    arch.forward_layer(f);
+  }
+  for (const BatchRun& r : runs) n_cached_[r.seq] = r.pos0 + r.n_tokens;
 }
 
 void Stage::head(const float* hidden, int n_rows, std::vector<float>& logits) {
@@ -91,9 +136,52 @@ void Stage::head(const float* hidden, int n_rows, std::vector<float>& logits) {
                   pool_);
 }
 
-void Stage::truncate(int n_keep) {
+void Stage::head_for(const float* hidden, std::span<const BatchRun> runs, bool all_logits,
+                     std::vector<float>& logits) {
+  const std::int64_t n_embd = model_->n_embd();
+  if (all_logits) {
+    int n = 0;
+    for (const BatchRun& r : runs) n += r.n_tokens;
+    head(hidden, n, logits);
+    return;
+  }
+  int rows = 0;
+  int end = 0;
+  for (const BatchRun& r : runs) {
+    end += r.n_tokens;
+    if (!r.logits) continue;
+    head_rows_.resize(static_cast<std::size_t>(rows + 1) * n_embd);
+    std::memcpy(head_rows_.data() + rows * n_embd, hidden + (end - 1) * n_embd,
+                n_embd * sizeof(float));
+    ++rows;
+  }
+  if (rows == 0) {
+    logits.clear();
+    return;
+  }
+  head(head_rows_.data(), rows, logits);
+}
+
+void Stage::truncate(int seq, int n_keep) {
   if (n_keep < 0) fail_argument("cannot keep {} positions", n_keep);
-  if (n_keep < n_cached_) n_cached_ = n_keep;
+  if (seq < 0 || seq >= n_seqs()) fail_argument("sequence {} does not exist", seq);
+  if (n_keep < n_cached_[seq]) n_cached_[seq] = n_keep;
+}
+
+void Stage::copy_prefix(int src, int dst, int n) {
+  if (src < 0 || src >= n_seqs() || dst < 0 || dst >= n_seqs())
+    fail_argument("cannot copy sequence {} to {}: this stage holds {} sequences", src, dst,
+                  n_seqs());
+  if (n < 0 || n > n_cached_[src])
+    fail_argument("cannot copy {} positions of sequence {}: it has {} cached", n, src,
+                  n_cached_[src]);
+  cache_.copy_prefix(src, dst, n);
+  n_cached_[dst] = n;
+}
+
+void Stage::release(int seq) {
+  truncate(seq, 0);
+  cache_.release(seq);
 }
 
 }  // namespace herd::engine

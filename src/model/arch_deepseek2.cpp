@@ -131,10 +131,11 @@ void DeepSeek2::expand_latent(const LayerForward& f, const float* latent,
     const float* k_pe = latent + t * ld_latent + hp.kv_lora_rank;
     for (int h = 0; h < hp.n_head; ++h) {
       const float* src = kv + t * width + static_cast<std::int64_t>(h) * (nope + hp.head_dim_v);
-      std::uint16_t* k = f.kv.k_at(h, f.pos0 + t);
+      const LayerKv& cache = f.kv_of(t);
+      std::uint16_t* k = cache.k_at(h, f.positions[t]);
       kernels::f32_to_f16_row(src, k, nope);
       kernels::f32_to_f16_row(k_pe, k + nope, hp.n_rot);
-      kernels::f32_to_f16_row(src + nope, f.kv.v_at(h, f.pos0 + t), hp.head_dim_v);
+      kernels::f32_to_f16_row(src + nope, cache.v_at(h, f.positions[t]), hp.head_dim_v);
     }
   }
 }
@@ -172,21 +173,20 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   const auto& rope = f.model.rope();
   float* cos_sin = f.ws.floats(Workspace::kRope, static_cast<std::size_t>(hp.n_rot));
   for (int t = 0; t < T; ++t) {
-    kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
+    kernels::rope_cos_sin(rope, f.positions[t], cos_sin);
     // The rotary part sits after the nope part of each query head.
     kernels::rope_apply(rope, cos_sin, q + t * q_dim + nope, hp.n_head, hp.head_dim_k);
     kernels::rope_apply(rope, cos_sin, latent + t * ld_lat + lora, 1, hp.n_rot);
     if (hp.mla_absorbed) {
-      kernels::f32_to_f16_row(latent + t * ld_lat, f.kv.k_at(0, f.pos0 + t), lat_dim);
+      kernels::f32_to_f16_row(latent + t * ld_lat, f.kv_of(t).k_at(0, f.positions[t]), lat_dim);
     }
   }
 
   // YaRN: the attention temperature grows with the context extension (DeepSeek's mscale).
   const float mscale =
       hp.rope_attn_factor * (1.0f + hp.rope_yarn_log_mul * std::log(1.0f / hp.rope_freq_scale));
+  // Filled per run below: each sequence attends over its own cache.
   kernels::AttentionArgs a;
-  a.n_tokens = T;
-  a.pos0 = f.pos0;
   a.n_head = hp.n_head;
   a.scale = mscale * mscale / std::sqrt(static_cast<float>(hp.head_dim_k));
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
@@ -206,41 +206,49 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     }
     const std::int64_t lo_stride = static_cast<std::int64_t>(hp.n_head) * lora;
     float* lo = f.ws.floats(Workspace::kLatentOut, static_cast<std::size_t>(T) * lo_stride);
-    a.q = qa;
     a.q_stride = qa_stride;
-    a.k = f.kv.k;
-    a.k_stride = f.kv.k_head_dim;
-    a.v = f.kv.k;
-    a.v_stride = f.kv.k_head_dim;
-    a.out = lo;
     a.out_stride = lo_stride;
     a.n_head_kv = 1;
     a.head_dim_k = static_cast<int>(lat_dim);
     a.head_dim_v = lora;
-    a.scratch =
-        f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
-    kernels::attention(a, f.pool);
+    for (const SeqRun& run : f.runs) {
+      a.q = qa + run.first * qa_stride;
+      a.k = run.kv.k;
+      a.k_stride = run.kv.k_head_dim;
+      a.v = run.kv.k;
+      a.v_stride = run.kv.k_head_dim;
+      a.out = lo + run.first * lo_stride;
+      a.n_tokens = run.n_tokens;
+      a.pos0 = run.pos0;
+      a.scratch =
+          f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
+      kernels::attention(a, f.pool);
+    }
     for (int h = 0; h < hp.n_head; ++h) {
       matmul(w.wv_b.at(h), lo + h * lora, T, lo_stride, attn + h * hp.head_dim_v, o_dim, f.pool);
     }
   } else {
     expand_latent(f, latent, ld_lat);
-    a.q = q;
     a.q_stride = q_dim;
-    a.k = f.kv.k;
-    a.k_stride = f.kv.k_head_dim;
-    a.k_head_stride = f.kv.k_head_stride;
-    a.v = f.kv.v;
-    a.v_stride = f.kv.v_head_dim;
-    a.v_head_stride = f.kv.v_head_stride;
-    a.out = attn;
     a.out_stride = o_dim;
     a.n_head_kv = hp.n_head;
     a.head_dim_k = hp.head_dim_k;
     a.head_dim_v = hp.head_dim_v;
-    a.scratch =
-        f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
-    kernels::attention(a, f.pool);
+    for (const SeqRun& run : f.runs) {
+      a.q = q + run.first * q_dim;
+      a.k = run.kv.k;
+      a.k_stride = run.kv.k_head_dim;
+      a.k_head_stride = run.kv.k_head_stride;
+      a.v = run.kv.v;
+      a.v_stride = run.kv.v_head_dim;
+      a.v_head_stride = run.kv.v_head_stride;
+      a.out = attn + run.first * o_dim;
+      a.n_tokens = run.n_tokens;
+      a.pos0 = run.pos0;
+      a.scratch =
+          f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
+      kernels::attention(a, f.pool);
+    }
   }
 
   float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);

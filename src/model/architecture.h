@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -106,18 +107,35 @@ class Workspace {
   std::vector<std::int32_t> ints_[kIntSlotCount];
 };
 
+// A run of a batch: tokens [first, first + n_tokens) of the batch are consecutive positions
+// pos0.. of one sequence, whose cache is kv. A batch holds runs of several sequences (the
+// scheduler's decode tokens and prompt chunks side by side); the projections and the
+// feed-forward run over the whole batch at once, attention over each run's own cache.
+struct SeqRun {
+  int first = 0;
+  int n_tokens = 0;
+  int pos0 = 0;
+  LayerKv kv;
+};
+
 // Everything one layer's forward step needs. hidden is [n_tokens, n_embd], updated in place
-// (the residual stream); the layer's K/V rows for positions pos0.. are written to kv.
+// (the residual stream); each run's K/V rows for its positions are written to its kv.
+// positions[t] and run_of[t] give token t's position and run (precomputed: per-token loops run
+// in parallel).
 struct LayerForward {
   const Model& model;
   const LayerWeights& w;
   int il;  // global layer index
   float* hidden;
   int n_tokens;
-  int pos0;
-  LayerKv kv;
+  std::span<const SeqRun> runs;
+  const std::int32_t* positions;
+  const std::int32_t* run_of;
   Workspace& ws;
   ThreadPool& pool;
+
+  // The cache and position of batch token t.
+  const LayerKv& kv_of(int t) const { return runs[run_of[t]].kv; }
 };
 
 class Architecture {

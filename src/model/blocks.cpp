@@ -264,40 +264,46 @@ void attention_gqa(const LayerForward& f) {
       if (w.k_norm)
         kernels::rms_norm_rows(kt, w.k_norm.data, hp.n_head_kv, hp.head_dim_k, hp.head_dim_k,
                                hp.rms_eps);
-      kernels::rope_cos_sin(rope, f.pos0 + t, cos_sin);
+      const int pos = f.positions[t];
+      const LayerKv& kv = f.kv_of(static_cast<int>(t));
+      kernels::rope_cos_sin(rope, pos, cos_sin);
       kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
       kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
       for (int g = 0; g < hp.n_head_kv; ++g) {
-        kernels::f32_to_f16_strided(kt + g * hp.head_dim_k, f.kv.k_first(g, f.pos0 + t),
-                                    hp.head_dim_k, f.kv.k_block);
-        kernels::f32_to_f16_row(v + t * v_dim + g * hp.head_dim_v, f.kv.v_at(g, f.pos0 + t),
+        kernels::f32_to_f16_strided(kt + g * hp.head_dim_k, kv.k_first(g, pos), hp.head_dim_k,
+                                    kv.k_block);
+        kernels::f32_to_f16_row(v + t * v_dim + g * hp.head_dim_v, kv.v_at(g, pos),
                                 hp.head_dim_v);
       }
     }
   });
 
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
-  kernels::AttentionArgs a;
-  a.q = q;
-  a.q_stride = q_dim;
-  a.k = f.kv.k;
-  a.k_stride = f.kv.k_head_dim;
-  a.k_head_stride = f.kv.k_head_stride;
-  a.k_block = f.kv.k_block;
-  a.v = f.kv.v;
-  a.v_stride = f.kv.v_head_dim;
-  a.v_head_stride = f.kv.v_head_stride;
-  a.out = attn;
-  a.out_stride = o_dim;
-  a.n_tokens = T;
-  a.pos0 = f.pos0;
-  a.n_head = hp.n_head;
-  a.n_head_kv = hp.n_head_kv;
-  a.head_dim_k = hp.head_dim_k;
-  a.head_dim_v = hp.head_dim_v;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
-  a.scratch = f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
-  kernels::attention(a, f.pool);
+  // Attention runs per sequence: each run reads only its own cache.
+  for (const SeqRun& run : f.runs) {
+    kernels::AttentionArgs a;
+    a.q = q + run.first * q_dim;
+    a.q_stride = q_dim;
+    a.k = run.kv.k;
+    a.k_stride = run.kv.k_head_dim;
+    a.k_head_stride = run.kv.k_head_stride;
+    a.k_block = run.kv.k_block;
+    a.v = run.kv.v;
+    a.v_stride = run.kv.v_head_dim;
+    a.v_head_stride = run.kv.v_head_stride;
+    a.out = attn + run.first * o_dim;
+    a.out_stride = o_dim;
+    a.n_tokens = run.n_tokens;
+    a.pos0 = run.pos0;
+    a.n_head = hp.n_head;
+    a.n_head_kv = hp.n_head_kv;
+    a.head_dim_k = hp.head_dim_k;
+    a.head_dim_v = hp.head_dim_v;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
+    a.scratch =
+        f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
+    kernels::attention(a, f.pool);
+  }
 
   float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
   matmul(w.wo, attn, T, o_dim, proj, n_embd, f.pool);

@@ -31,19 +31,20 @@ class EchoBackend : public Backend {
                      "context_length_exceeded");
     return ids;
   }
-  engine::GenerationResult generate(const std::vector<std::int32_t>& prompt,
-                                    const engine::GenerationParams&,
-                                    const engine::TextCallback& on_text) override {
+  std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
+                                         const engine::GenerationParams&) override {
+    auto ticket = std::make_shared<engine::Ticket>();
     engine::GenerationResult r;
     for (auto id : prompt) {
       std::string piece = std::to_string(id) + " ";
       r.text += piece;
-      if (on_text) on_text(piece);
+      ticket->push(piece);
     }
     r.stats.prompt_tokens = static_cast<int>(prompt.size());
     r.stats.generated_tokens = static_cast<int>(prompt.size());
     r.stats.finish_reason = "stop";
-    return r;
+    ticket->finish(std::move(r));
+    return ticket;
   }
   json cluster_view() const override { return {{"self", "n1"}, {"members", json::array()}}; }
 };
@@ -141,16 +142,18 @@ TEST(ApiServer, RequiresTheApiKeyWhenSet) {
   EXPECT_EQ(c.Get("/health")->status, 200);
 }
 
-TEST(ApiServer, ConcurrentClientsWaitTheirTurnOnARealModel) {
+TEST(ApiServer, ConcurrentClientsAreServedTogetherOnARealModel) {
   HERD_REQUIRE_SHARED(path, "models/stories260K.gguf");
   auto file = std::make_shared<const gguf::File>(gguf::File::open(path.string()));
   auto model = model::Model::load(file);
   auto tokenizer = model::Tokenizer::from_gguf(file->metadata());
   auto chat = model::ChatTemplate::for_model("", *tokenizer);
   ThreadPool pool(1);
-  engine::LocalPipeline pipeline(model, 256, pool);
+  engine::LocalPipeline pipeline(model, 256, pool, /*n_seqs=*/4);
+  engine::SchedulerOptions scheduling;
+  scheduling.max_running = 4;
   PipelineBackend backend("stories260K", "stories260K.gguf", *tokenizer, chat, pipeline,
-                          [] { return json::object(); });
+                          scheduling, [] { return json::object(); });
   ApiOptions options;
   options.port = 0;
   ApiServer server(backend, options);

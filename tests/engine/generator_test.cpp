@@ -7,100 +7,13 @@
 #include <utility>
 #include <vector>
 
+#include "engine/fake_pipeline.h"
 #include "engine/utf8.h"
 #include "model/tokenizer.h"
 #include "util/error.h"
 
 namespace herd::engine {
 namespace {
-
-constexpr std::int32_t kBos = 256;
-constexpr std::int32_t kEos = 257;
-constexpr std::int32_t kVocab = 260;
-
-// One token per byte (ids 0..255), plus <s> and </s>.
-class ByteTokenizer : public model::Tokenizer {
- public:
-  std::vector<std::int32_t> encode(std::string_view text, bool add_special,
-                                   bool parse_special) const override {
-    std::vector<std::int32_t> ids;
-    if (add_special) ids.push_back(kBos);
-    for (std::size_t i = 0; i < text.size(); ++i) {
-      if (parse_special && text.substr(i, 3) == "<s>") {
-        ids.push_back(kBos);
-        i += 2;
-      } else {
-        ids.push_back(static_cast<unsigned char>(text[i]));
-      }
-    }
-    return ids;
-  }
-  std::string token_to_piece(std::int32_t id) const override {
-    return id < 256 ? std::string(1, static_cast<char>(id))
-                    : texts_[static_cast<std::size_t>(id - 256)];
-  }
-  std::string decode(std::span<const std::int32_t> ids) const override {
-    std::string s;
-    for (std::int32_t id : ids) s += token_to_piece(id);
-    return s;
-  }
-  std::int32_t n_vocab() const override { return kVocab; }
-  std::int32_t bos() const override { return kBos; }
-  std::int32_t eos() const override { return kEos; }
-  bool is_end_of_generation(std::int32_t id) const override { return id == kEos; }
-  bool adds_bos() const override { return true; }
-  const std::string& token_text(std::int32_t id) const override { return texts_[0]; }
-  std::int32_t find_token(std::string_view text) const override { return -1; }
-
- private:
-  std::vector<std::string> texts_ = {"<s>", "</s>", "", ""};
-};
-
-// A deterministic "model": the next token is whatever `next` says for the cached tokens.
-// It checks that positions arrive in order, as a real KV cache would.
-class FakePipeline : public Pipeline {
- public:
-  using Script = std::function<std::int32_t(const std::vector<std::int32_t>& cache)>;
-  FakePipeline(std::int32_t n_ctx, Script next) : n_ctx_(n_ctx), next_(std::move(next)) {}
-
-  void forward(std::span<const std::int32_t> tokens, std::int32_t pos0, bool all_logits,
-               std::vector<float>& logits) override {
-    if (fail_next) fail("node lost");
-    if (pos0 != static_cast<std::int32_t>(cache.size())) fail("position {} out of order", pos0);
-    cache.insert(cache.end(), tokens.begin(), tokens.end());
-    if (static_cast<std::int32_t>(cache.size()) > n_ctx_) fail("context full");
-    forwards.emplace_back(pos0, static_cast<std::int32_t>(tokens.size()));
-    logits.assign(kVocab, 0.0f);
-    logits[static_cast<std::size_t>(next_(cache))] = 10.0f;
-  }
-  void truncate(std::int32_t n_keep) override {
-    truncates.push_back(n_keep);
-    if (static_cast<std::size_t>(n_keep) < cache.size())
-      cache.resize(static_cast<std::size_t>(n_keep));
-  }
-  std::int32_t n_ctx() const override { return n_ctx_; }
-  std::int32_t n_vocab() const override { return kVocab; }
-
-  void set_script(Script next) { next_ = std::move(next); }
-
-  std::vector<std::int32_t> cache;
-  std::vector<std::pair<std::int32_t, std::int32_t>> forwards;  // (pos0, n tokens)
-  std::vector<std::int32_t> truncates;
-  bool fail_next = false;
-
- private:
-  std::int32_t n_ctx_;
-  Script next_;
-};
-
-// After `prompt_len` tokens, says `reply` byte by byte and then </s> (or keeps repeating 'z').
-FakePipeline::Script reply(std::size_t prompt_len, std::string text, bool end = true) {
-  return [=](const std::vector<std::int32_t>& cache) -> std::int32_t {
-    std::size_t i = cache.size() - prompt_len;
-    if (i < text.size()) return static_cast<unsigned char>(text[i]);
-    return end ? kEos : 'z';
-  };
-}
 
 GenerationParams greedy(int max_tokens = 32) {
   GenerationParams p;

@@ -1,0 +1,25 @@
+// Tells whether the client of an HTTP request has gone away while its request waits or
+// generates. cpp-httplib (0.11) does not hand a handler its socket, so the probe finds it once
+// by the connection's addresses and then polls it for a hang-up, without reading from it.
+// A client that disconnects is noticed within one poll, not at the next write: a request queued
+// behind others, or a non-streamed one, frees its place at once.
+#pragma once
+
+#include <string>
+
+namespace herd::api {
+
+class ConnectionProbe {
+ public:
+  // The socket whose local and peer ports are these (addresses as cpp-httplib gives them).
+  ConnectionProbe(const std::string& local_addr, int local_port, const std::string& remote_addr,
+                  int remote_port);
+  // True once the peer closed or reset the connection. False when the socket was not found.
+  bool closed() const;
+  bool found() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace herd::api

@@ -1,0 +1,492 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/tokenizer.h"
+#include "util/log.h"
+
+namespace herd::engine {
+
+struct Scheduler::Sequence {
+  Sequence(std::vector<std::int32_t> p, GenerationParams g, std::int64_t max)
+      : prompt(std::move(p)), params(std::move(g)), max_tokens(max), sampler(params.sampling),
+        stream(params.stop) {}
+
+  std::shared_ptr<Ticket> ticket = std::make_shared<Ticket>();
+  std::vector<std::int32_t> prompt;
+  GenerationParams params;
+  std::int64_t max_tokens;
+  Sampler sampler;
+  TextStream stream;
+  std::uint64_t order = 0;  // arrival number: older prompts are prefilled first
+  int slot = -1;
+  int prefilled = 0;            // prompt tokens in the cache or in flight (reused ones included)
+  std::int32_t next = -1;       // sampled token still to be run (decode), -1 while prefilling
+  bool in_flight = false;
+  bool done = false;
+  GenerationResult result;
+  Clock::time_point arrived, admitted, first_token_at, last_token_at;
+};
+
+Scheduler::Scheduler(const model::Tokenizer& tokenizer, Pipeline& pipeline,
+                     SchedulerOptions options, Now now)
+    : tokenizer_(tokenizer), pipeline_(pipeline), options_(options), now_(std::move(now)) {
+  options_.max_running = std::clamp(options_.max_running, 1, pipeline_.n_seqs());
+  options_.batch_tokens = std::max(options_.batch_tokens, 1);
+  options_.min_chunk = std::clamp(options_.min_chunk, 1, options_.batch_tokens);
+  options_.max_waiting = std::max(options_.max_waiting, 0);
+  slots_.resize(static_cast<std::size_t>(pipeline_.n_seqs()));
+  metrics_.max_running = options_.max_running;
+}
+
+Scheduler::~Scheduler() {
+  stop();
+}
+
+std::shared_ptr<Ticket> Scheduler::submit(std::vector<std::int32_t> prompt,
+                                          GenerationParams params) {
+  const std::int64_t n_ctx = pipeline_.n_ctx();
+  const std::int32_t n_vocab = pipeline_.n_vocab();
+  const auto n_prompt = static_cast<std::int64_t>(prompt.size());
+  if (prompt.empty()) fail_argument("the prompt is empty: generation needs at least one token");
+  for (std::int32_t id : prompt) {
+    if (id < 0 || id >= n_vocab) {
+      fail_argument("prompt token id {} is outside the vocabulary (0..{})", id, n_vocab - 1);
+    }
+  }
+  const std::int64_t max_tokens = params.max_tokens < 0 ? n_ctx - n_prompt : params.max_tokens;
+  if (n_prompt + max_tokens > n_ctx || (params.max_tokens < 0 && max_tokens <= 0)) {
+    fail_argument(
+        "the prompt has {} tokens and {} more were requested, but the context holds {}; "
+        "shorten the prompt or ask for fewer tokens (max_tokens)",
+        n_prompt, params.max_tokens < 0 ? std::int64_t{1} : max_tokens, n_ctx);
+  }
+  auto seq = std::make_unique<Sequence>(std::move(prompt), std::move(params), max_tokens);
+  seq->arrived = now_();
+  std::shared_ptr<Ticket> ticket = seq->ticket;
+  {
+    std::lock_guard lock(mutex_);
+    if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
+      ++metrics_.rejected;
+      // Roughly when a place frees: the queue drains max_running requests per request time.
+      const int retry = 1 + static_cast<int>(waiting_.size()) / std::max(options_.max_running, 1);
+      throw Overloaded(fmt::format("the server is busy: {} requests are running and {} waiting; "
+                                   "retry in {} s",
+                                   metrics_.running, waiting_.size(), retry),
+                       retry);
+    }
+    seq->order = arrivals_++;
+    waiting_.push_back(std::move(seq));
+    metrics_.waiting = static_cast<int>(waiting_.size());
+  }
+  wake_.notify_all();
+  return ticket;
+}
+
+void Scheduler::start() {
+  std::lock_guard lock(mutex_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    bool worked = false;
+    try {
+      worked = step();
+    } catch (const std::exception& e) {
+      log::error("scheduler: step failed: {}", e.what());
+    }
+    std::unique_lock lock(mutex_);
+    if (stop_) break;
+    // Idle: wait for a request (a cancelled waiting request is reaped within 50 ms).
+    if (!worked) wake_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  // Whatever is left fails: the server is going away.
+  fail_all(std::make_exception_ptr(Error("the server is shutting down")));
+}
+
+SchedulerMetrics Scheduler::metrics() const {
+  std::lock_guard lock(mutex_);
+  return metrics_;
+}
+
+// --- admission --------------------------------------------------------------------------------
+
+namespace {
+
+std::size_t common_prefix(const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b) {
+  std::size_t n = 0;
+  const std::size_t limit = std::min(a.size(), b.size());
+  while (n < limit && a[n] == b[n]) ++n;
+  return n;
+}
+
+}  // namespace
+
+// The free slot for a new prompt: the one holding the longest prefix of it, else the least
+// recently used. `keep`: positions of that slot to keep; `copy_from`: a busy slot with a longer
+// prefix to copy first (-1: none).
+int Scheduler::choose_slot(const std::vector<std::int32_t>& prompt, int& keep,
+                           int& copy_from) const {
+  // The last prompt token always runs: its logits are what the first sample needs.
+  const std::size_t limit = prompt.size() - 1;
+  int best = -1;
+  std::size_t best_len = 0;
+  int lru = -1;
+  int donor = -1;
+  std::size_t donor_len = 0;
+  for (int i = 0; i < static_cast<int>(slots_.size()); ++i) {
+    const Slot& s = slots_[i];
+    const std::size_t len = std::min(common_prefix(s.tokens, prompt), limit);
+    if (s.owner) {
+      if (len > donor_len) donor = i, donor_len = len;
+      continue;
+    }
+    if (best < 0 || len > best_len) best = i, best_len = len;
+    if (lru < 0 || s.last_used < slots_[lru].last_used) lru = i;
+  }
+  if (best < 0) return -1;
+  // No prefix anywhere: take the least recently used slot, sparing others' reusable prefixes.
+  const int chosen = best_len == 0 ? lru : best;
+  keep = static_cast<int>(best_len == 0 ? 0 : best_len);
+  copy_from = -1;
+  if (donor >= 0 && donor_len >= best_len + static_cast<std::size_t>(options_.min_copy_tokens)) {
+    copy_from = donor;
+    keep = static_cast<int>(donor_len);
+  }
+  return chosen;
+}
+
+void Scheduler::admit(std::unique_lock<std::mutex>& lock) {
+  // Requests whose client left while they waited go first, whether or not a slot is free.
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (!(*it)->ticket->cancelled()) {
+      ++it;
+      continue;
+    }
+    ++metrics_.cancelled;
+    (*it)->result.stats.finish_reason = "cancelled";
+    (*it)->ticket->finish(std::move((*it)->result));
+    it = waiting_.erase(it);
+  }
+  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
+    std::unique_ptr<Sequence> s = std::move(waiting_.front());
+    waiting_.pop_front();
+    if (s->ticket->cancelled()) {
+      ++metrics_.cancelled;
+      s->result.stats.prompt_tokens = static_cast<std::int32_t>(s->prompt.size());
+      s->result.stats.finish_reason = "cancelled";
+      s->ticket->finish(std::move(s->result));
+      continue;
+    }
+    int keep = 0;
+    int copy_from = -1;
+    const int slot = choose_slot(s->prompt, keep, copy_from);
+    if (slot < 0) {
+      waiting_.push_front(std::move(s));
+      break;
+    }
+    lock.unlock();
+    Slot& sl = slots_[slot];
+    try {
+      if (copy_from >= 0) {
+        pipeline_.copy_prefix(copy_from, slot, keep);
+        sl.tokens.assign(slots_[copy_from].tokens.begin(), slots_[copy_from].tokens.begin() + keep);
+      } else {
+        pipeline_.forget(slot, keep);
+        sl.tokens.resize(static_cast<std::size_t>(keep));
+      }
+    } catch (...) {
+      s->ticket->fail(std::current_exception());
+      lock.lock();
+      continue;
+    }
+    sl.owner = s.get();
+    sl.last_used = ++tick_;
+    s->slot = slot;
+    s->prefilled = keep;
+    s->admitted = now_();
+    s->result.stats.prompt_tokens = static_cast<std::int32_t>(s->prompt.size());
+    s->result.stats.cached_prompt_tokens = keep;
+    s->result.stats.finish_reason = "length";
+    for (std::int32_t id : s->prompt) s->sampler.accept(id);
+    lock.lock();
+    metrics_.cached_prompt_tokens += static_cast<std::uint64_t>(keep);
+    if (s->max_tokens == 0) {
+      Sequence& ref = *s;
+      running_.push_back(std::move(s));
+      finish(ref, "length");
+      continue;
+    }
+    running_.push_back(std::move(s));
+  }
+  metrics_.waiting = static_cast<int>(waiting_.size());
+  metrics_.running = static_cast<int>(running_.size());
+}
+
+// --- batches ----------------------------------------------------------------------------------
+
+int Scheduler::prompt_chunk_limit(bool decoding) const {
+  if (!decoding) return options_.batch_tokens;
+  if (decode_step_s_ <= 0 || prompt_token_s_ <= 0) return options_.min_chunk;
+  const double room = (options_.max_step_ratio - 1.0) * decode_step_s_;
+  const int tokens = static_cast<int>(room / prompt_token_s_);
+  return std::clamp(tokens, options_.min_chunk, options_.batch_tokens);
+}
+
+bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
+  batch = Batch{};
+  flight = InFlight{};
+  std::vector<Sequence*> decoders;
+  std::vector<Sequence*> prompts;
+  int decoding_total = 0;
+  for (auto& s : running_) {
+    if (s->done || s->ticket->cancelled()) continue;
+    if (s->next >= 0 || s->prefilled >= static_cast<int>(s->prompt.size())) ++decoding_total;
+    if (s->in_flight) continue;
+    if (s->next >= 0) {
+      decoders.push_back(s.get());
+    } else {
+      prompts.push_back(s.get());
+    }
+  }
+  // With several batches in flight, the decoders are shared out between them, so that every
+  // stage has work (all of them in one batch would leave the other stages idle).
+  const int depth = std::max(pipeline_.max_in_flight(), 1);
+  const int per_batch = (decoding_total + depth - 1) / depth;
+  std::sort(decoders.begin(), decoders.end(), [](const Sequence* a, const Sequence* b) {
+    return a->last_token_at < b->last_token_at;  // the longest waiting first
+  });
+  int budget = options_.batch_tokens;
+  for (Sequence* s : decoders) {
+    if (flight.decode_tokens >= std::max(per_batch, 1) || budget <= 0) break;
+    const std::int32_t pos = static_cast<std::int32_t>(slots_[s->slot].tokens.size());
+    batch.add(s->slot, pos, std::span(&s->next, 1), true);
+    slots_[s->slot].tokens.push_back(s->next);
+    flight.logits_of.push_back(s);
+    flight.members.push_back(s);
+    ++flight.decode_tokens;
+    --budget;
+  }
+  std::sort(prompts.begin(), prompts.end(),
+            [](const Sequence* a, const Sequence* b) { return a->order < b->order; });
+  int chunk_room = std::min(budget, prompt_chunk_limit(decoding_total > 0));
+  for (Sequence* s : prompts) {
+    if (chunk_room <= 0) break;
+    const int left = static_cast<int>(s->prompt.size()) - s->prefilled;
+    const int n = std::min(left, chunk_room);
+    const bool last = n == left;
+    const auto ids = std::span(s->prompt).subspan(static_cast<std::size_t>(s->prefilled), n);
+    batch.add(s->slot, s->prefilled, ids, last);
+    slots_[s->slot].tokens.insert(slots_[s->slot].tokens.end(), ids.begin(), ids.end());
+    s->prefilled += n;
+    if (last) flight.logits_of.push_back(s);
+    flight.members.push_back(s);
+    flight.prompt_tokens += n;
+    chunk_room -= n;
+  }
+  for (Sequence* s : flight.members) {
+    s->in_flight = true;
+    slots_[s->slot].last_used = ++tick_;
+  }
+  return !batch.empty();
+}
+
+bool Scheduler::step() {
+  {
+    std::unique_lock lock(mutex_);
+    admit(lock);
+  }
+  try {
+    Batch batch;
+    InFlight flight;
+    while (pipeline_.in_flight() < std::max(pipeline_.max_in_flight(), 1) &&
+           build_batch(batch, flight)) {
+      flight.submitted = now_();
+      pipeline_.submit(batch);
+      {
+        std::lock_guard lock(mutex_);
+        ++metrics_.steps;
+        metrics_.last_batch_tokens = static_cast<int>(batch.tokens.size());
+        metrics_.last_batch_sequences = static_cast<int>(batch.runs.size());
+        metrics_.batch_tokens_total += batch.tokens.size();
+        metrics_.batch_size.add(static_cast<double>(batch.tokens.size()));
+      }
+      in_flight_.push_back(std::move(flight));
+    }
+    if (in_flight_.empty()) {
+      reap();
+      return false;
+    }
+    pipeline_.collect(logits_);
+    InFlight done = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    const Clock::time_point now = now_();
+    // With batches in flight, a batch's own time is from the later of its submission and the
+    // previous collection.
+    const Clock::time_point began = std::max(done.submitted, last_collect_);
+    last_collect_ = now;
+    learn_step_cost(done, std::chrono::duration<double>(now - began).count());
+    process(done, logits_);
+  } catch (...) {
+    fail_all(std::current_exception());
+  }
+  reap();
+  return true;
+}
+
+void Scheduler::learn_step_cost(const InFlight& flight, double seconds) {
+  constexpr double kKeep = 0.8;  // exponential moving average: recent steps weigh most
+  if (seconds <= 0) return;
+  if (flight.prompt_tokens == 0) {
+    decode_step_s_ = decode_step_s_ <= 0 ? seconds : kKeep * decode_step_s_ + (1 - kKeep) * seconds;
+    return;
+  }
+  const double base = flight.decode_tokens > 0 ? decode_step_s_ : 0.0;
+  const double per_token = std::max(seconds - base, 0.0) / flight.prompt_tokens;
+  if (per_token <= 0) return;
+  prompt_token_s_ =
+      prompt_token_s_ <= 0 ? per_token : kKeep * prompt_token_s_ + (1 - kKeep) * per_token;
+}
+
+void Scheduler::process(InFlight& flight, const std::vector<float>& logits) {
+  const std::size_t n_vocab = static_cast<std::size_t>(pipeline_.n_vocab());
+  if (logits.size() != flight.logits_of.size() * n_vocab) {
+    fail("the pipeline returned {} logits for {} rows of {}", logits.size(),
+         flight.logits_of.size(), n_vocab);
+  }
+  for (Sequence* s : flight.members) s->in_flight = false;
+  for (std::size_t r = 0; r < flight.logits_of.size(); ++r) {
+    Sequence& s = *flight.logits_of[r];
+    if (s.done) continue;
+    sample(s, logits.data() + r * n_vocab);
+  }
+}
+
+void Scheduler::sample(Sequence& s, const float* row) {
+  GenerationStats& stats = s.result.stats;
+  if (s.ticket->cancelled()) {
+    finish(s, "cancelled");
+    return;
+  }
+  const std::int32_t token =
+      s.sampler.sample(std::span<const float>(row, static_cast<std::size_t>(pipeline_.n_vocab())));
+  s.sampler.accept(token);
+  const Clock::time_point now = now_();
+  {
+    std::lock_guard lock(mutex_);
+    if (++stats.generated_tokens == 1) {
+      s.first_token_at = now;
+      stats.time_to_first_token_ms = std::chrono::duration<double, std::milli>(now - s.arrived).count();
+      metrics_.ttft.add(stats.time_to_first_token_ms / 1000.0);
+      const double prefill_s = std::chrono::duration<double>(now - s.admitted).count();
+      if (prefill_s > 0)
+        stats.prefill_tokens_per_s = (stats.prompt_tokens - stats.cached_prompt_tokens) / prefill_s;
+    } else {
+      metrics_.itl.add(std::chrono::duration<double>(now - s.last_token_at).count());
+    }
+  }
+  s.last_token_at = now;
+  if (!s.params.ignore_eos && tokenizer_.is_end_of_generation(token)) {
+    finish(s, "stop");
+    return;
+  }
+  s.result.tokens.push_back(token);
+  const std::vector<std::int32_t>& held = slots_[s.slot].tokens;
+  const std::string piece = token_text(tokenizer_, token, held.empty() ? -1 : held.back());
+  bool stopped = false;
+  const std::string text = s.stream.push(piece, stopped);
+  s.result.text += text;
+  s.ticket->push(text);
+  if (stopped) {
+    finish(s, "stop");
+    return;
+  }
+  if (stats.generated_tokens >= s.max_tokens) {
+    finish(s, "length");
+    return;
+  }
+  s.next = token;
+}
+
+void Scheduler::finish(Sequence& s, const char* reason) {
+  s.done = true;
+  GenerationStats& stats = s.result.stats;
+  stats.finish_reason = reason;
+  if (stats.finish_reason == "cancelled") {
+    s.result.text += s.stream.flush();  // a cancelled stream stays quiet
+  } else {
+    const std::string tail = s.stream.flush();
+    s.result.text += tail;
+    s.ticket->push(tail);
+  }
+  const double decode_s = std::chrono::duration<double>(s.last_token_at - s.first_token_at).count();
+  if (stats.generated_tokens > 1 && decode_s > 0)
+    stats.decode_tokens_per_s = (stats.generated_tokens - 1) / decode_s;
+}
+
+// Frees the slots of finished and cancelled sequences that have no batch in flight.
+void Scheduler::reap() {
+  std::vector<std::unique_ptr<Sequence>> keep;
+  for (auto& s : running_) {
+    if (!s->done && s->ticket->cancelled() && !s->in_flight) {
+      finish(*s, "cancelled");
+    }
+    if (!s->done || s->in_flight) {
+      keep.push_back(std::move(s));
+      continue;
+    }
+    Slot& slot = slots_[s->slot];
+    slot.owner = nullptr;
+    // slot.tokens stays what the cache holds (prompt and generated tokens that ran) for the
+    // next request that starts the same way.
+    const bool cancelled = s->result.stats.finish_reason == "cancelled";
+    s->ticket->finish(std::move(s->result));
+    std::lock_guard lock(mutex_);
+    if (cancelled) ++metrics_.cancelled;
+  }
+  running_ = std::move(keep);
+  std::lock_guard lock(mutex_);
+  metrics_.running = static_cast<int>(running_.size());
+  metrics_.waiting = static_cast<int>(waiting_.size());
+}
+
+void Scheduler::fail_all(std::exception_ptr error) {
+  // The batches in flight are lost and every cache's content is unknown: forget them all.
+  in_flight_.clear();
+  pipeline_.drop_in_flight();
+  for (auto& s : running_) {
+    s->ticket->fail(error);
+  }
+  running_.clear();
+  for (Slot& slot : slots_) {
+    slot.owner = nullptr;
+    slot.tokens.clear();
+  }
+  try {
+    for (int i = 0; i < static_cast<int>(slots_.size()); ++i) pipeline_.forget(i, 0);
+  } catch (const std::exception& e) {
+    log::warn("scheduler: could not reset the caches after a failure: {}", e.what());
+  }
+  std::lock_guard lock(mutex_);
+  if (stop_) {
+    for (auto& s : waiting_) s->ticket->fail(error);
+    waiting_.clear();
+  }
+  metrics_.running = 0;
+  metrics_.waiting = static_cast<int>(waiting_.size());
+}
+
+}  // namespace herd::engine
