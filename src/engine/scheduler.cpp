@@ -67,7 +67,9 @@ std::shared_ptr<Ticket> Scheduler::submit(std::vector<std::int32_t> prompt,
   std::shared_ptr<Ticket> ticket = seq->ticket;
   {
     std::lock_guard lock(mutex_);
-    if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
+    // Room: the free slots (admitted at the next step) plus the queue behind them.
+    const int room = options_.max_waiting + std::max(options_.max_running - metrics_.running, 0);
+    if (static_cast<int>(waiting_.size()) >= room) {
       ++metrics_.rejected;
       // Roughly when a place frees: the queue drains max_running requests per request time.
       const int retry = 1 + static_cast<int>(waiting_.size()) / std::max(options_.max_running, 1);
@@ -347,6 +349,9 @@ bool Scheduler::step() {
   return true;
 }
 
+// A step costs a base (the weights streamed once, whatever the batch) plus a cost per prompt
+// token (compute). Decode-only steps measure the base; steps with prompt tokens, once the base is
+// known, the cost per token.
 void Scheduler::learn_step_cost(const InFlight& flight, double seconds) {
   constexpr double kKeep = 0.8;  // exponential moving average: recent steps weigh most
   if (seconds <= 0) return;
@@ -354,8 +359,8 @@ void Scheduler::learn_step_cost(const InFlight& flight, double seconds) {
     decode_step_s_ = decode_step_s_ <= 0 ? seconds : kKeep * decode_step_s_ + (1 - kKeep) * seconds;
     return;
   }
-  const double base = flight.decode_tokens > 0 ? decode_step_s_ : 0.0;
-  const double per_token = std::max(seconds - base, 0.0) / flight.prompt_tokens;
+  if (decode_step_s_ <= 0) return;
+  const double per_token = std::max(seconds - decode_step_s_, 0.0) / flight.prompt_tokens;
   if (per_token <= 0) return;
   prompt_token_s_ =
       prompt_token_s_ <= 0 ? per_token : kKeep * prompt_token_s_ + (1 - kKeep) * per_token;

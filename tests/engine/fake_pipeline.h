@@ -75,6 +75,7 @@ class FakePipeline : public Pipeline {
     if (fail_next) fail("node lost");
     check_runs(batch.runs, batch.tokens.size(), n_seqs());
     batches.push_back(batch);
+    if (on_run) on_run(batch);
     logits.clear();
     std::size_t at = 0;
     for (const BatchRun& r : batch.runs) {
@@ -116,6 +117,7 @@ class FakePipeline : public Pipeline {
   };
   std::vector<Copy> copies;
   std::vector<Batch> batches;
+  std::function<void(const Batch&)> on_run;  // e.g. advances a fake clock
   bool fail_next = false;
 
  private:
