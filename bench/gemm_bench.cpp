@@ -35,7 +35,9 @@ void run_gemm(benchmark::State& state, Type type, std::int64_t rows, std::int64_
     // (256 x 8192) no longer fit in L2.
     const struct {
       std::int64_t rows, cols, tokens;
-    } shapes[] = {{2048, 2048, 64}, {2048, 2048, 512}, {8192, 2048, 256}, {2048, 8192, 256}};
+    } shapes[] = {{2048, 2048, 64},  {2048, 2048, 512}, {8192, 2048, 256}, {2048, 8192, 256},
+                  // Decode of several sequences at once (engine/scheduler.h): a few tokens.
+                  {8192, 2048, 4},   {8192, 2048, 8},   {8192, 2048, 16}};
     for (const auto& s : shapes) {
       const std::string name = "gemm/" + std::string(tensor::type_name(t)) + "/" +
                                std::to_string(s.rows) + "x" + std::to_string(s.cols) + "/t" +

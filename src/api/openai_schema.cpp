@@ -150,6 +150,11 @@ void parse_sampling(const json& body, CompletionRequest& request) {
   }
   p.stop = parse_stop(body);
   p.ignore_eos = body.value("ignore_eos", false);
+  // llama.cpp server's switch: false computes the whole prompt even where a cached prefix exists.
+  if (auto c = body.find("cache_prompt"); c != body.end()) {
+    if (!c->is_boolean()) bad("cache_prompt", "'cache_prompt' must be true or false");
+    p.cache_prompt = c->get<bool>();
+  }
   if (int_field(body, "n", 1, 1, 1) != 1) bad("n", "'n' must be 1");
 }
 

@@ -3,6 +3,9 @@
 // its int8 multiply-add peak, both measured in the same run.
 // herd bench --nodes N: the same model served by one `herd serve` process and by a local cluster
 // of N, both measured through the coordinator's API (bench_served.h), side by side.
+// herd bench --concurrency 1,4,8: that many simultaneous streamed requests through the API of one
+// node (and of each --nodes cluster), aggregate decode speed against one stream
+// (bench_concurrency.h).
 #include <fmt/format.h>
 #include <httplib.h>
 
@@ -12,6 +15,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_concurrency.h"
 #include "cli/bench_served.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -36,6 +40,9 @@ struct BenchOptions {
   bool json = false;
   std::vector<int> nodes;  // non-empty: compare one node with clusters of these sizes
   int node_threads = 0;    // per cluster node; 0: the single node's threads / N
+  std::vector<int> concurrency;  // non-empty: simultaneous requests through the API
+  int long_prompt = 0;           // with concurrency: a long request arriving mid-decode
+  int ctx = 0;                   // per sequence for served runs; 0: what the runs need
 };
 
 struct BenchResult {
@@ -305,10 +312,164 @@ int run_bench_nodes(const BenchOptions& o) {
   return 0;
 }
 
+struct ConcurrencyRow {
+  int nodes = 1;
+  int threads_per_node = 0;
+  int concurrency = 1;
+  ConcurrencyResult result;  // medians over the repetitions
+};
+
+// Every --concurrency level against one server (a local cluster of `nodes`).
+std::vector<ConcurrencyRow> measure_levels(const std::string& path, int nodes, int threads,
+                                           std::uint64_t memory_limit, const BenchOptions& o,
+                                           int n_vocab) {
+  LocalClusterOptions co;
+  co.nodes = nodes;
+  co.threads_per_node = threads;
+  co.n_ctx = o.ctx > 0 ? o.ctx : std::max(o.n_prompt, o.long_prompt) + o.n_gen + 32;
+  co.memory_limit = memory_limit;
+  co.parallel = *std::max_element(o.concurrency.begin(), o.concurrency.end()) +
+                (o.long_prompt > 0 ? 1 : 0);
+  LocalCluster cluster(co);
+  std::fprintf(stderr, "bench: starting %d node(s), %d thread(s) each, %d sequences at once...\n",
+               nodes, threads, co.parallel);
+  std::vector<ConcurrencyRow> rows;
+  try {
+    cluster.start(path);
+    cluster.wait_ready(600);
+    // Warm-up: the first pass faults the mapped weights in on every stage.
+    ConcurrencyParams warm{1, 16, 4, n_vocab, 0, 999};
+    measure_concurrency(cluster.api_port(0), warm);
+    for (int c : o.concurrency) {
+      std::vector<ConcurrencyResult> runs;
+      for (int rep = 0; rep < o.reps; ++rep) {
+        ConcurrencyParams p{c, o.n_prompt, o.n_gen, n_vocab, o.long_prompt,
+                            static_cast<std::uint32_t>(100 * c + rep + 1)};
+        runs.push_back(measure_concurrency(cluster.api_port(0), p));
+        const ConcurrencyResult& r = runs.back();
+        std::fprintf(stderr,
+                     "bench: %d node(s), %d stream(s), run %d/%d: %.1f t/s together, TTFT p50 "
+                     "%.0f ms, ITL p50 %.1f / p99 %.1f ms%s\n",
+                     nodes, c, rep + 1, o.reps, r.aggregate_tg_tps, r.ttft_ms_p50, r.itl_ms_p50,
+                     r.itl_ms_p99,
+                     o.long_prompt > 0
+                         ? fmt::format(", long prompt TTFT {:.0f} ms, {} alone", r.long_ttft_ms,
+                                       r.long_matches_alone ? "same as" : "DIFFERENT from")
+                               .c_str()
+                         : "");
+      }
+      auto med = [&](auto field) {
+        std::vector<double> v;
+        for (const auto& r : runs) v.push_back(field(r));
+        return quantile(v, 0.5);
+      };
+      ConcurrencyRow row{nodes, threads, c, {}};
+      row.result.aggregate_tg_tps = med([](const auto& r) { return r.aggregate_tg_tps; });
+      row.result.ttft_ms_p50 = med([](const auto& r) { return r.ttft_ms_p50; });
+      row.result.itl_ms_p50 = med([](const auto& r) { return r.itl_ms_p50; });
+      row.result.itl_ms_p99 = med([](const auto& r) { return r.itl_ms_p99; });
+      row.result.long_ttft_ms = med([](const auto& r) { return r.long_ttft_ms; });
+      row.result.completed = runs.back().completed;
+      row.result.long_matches_alone =
+          std::all_of(runs.begin(), runs.end(), [](const auto& r) { return r.long_matches_alone; });
+      rows.push_back(row);
+    }
+  } catch (...) {
+    cluster.keep_files();
+    std::fprintf(stderr, "bench: the node logs are kept in %s\n", cluster.dir().c_str());
+    throw;
+  }
+  return rows;
+}
+
+int run_bench_concurrency(const BenchOptions& o) {
+  const int threads = o.threads.front();
+  for (const auto& path : o.models) {
+    auto model = load_model(path);
+    const std::string name = model->hparams().name.empty() ? path : model->hparams().name;
+    const std::string type = dominant_type(model->file());
+    std::vector<int> sizes = {1};
+    for (int n : o.nodes)
+      if (n >= 2) sizes.push_back(n);
+    std::vector<ConcurrencyRow> rows;
+    for (int n : sizes) {
+      const int per_node =
+          n == 1 ? threads : (o.node_threads > 0 ? o.node_threads : std::max(1, threads / n));
+      const int n_ctx = o.ctx > 0 ? o.ctx : std::max(o.n_prompt, o.long_prompt) + o.n_gen + 32;
+      const std::uint64_t limit = n == 1 ? 0 : split_memory_limit(*model, n_ctx, n);
+      for (auto& r : measure_levels(path, n, per_node, limit, o, model->n_vocab()))
+        rows.push_back(r);
+    }
+    // Each row against one stream on the same server (concurrency 1, same node count).
+    auto one_stream = [&](int nodes) {
+      for (const auto& r : rows)
+        if (r.nodes == nodes && r.concurrency == 1) return r.result.aggregate_tg_tps;
+      return 0.0;
+    };
+    if (o.json) {
+      for (const auto& r : rows) {
+        const double base = one_stream(r.nodes);
+        nlohmann::json j = {{"model", name},
+                            {"type", type},
+                            {"concurrency", r.concurrency},
+                            {"nodes", r.nodes},
+                            {"threads_per_node", r.threads_per_node},
+                            {"n_prompt", o.n_prompt},
+                            {"n_gen", o.n_gen},
+                            {"reps", o.reps},
+                            {"aggregate_tg_tokens_per_s", r.result.aggregate_tg_tps},
+                            {"ratio_vs_1", base > 0 ? r.result.aggregate_tg_tps / base : 0.0},
+                            {"ttft_ms_p50", r.result.ttft_ms_p50},
+                            {"itl_ms_p50", r.result.itl_ms_p50},
+                            {"itl_ms_p99", r.result.itl_ms_p99},
+                            {"measured_via", "api"}};
+        if (o.long_prompt > 0) {
+          j["long_prompt"] = o.long_prompt;
+          j["long_prompt_ttft_ms"] = r.result.long_ttft_ms;
+          j["long_prompt_matches_alone"] = r.result.long_matches_alone;
+        }
+        fmt::print("{}\n", j.dump());
+      }
+      continue;
+    }
+    fmt::print("| {:<20} | {:<5} | {:>5} | {:>7} | {:>11} | {:>8} | {:>9} | {:>9} | {:>9} |\n",
+               "model", "type", "nodes", "streams", "tg t/s all", "vs 1", "TTFT p50",
+               "ITL p50", "ITL p99");
+    fmt::print("|{:-<22}|{:-<7}|{:-<7}|{:-<9}|{:-<13}|{:-<10}|{:-<11}|{:-<11}|{:-<11}|\n", "", "",
+               "", "", "", "", "", "", "");
+    for (const auto& r : rows) {
+      const double base = one_stream(r.nodes);
+      fmt::print(
+          "| {:<20} | {:<5} | {:>5} | {:>7} | {:>11.1f} | {:>7.2f}x | {:>6.0f} ms | {:>6.1f} ms | "
+          "{:>6.1f} ms |\n",
+          name.substr(0, 20), type, r.nodes, r.concurrency, r.result.aggregate_tg_tps,
+          base > 0 ? r.result.aggregate_tg_tps / base : 0.0, r.result.ttft_ms_p50,
+          r.result.itl_ms_p50, r.result.itl_ms_p99);
+    }
+    if (o.long_prompt > 0) {
+      for (const auto& r : rows)
+        fmt::print("{} node(s), {} streams: a {}-token prompt arriving mid-decode: TTFT {:.0f} ms, "
+                   "answer {} the same request alone\n",
+                   r.nodes, r.concurrency, o.long_prompt, r.result.long_ttft_ms,
+                   r.result.long_matches_alone ? "identical to" : "DIFFERENT from");
+    }
+  }
+  if (!o.json) {
+    fmt::print(
+        "(medians of {} runs through the API: each stream a different {}-token prompt and {} "
+        "greedy tokens; 'tg t/s all' = the streams' tokens after their first over the time from "
+        "the first first token to the last token; 'vs 1' against one stream on the same "
+        "server)\n",
+        o.reps, o.n_prompt, o.n_gen);
+  }
+  return 0;
+}
+
 int run_bench(BenchOptions o) {
   if (o.threads.empty()) o.threads = {ThreadPool::default_thread_count()};
   if (o.reps < 1) fail_argument("-r must be at least 1");
   if (o.n_prompt < 0 || o.n_gen < 0) fail_argument("-p and -n must not be negative");
+  if (!o.concurrency.empty()) return run_bench_concurrency(o);
   if (!o.nodes.empty()) return run_bench_nodes(o);
   std::vector<BenchResult> results;
   for (const auto& path : o.models)
@@ -408,6 +569,18 @@ CommandFn add_bench_command(CLI::App& app) {
       ->check(CLI::Range(1, 16));
   cmd->add_option("--node-threads", o->node_threads,
                   "Threads per cluster node (default: the single node's threads / nodes)");
+  cmd->add_option("--concurrency", o->concurrency,
+                  "Simultaneous streamed requests through the API, e.g. 1,4,8: aggregate decode "
+                  "speed against one stream, TTFT and inter-token latency (with --nodes: also on "
+                  "those clusters)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--long-prompt", o->long_prompt,
+                  "With --concurrency: one more request with a prompt this long arrives while "
+                  "the streams decode; its answer is checked against the same request alone")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-c,--ctx", o->ctx,
+                  "Context per sequence of the served runs (default: what the runs need)");
   return [o] { return run_bench(*o); };
 }
 

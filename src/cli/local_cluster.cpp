@@ -131,6 +131,8 @@ void LocalCluster::start(const fs::path& model) {
                                      std::to_string(options_.n_ctx),
                                      "--threads",
                                      std::to_string(options_.threads_per_node)};
+    if (options_.parallel > 0)
+      args.insert(args.end(), {"--parallel", std::to_string(options_.parallel)});
     if (options_.memory_limit > 0 && n > 1)
       args.insert(args.end(), {"--memory-limit", std::to_string(options_.memory_limit)});
     if (i == 0) {

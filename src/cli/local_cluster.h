@@ -29,6 +29,7 @@ struct LocalClusterOptions {
   int threads_per_node = 1;
   int n_ctx = 256;
   std::uint64_t memory_limit = 0;  // per node, for weights + KV cache; 0: no --memory-limit
+  int parallel = 0;                // sequences served at once (--parallel); 0: the node's default
   std::string log_level = "info";
 };
 

@@ -27,6 +27,7 @@ struct GenerationParams {
   bool add_special = true;    // text prompts: add BOS as the vocabulary asks
   bool parse_special = true;  // text prompts: "<|im_start|>" etc. become special tokens
   bool ignore_eos = false;    // keep going past end-of-generation tokens
+  bool cache_prompt = true;   // reuse a cached prefix of the prompt (the scheduler's slots)
 };
 
 struct GenerationStats {

@@ -196,6 +196,10 @@ void Scheduler::admit(std::unique_lock<std::mutex>& lock) {
     int keep = 0;
     int copy_from = -1;
     const int slot = choose_slot(s->prompt, keep, copy_from);
+    if (!s->params.cache_prompt) {
+      keep = 0;
+      copy_from = -1;
+    }
     if (slot < 0) {
       waiting_.push_front(std::move(s));
       break;

@@ -146,6 +146,73 @@ TEST(ClusterPipeline, Qwen2SplitMatchesLocal) {
                TransportKind::kUcx);
 }
 
+// Four sequences in a three-stage chain, with one batch per stage in flight (submit, submit,
+// submit, then collect): every batch's logits equal a local pipeline's running the same batches
+// one at a time, and a prefix copied between sequences is copied on every stage.
+TEST(ClusterPipeline, SequencesInFlightMatchLocal) {
+  HERD_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  const auto file = std::make_shared<const gguf::File>(gguf::File::open(path.string()));
+  ThreadPool pool(1);
+  engine::LocalPipeline local(model::Model::load(file), kCtx, pool, 4);
+  const int n_layer = model::Model::load(file)->n_layer();
+  StageChain chain(file, {1, n_layer - 1}, kCtx, TransportKind::kUcx, {}, 4);
+  ClusterPipeline& remote = chain.pipeline();
+  ASSERT_EQ(remote.max_in_flight(), 3);
+  ASSERT_EQ(remote.n_seqs(), 4);
+
+  // Batch i: a prompt for sequence i (lengths 32, 9, 20) ...
+  std::vector<engine::Batch> prompts(3);
+  const std::size_t lengths[] = {32, 9, 20};
+  for (int i = 0; i < 3; ++i) {
+    prompts[i].add(i, 0, std::span(kInput).first(lengths[i]), true);
+  }
+  std::vector<std::vector<float>> want(3), got(3);
+  for (int i = 0; i < 3; ++i) local.run(prompts[i], want[i]);
+  for (int i = 0; i < 3; ++i) remote.submit(prompts[i]);
+  EXPECT_EQ(remote.in_flight(), 3);
+  for (int i = 0; i < 3; ++i) remote.collect(got[i]);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(max_abs_diff(want[i], got[i]), 0.0) << "prompt " << i;
+
+  // ... then sequence 3 copies sequence 0's first 24 positions, and decode steps of all four
+  // run two batches at a time.
+  local.copy_prefix(0, 3, 24);
+  remote.copy_prefix(0, 3, 24);
+  std::int32_t pos[] = {32, 9, 20, 24};
+  for (int step = 0; step < 6; ++step) {
+    engine::Batch a, b;
+    const std::int32_t t0 = 300 + step, t1 = 310 + step;
+    a.add(0, pos[0], std::span(&t0, 1), true);
+    a.add(2, pos[2], std::span(&t0, 1), true);
+    b.add(1, pos[1], std::span(&t1, 1), true);
+    b.add(3, pos[3], std::span(&t1, 1), true);
+    std::vector<float> la, lb, ra, rb;
+    local.run(a, la);
+    local.run(b, lb);
+    remote.submit(a);
+    remote.submit(b);
+    remote.collect(ra);
+    remote.collect(rb);
+    EXPECT_EQ(max_abs_diff(la, ra), 0.0) << "step " << step;
+    EXPECT_EQ(max_abs_diff(lb, rb), 0.0) << "step " << step;
+    for (auto& p : pos) ++p;
+  }
+  // A forgotten sequence starts over from position 0 (a new request in its slot), as locally;
+  // a position past its end is refused.
+  local.forget(1, 0);
+  remote.forget(1, 0);
+  engine::Batch again;
+  again.add(1, 0, std::span(kInput).first(12), true);
+  std::vector<float> lw, rw;
+  local.run(again, lw);
+  remote.run(again, rw);
+  EXPECT_EQ(max_abs_diff(lw, rw), 0.0);
+  engine::Batch gap;
+  const std::int32_t t = 5;
+  gap.add(1, 20, std::span(&t, 1), true);
+  EXPECT_THROW(remote.run(gap, rw), InvalidArgument);
+  remote.shutdown();
+}
+
 void expect_error_naming(const std::function<void()>& call, const std::vector<std::string>& words) {
   try {
     call();

@@ -34,7 +34,7 @@ class StageChain {
   // `cuts`: layer boundaries; the coordinator holds [0, cuts[0]), node i [cuts[i], cuts[i+1]),
   // the last node up to n_layer. Nodes are named "b", "c", ...
   StageChain(std::shared_ptr<const gguf::File> file, std::vector<int> cuts, int n_ctx,
-             TransportKind kind, ClusterPipelineOptions options = {})
+             TransportKind kind, ClusterPipelineOptions options = {}, int n_seqs = 1)
       : fabric_(std::make_shared<LoopbackFabric>()) {
     auto make = [&]() -> std::unique_ptr<Transport> {
       if (kind == TransportKind::kLoopback) return std::make_unique<LoopbackTransport>(fabric_);
@@ -61,8 +61,9 @@ class StageChain {
                                              "node '" + nodes_[i + 1]->name + "'");
       }
       auto range = model::LayerRange{bounds[i], bounds[i + 1]};
-      node.server = std::make_unique<StageServer>(model::Model::load(file, range), n_ctx,
-                                                  *node.pool, *node.transport, links);
+      node.server =
+          std::make_unique<StageServer>(model::Model::load(file, range), n_ctx, *node.pool,
+                                        *node.transport, links, StageServerOptions{}, n_seqs);
       const std::string where = "in-process stage " + std::to_string(i + 1);
       chain.push_back(ChainNode{
           node.name, where,
@@ -77,7 +78,7 @@ class StageChain {
     }
     pipeline_ = std::make_unique<ClusterPipeline>(
         model::Model::load(file, model::LayerRange{0, cuts.at(0)}), n_ctx, pool_, *coordinator_,
-        std::move(chain), options);
+        std::move(chain), options, n_seqs);
   }
 
   ~StageChain() {

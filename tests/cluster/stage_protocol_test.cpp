@@ -48,6 +48,50 @@ TEST(StageProtocol, RoundTripKeepsHeaderAndPayload) {
   }
 }
 
+TEST(StageProtocol, RunTableRoundTripsAndIsChecked) {
+  const std::vector<float> hidden(3 * 2, 0.5f);
+  const std::vector<engine::BatchRun> runs = {{2, 40, 1, true}, {0, 7, 2, false}};
+  StageHeader h = hidden_header(3, 2);
+  h.checksum = true;
+  std::vector<std::uint8_t> bytes;
+  encode_stage_message(h, runs, as_bytes(std::span<const float>(hidden)), bytes);
+  EXPECT_EQ(bytes.size(), kStageHeaderBytes + runs.size() * kRunEntryBytes + hidden.size() * 4);
+  const StageMessage m = parse_stage_message(bytes);
+  ASSERT_EQ(m.runs.size(), 2u);
+  EXPECT_EQ(m.runs[0].seq, 2);
+  EXPECT_EQ(m.runs[0].pos0, 40);
+  EXPECT_TRUE(m.runs[0].logits);
+  EXPECT_EQ(m.runs[1].n_tokens, 2);
+  EXPECT_FALSE(m.runs[1].logits);
+  EXPECT_EQ(m.payload.size(), hidden.size() * 4);
+
+  // Runs that do not add up to n_tokens, an empty run, unknown flags: refused.
+  auto corrupt = [&](std::size_t at, std::int32_t value) {
+    StageHeader plain = hidden_header(3, 2);
+    std::vector<std::uint8_t> b;
+    encode_stage_message(plain, runs, as_bytes(std::span<const float>(hidden)), b);
+    std::memcpy(b.data() + at, &value, sizeof value);
+    return b;
+  };
+  const std::size_t table = kStageHeaderBytes;
+  EXPECT_THROW(parse_stage_message(corrupt(table + 8, 2)), FormatError);       // 2 + 2 != 3
+  EXPECT_THROW(parse_stage_message(corrupt(table + 8, 0)), FormatError);       // empty run
+  EXPECT_THROW(parse_stage_message(corrupt(table + 12, 4)), FormatError);      // flags
+  EXPECT_THROW(parse_stage_message(corrupt(table + 0, -1)), FormatError);      // sequence
+  EXPECT_THROW(parse_stage_message(corrupt(44, 1000)), FormatError);           // run count
+  // Truncate and copy name their sequences in the header.
+  StageHeader copy;
+  copy.op = StageOp::kCopy;
+  copy.pos0 = 24;
+  copy.seq = 3;
+  copy.src_seq = 1;
+  const StageMessage c = parse_stage_message(encode_stage_message(copy));
+  EXPECT_EQ(c.header.op, StageOp::kCopy);
+  EXPECT_EQ(c.header.seq, 3);
+  EXPECT_EQ(c.header.src_seq, 1);
+  EXPECT_EQ(c.header.pos0, 24);
+}
+
 TEST(StageProtocol, TokensAndEmptyMessagesRoundTrip) {
   const std::vector<std::int32_t> tokens = {1, 403, 511};
   StageHeader h;
