@@ -5,7 +5,7 @@
 
 #include <chrono>
 
-#include "api/connection_probe.h"
+#include "api/sockets.h"
 #include "cluster/auth.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -15,6 +15,9 @@ namespace herd::api {
 using nlohmann::json;
 
 namespace {
+
+// Connections the kernel holds for us before accept (nginx's default).
+constexpr int kListenBacklog = 511;
 
 void send_error(httplib::Response& res, int status, std::string_view message, std::string_view type,
                 std::string_view param = "", std::string_view code = "", int retry_after_s = 0) {
@@ -137,6 +140,8 @@ int ApiServer::start() {
         "cannot listen for the API on {}:{} (address not on this machine, or port in use): pick "
         "another --api-port or --api-host",
         options_.host, options_.port);
+  if (!widen_listen_backlog(port_, kListenBacklog))
+    log::warn("api: could not raise the listen backlog of port {}", port_);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   log::info("api: listening on http://{}:{}", options_.host, port_);
   return port_;

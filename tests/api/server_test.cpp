@@ -181,5 +181,118 @@ TEST(ApiServer, ConcurrentClientsAreServedTogetherOnARealModel) {
   EXPECT_EQ(too_long->status, 400);
 }
 
+// A server over a real model with `parallel` sequences, for the tests below.
+struct RealServer {
+  RealServer(const std::filesystem::path& path, int parallel, int n_ctx = 256)
+      : file(std::make_shared<const gguf::File>(gguf::File::open(path.string()))),
+        model(model::Model::load(file)),
+        tokenizer(model::Tokenizer::from_gguf(file->metadata())),
+        chat(model::ChatTemplate::for_model("", *tokenizer)),
+        pipeline(model, n_ctx, pool, parallel),
+        backend("m", path.filename().string(), *tokenizer, chat, pipeline,
+                engine::SchedulerOptions{.max_running = parallel, .max_waiting = 64},
+                [] { return json::object(); }),
+        server(backend, [] {
+          ApiOptions o;
+          o.port = 0;
+          o.threads = 80;
+          return o;
+        }()) {
+    port = server.start();
+  }
+
+  // Greedy completion of prompt ids; the generated text.
+  std::string complete(const std::vector<std::int32_t>& prompt, int max_tokens,
+                       bool cache_prompt = true, json* usage = nullptr) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120, 0);
+    const json body = {{"prompt", prompt},
+                       {"max_tokens", max_tokens},
+                       {"temperature", 0},
+                       {"ignore_eos", true},
+                       {"cache_prompt", cache_prompt}};
+    auto r = c.Post("/v1/completions", body.dump(), "application/json");
+    if (!r || r->status != 200) return "<failed>";
+    const json j = json::parse(r->body);
+    if (usage) *usage = j["usage"];
+    return j["choices"][0]["text"];
+  }
+
+  ThreadPool pool{2};
+  std::shared_ptr<const gguf::File> file;
+  std::shared_ptr<model::Model> model;
+  std::unique_ptr<model::Tokenizer> tokenizer;
+  model::ChatTemplate chat;
+  engine::LocalPipeline pipeline;
+  PipelineBackend backend;
+  ApiServer server;
+  int port = 0;
+};
+
+// Eight different prompts of different lengths (token ids of the 512-token vocabulary).
+std::vector<std::vector<std::int32_t>> eight_prompts() {
+  std::vector<std::vector<std::int32_t>> out;
+  for (int i = 0; i < 8; ++i) {
+    std::vector<std::int32_t> p = {1};
+    for (int j = 0; j < 4 + 5 * i; ++j) p.push_back(260 + (37 * i + 11 * j) % 240);
+    out.push_back(p);
+  }
+  return out;
+}
+
+// Batch invariance through the API: each of eight simultaneous greedy requests returns exactly
+// the text it returns alone (the KV cache not reused: cache_prompt false).
+void expect_concurrent_equals_alone(const std::filesystem::path& path) {
+  RealServer s(path, 8);
+  const auto prompts = eight_prompts();
+  std::vector<std::string> alone, together(8);
+  for (const auto& p : prompts) alone.push_back(s.complete(p, 24, false));
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i)
+    clients.emplace_back([&, i] { together[i] = s.complete(prompts[i], 24, false); });
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_NE(alone[i], "<failed>");
+    EXPECT_EQ(together[i], alone[i]) << path.filename() << " request " << i;
+  }
+  // The eight ran as one batch at least once.
+  const auto m = s.backend.scheduler_metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_GE(m->batch_size.count(), 1u);
+}
+
+TEST(ApiBatching, ConcurrentGreedyRequestsEqualThemselvesAloneOnStories260K) {
+  HERD_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  expect_concurrent_equals_alone(path);
+}
+
+TEST(ApiBatching, ConcurrentGreedyRequestsEqualThemselvesAloneOnF16Goldens) {
+  for (const char* stem : {"llama-f16", "qwen2-f16", "qwen3-f16", "llama-moe-f16",
+                           "qwen2moe-f16", "qwen3moe-f16", "deepseek2-f16"}) {
+    HERD_REQUIRE_SHARED(path, std::string("golden/") + stem + ".gguf");
+    expect_concurrent_equals_alone(path);
+  }
+}
+
+TEST(ApiBatching, NextTurnReportsCachedTokensAndReusesThem) {
+  HERD_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  RealServer s(path, 2);
+  std::vector<std::int32_t> turn1 = eight_prompts()[7];
+  json usage;
+  const std::string first = s.complete(turn1, 8, true, &usage);
+  EXPECT_EQ(usage["prompt_tokens_details"]["cached_tokens"], 0);
+  // The next turn resends the first prompt (and more); everything but its last token is reused.
+  std::vector<std::int32_t> turn2 = turn1;
+  for (int i = 0; i < 6; ++i) turn2.push_back(300 + i);
+  s.complete(turn2, 4, true, &usage);
+  EXPECT_EQ(usage["prompt_tokens"], static_cast<int>(turn2.size()));
+  EXPECT_GE(usage["prompt_tokens_details"]["cached_tokens"].get<int>(),
+            static_cast<int>(turn1.size()));
+  // And reuse does not change the answer.
+  std::vector<std::int32_t> again = turn1;
+  EXPECT_EQ(s.complete(again, 8, true, &usage), first);
+  EXPECT_EQ(usage["prompt_tokens_details"]["cached_tokens"], static_cast<int>(turn1.size()) - 1);
+}
+
 }  // namespace
 }  // namespace herd::api

@@ -1,4 +1,4 @@
-#include "api/connection_probe.h"
+#include "api/sockets.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -29,11 +29,9 @@ std::string host_of(const sockaddr_storage& a) {
   return text;
 }
 
-}  // namespace
-
-ConnectionProbe::ConnectionProbe(const std::string& local_addr, int local_port,
-                                 const std::string& remote_addr, int remote_port) {
-  if (local_port <= 0 || remote_port <= 0) return;
+// Calls fn(fd) for each socket of this process until it returns true.
+template <typename Fn>
+void for_each_socket(Fn&& fn) {
   DIR* dir = opendir("/proc/self/fd");
   if (!dir) return;
   while (const dirent* e = readdir(dir)) {
@@ -42,18 +40,46 @@ ConnectionProbe::ConnectionProbe(const std::string& local_addr, int local_port,
     if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
     struct stat st {};
     if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    sockaddr_storage self{}, peer{};
-    socklen_t self_len = sizeof self, peer_len = sizeof peer;
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
-        getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
-      continue;
-    if (port_of(self) == local_port && port_of(peer) == remote_port &&
-        host_of(peer) == remote_addr && (local_addr.empty() || host_of(self) == local_addr)) {
-      fd_ = static_cast<int>(fd);
-      break;
-    }
+    if (fn(static_cast<int>(fd))) break;
   }
   closedir(dir);
+}
+
+}  // namespace
+
+bool widen_listen_backlog(int port, int backlog) {
+  bool done = false;
+  for_each_socket([&](int fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    sockaddr_storage self{};
+    socklen_t self_len = sizeof self;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+        port_of(self) != port)
+      return false;
+    done = listen(fd, backlog) == 0;
+    return true;
+  });
+  return done;
+}
+
+ConnectionProbe::ConnectionProbe(const std::string& local_addr, int local_port,
+                                 const std::string& remote_addr, int remote_port) {
+  if (local_port <= 0 || remote_port <= 0) return;
+  for_each_socket([&](int fd) {
+    sockaddr_storage self{}, peer{};
+    socklen_t self_len = sizeof self, peer_len = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+      return false;
+    if (port_of(self) == local_port && port_of(peer) == remote_port &&
+        host_of(peer) == remote_addr && (local_addr.empty() || host_of(self) == local_addr)) {
+      fd_ = fd;
+      return true;
+    }
+    return false;
+  });
 }
 
 bool ConnectionProbe::closed() const {
