@@ -30,6 +30,16 @@ install_packages() {
 }
 
 install_packages
+# Node.js and npm for the client-library tests (tests/clients); a Node.js from elsewhere
+# (nodesource) already brings npm, and Debian's npm package would conflict with it.
+if ! command -v npm >/dev/null; then
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  echo "setup: installing nodejs npm"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null ||
+    echo "setup: could not install nodejs/npm: the client-library tests will be skipped"
+fi
 if [[ "${1:-}" == "--deps" ]]; then exit 0; fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

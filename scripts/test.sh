@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --deps
 jobs=$(nproc)
 
+# The official OpenAI client for Node, for tests/clients (from the npm registry, pinned by its lock).
+if command -v npm >/dev/null; then
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "test.sh: npm ci failed: the client-library tests will be skipped"
+else
+  echo "test.sh: npm not found: the client-library tests will be skipped"
+fi
+
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs" --timeout 900)

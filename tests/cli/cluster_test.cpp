@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/process_cluster.h"
 #include "support/test_data.h"
@@ -75,6 +76,52 @@ TEST(Cluster, ThreeNodesMatchOneNodeOnGoldenQwen2AndDeepSeek2) {
   HERD_REQUIRE_SHARED(deepseek, "golden/deepseek2-f16.gguf");
   expect_cluster_matches_one_node(qwen, 3, 16);
   expect_cluster_matches_one_node(deepseek, 2, 16);
+}
+
+// Many requests at once through a pipeline of processes: several batches in flight, each
+// request's greedy answer exactly what it is alone (each computed afresh: cache_prompt false).
+TEST(Cluster, ConcurrentRequestsThroughAPipelineEqualThemselvesAlone) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  Cluster cluster("cluster-concurrent");
+  const std::string limit = std::to_string(fs::file_size(model));
+  auto coord = cluster.start("n0", {"--model", model.string(), "--wait-nodes", "3", "--ctx", "256",
+                                    "--parallel", "6", "--memory-limit", limit});
+  auto w1 = cluster.start("n1", {"--peers", "127.0.0.1:" + std::to_string(coord.cluster),
+                                 "--memory-limit", limit});
+  auto w2 = cluster.start("n2", {"--peers", "127.0.0.1:" + std::to_string(coord.cluster),
+                                 "--memory-limit", limit});
+  ASSERT_TRUE(cluster.wait_ready(coord, 90)) << read_log(coord.log);
+  httplib::Client c("127.0.0.1", coord.api);
+  const json view = json::parse(c.Get("/v1/cluster")->body);
+  ASSERT_EQ(view["placement"]["stages"].size(), 3u) << view["placement"].value("explain", "");
+  auto ask = [&](const std::vector<int>& prompt) {
+    httplib::Client client("127.0.0.1", coord.api);
+    client.set_read_timeout(120, 0);
+    const json body = {{"prompt", prompt},   {"max_tokens", 32},      {"temperature", 0},
+                       {"ignore_eos", true}, {"cache_prompt", false}};
+    auto r = client.Post("/v1/completions", body.dump(), "application/json");
+    if (!r || r->status != 200) return std::string("<failed>");
+    return json::parse(r->body)["choices"][0]["text"].get<std::string>();
+  };
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < 6; ++i) {
+    std::vector<int> p = {1};
+    for (int j = 0; j < 3 + 4 * i; ++j) p.push_back(280 + (29 * i + 7 * j) % 220);
+    prompts.push_back(p);
+  }
+  std::vector<std::string> alone, together(prompts.size());
+  for (const auto& p : prompts) alone.push_back(ask(p));
+  std::vector<std::thread> clients;
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    clients.emplace_back([&, i] { together[i] = ask(prompts[i]); });
+  for (auto& t : clients) t.join();
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_NE(alone[i], "<failed>");
+    EXPECT_EQ(together[i], alone[i]) << "request " << i;
+  }
+  const json after = json::parse(c.Get("/v1/cluster")->body);
+  EXPECT_EQ(after["serving"]["max_running"], 6);
+  EXPECT_GT(after["serving"]["batches"].get<int>(), 0);
 }
 
 TEST(Cluster, NodeWithWrongSecretIsRefused) {
