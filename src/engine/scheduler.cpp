@@ -23,7 +23,7 @@ struct Scheduler::Sequence {
   int slot = -1;
   int prefilled = 0;            // prompt tokens in the cache or in flight (reused ones included)
   std::int32_t next = -1;       // sampled token still to be run (decode), -1 while prefilling
-  bool in_flight = false;
+  int in_flight = 0;  // batches in flight that carry its tokens
   bool done = false;
   GenerationResult result;
   Clock::time_point arrived, admitted, first_token_at, last_token_at;
@@ -260,11 +260,13 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
   int decoding_total = 0;
   for (auto& s : running_) {
     if (s->done || s->ticket->cancelled()) continue;
-    if (s->next >= 0 || s->prefilled >= static_cast<int>(s->prompt.size())) ++decoding_total;
-    if (s->in_flight) continue;
-    if (s->next >= 0) {
+    const bool prompt_left = s->prefilled < static_cast<int>(s->prompt.size());
+    if (!prompt_left) ++decoding_total;
+    // A decoder waits for its last token's logits. A prompt's next chunk continues right after
+    // the chunk in flight, so a long prompt keeps every stage of a pipeline busy.
+    if (s->next >= 0 && s->in_flight == 0) {
       decoders.push_back(s.get());
-    } else {
+    } else if (prompt_left) {
       prompts.push_back(s.get());
     }
   }
@@ -304,7 +306,7 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
     chunk_room -= n;
   }
   for (Sequence* s : flight.members) {
-    s->in_flight = true;
+    ++s->in_flight;
     slots_[s->slot].last_used = ++tick_;
   }
   return !batch.empty();
@@ -376,7 +378,7 @@ void Scheduler::process(InFlight& flight, const std::vector<float>& logits) {
     fail("the pipeline returned {} logits for {} rows of {}", logits.size(),
          flight.logits_of.size(), n_vocab);
   }
-  for (Sequence* s : flight.members) s->in_flight = false;
+  for (Sequence* s : flight.members) --s->in_flight;
   for (std::size_t r = 0; r < flight.logits_of.size(); ++r) {
     Sequence& s = *flight.logits_of[r];
     if (s.done) continue;
@@ -450,10 +452,10 @@ void Scheduler::finish(Sequence& s, const char* reason) {
 void Scheduler::reap() {
   std::vector<std::unique_ptr<Sequence>> keep;
   for (auto& s : running_) {
-    if (!s->done && s->ticket->cancelled() && !s->in_flight) {
+    if (!s->done && s->ticket->cancelled() && s->in_flight == 0) {
       finish(*s, "cancelled");
     }
-    if (!s->done || s->in_flight) {
+    if (!s->done || s->in_flight > 0) {
       keep.push_back(std::move(s));
       continue;
     }

@@ -252,6 +252,20 @@ TEST(Scheduler, KeepsOneBatchPerStageInFlight) {
   EXPECT_GE(halves, 8);
 }
 
+TEST(Scheduler, ALongPromptKeepsEveryStageBusy) {
+  ByteTokenizer tok;
+  FakePipeline pipe(256, counting(), 1, /*depth=*/3);
+  int most_in_flight = 0;
+  pipe.on_run = [&](const Batch&) { most_in_flight = std::max(most_in_flight, pipe.in_flight() + 1); };
+  Scheduler s(tok, pipe, {.max_running = 1, .batch_tokens = 16});
+  auto t = s.submit(std::vector<std::int32_t>(100, 'x'), greedy(2));
+  run_until_idle(s);
+  ASSERT_TRUE(t->finished());
+  EXPECT_EQ(t->result().text, "yz");
+  // Consecutive chunks of the one prompt were in flight together, one per stage.
+  EXPECT_EQ(most_in_flight, 3);
+}
+
 TEST(Scheduler, APipelineFailureFailsTheRunningRequestsAndServingGoesOn) {
   ByteTokenizer tok;
   FakePipeline pipe(64, counting(), 2);
