@@ -317,6 +317,8 @@ struct ConcurrencyRow {
   int threads_per_node = 0;
   int concurrency = 1;
   ConcurrencyResult result;  // medians over the repetitions
+  int runs = 0;
+  int long_identical = 0;  // runs whose long answer was identical to it alone
 };
 
 // Every --concurrency level against one server (a local cluster of `nodes`).
@@ -353,8 +355,12 @@ std::vector<ConcurrencyRow> measure_levels(const std::string& path, int nodes, i
                      nodes, c, rep + 1, o.reps, r.aggregate_tg_tps, r.ttft_ms_p50, r.itl_ms_p50,
                      r.itl_ms_p99,
                      o.long_prompt > 0
-                         ? fmt::format(", long prompt TTFT {:.0f} ms, {} alone", r.long_ttft_ms,
-                                       r.long_matches_alone ? "same as" : "DIFFERENT from")
+                         ? fmt::format(", long prompt TTFT {:.0f} ms, answer {}", r.long_ttft_ms,
+                                       r.long_matches_alone
+                                           ? std::string("identical to it alone")
+                                           : fmt::format("parts from it alone after {:.0f}% of "
+                                                         "its text",
+                                                         100 * r.long_same_prefix))
                                .c_str()
                          : "");
       }
@@ -372,6 +378,10 @@ std::vector<ConcurrencyRow> measure_levels(const std::string& path, int nodes, i
       row.result.completed = runs.back().completed;
       row.result.long_matches_alone =
           std::all_of(runs.begin(), runs.end(), [](const auto& r) { return r.long_matches_alone; });
+      row.result.long_same_prefix = med([](const auto& r) { return r.long_same_prefix; });
+      row.long_identical = static_cast<int>(std::count_if(
+          runs.begin(), runs.end(), [](const auto& r) { return r.long_matches_alone; }));
+      row.runs = static_cast<int>(runs.size());
       rows.push_back(row);
     }
   } catch (...) {
@@ -426,7 +436,8 @@ int run_bench_concurrency(const BenchOptions& o) {
         if (o.long_prompt > 0) {
           j["long_prompt"] = o.long_prompt;
           j["long_prompt_ttft_ms"] = r.result.long_ttft_ms;
-          j["long_prompt_matches_alone"] = r.result.long_matches_alone;
+          j["long_prompt_identical_runs"] = r.long_identical;
+          j["long_prompt_same_prefix"] = r.result.long_same_prefix;
         }
         fmt::print("{}\n", j.dump());
       }
@@ -439,19 +450,22 @@ int run_bench_concurrency(const BenchOptions& o) {
                "", "", "", "", "", "", "");
     for (const auto& r : rows) {
       const double base = one_stream(r.nodes);
+      // "-" without a one-stream run on the same server (no --concurrency 1).
+      const std::string vs =
+          base > 0 ? fmt::format("{:.2f}x", r.result.aggregate_tg_tps / base) : std::string("-");
       fmt::print(
-          "| {:<20} | {:<5} | {:>5} | {:>7} | {:>11.1f} | {:>7.2f}x | {:>6.0f} ms | {:>6.1f} ms | "
+          "| {:<20} | {:<5} | {:>5} | {:>7} | {:>11.1f} | {:>8} | {:>6.0f} ms | {:>6.1f} ms | "
           "{:>6.1f} ms |\n",
-          name.substr(0, 20), type, r.nodes, r.concurrency, r.result.aggregate_tg_tps,
-          base > 0 ? r.result.aggregate_tg_tps / base : 0.0, r.result.ttft_ms_p50,
-          r.result.itl_ms_p50, r.result.itl_ms_p99);
+          name.substr(0, 20), type, r.nodes, r.concurrency, r.result.aggregate_tg_tps, vs,
+          r.result.ttft_ms_p50, r.result.itl_ms_p50, r.result.itl_ms_p99);
     }
     if (o.long_prompt > 0) {
       for (const auto& r : rows)
-        fmt::print("{} node(s), {} streams: a {}-token prompt arriving mid-decode: TTFT {:.0f} ms, "
-                   "answer {} the same request alone\n",
-                   r.nodes, r.concurrency, o.long_prompt, r.result.long_ttft_ms,
-                   r.result.long_matches_alone ? "identical to" : "DIFFERENT from");
+        fmt::print("{} node(s), {} streams: a {}-token prompt arriving mid-decode: TTFT {:.0f} ms; "
+                   "its greedy answer identical to the same request alone in {} of {} runs "
+                   "(median share of the text in common from the start: {:.0f}%)\n",
+                   r.nodes, r.concurrency, o.long_prompt, r.result.long_ttft_ms, r.long_identical,
+                   r.runs, 100 * r.result.long_same_prefix);
     }
   }
   if (!o.json) {

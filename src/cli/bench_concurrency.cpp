@@ -158,6 +158,11 @@ ConcurrencyResult measure_concurrency(int port, const ConcurrencyParams& p) {
     stream_completion(port, long_prompt, 16, alone, /*cache_prompt=*/false);
     if (!alone.error.empty()) fail("the long-prompt request alone failed: {}", alone.error);
     r.long_matches_alone = !alone.text.empty() && alone.text == long_stream.text;
+    std::size_t same = 0;
+    while (same < alone.text.size() && same < long_stream.text.size() &&
+           alone.text[same] == long_stream.text[same])
+      ++same;
+    r.long_same_prefix = alone.text.empty() ? 0.0 : static_cast<double>(same) / alone.text.size();
   }
   return r;
 }

@@ -203,6 +203,63 @@ TEST(BatchedStories, EachSequenceInABatchMatchesItselfAlone) {
   compare("stories260K", model::Model::load(file), true, false);
 }
 
+// What the scheduler does to a long prompt that arrives while others decode: it is fed in chunks
+// of varying size, each in a batch with the other sequences' decode tokens. Its logits must be
+// those of the prompt run alone in one batch, within the tolerances above.
+class ChunkedBesideDecoders : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ChunkedBesideDecoders, MatchesThePromptAlone) {
+  const std::string stem = GetParam();
+  HERD_REQUIRE_SHARED(path, "golden/" + stem + ".gguf");
+  auto model = model::Model::load(std::make_shared<const gguf::File>(gguf::File::open(path.string())));
+  const bool float_type = stem.ends_with("-f16") || stem.ends_with("-f32");
+  const auto base = prompts();
+  std::vector<std::int32_t> long_prompt;
+  for (int i = 0; i < 3; ++i) long_prompt.insert(long_prompt.end(), base[0].begin(), base[0].end());
+  const int n_vocab = model->n_vocab();
+
+  LocalPipeline alone(model, 160, pool());
+  std::vector<float> want;
+  alone.forward(long_prompt, 0, false, want);
+
+  LocalPipeline mixed(model, 160, pool(), 4);
+  std::vector<float> logits;
+  // Three short sequences first, so that every later batch carries their decode tokens.
+  Batch starts;
+  for (int s = 1; s < 4; ++s) starts.add(s, 0, base[s], true);
+  mixed.run(starts, logits);
+  std::int32_t pos[4] = {0, static_cast<std::int32_t>(base[1].size()),
+                         static_cast<std::int32_t>(base[2].size()),
+                         static_cast<std::int32_t>(base[3].size())};
+  const int chunks[] = {13, 16, 7, 20, 3, 37};  // 96 tokens
+  int done = 0;
+  for (int n : chunks) {
+    Batch b;
+    for (int s = 1; s < 4; ++s) {
+      const std::int32_t token = 300 + s;
+      b.add(s, pos[s]++, std::span(&token, 1), true);
+    }
+    b.add(0, done, std::span(long_prompt).subspan(done, n), done + n == 96);
+    mixed.run(b, logits);
+    done += n;
+  }
+  ASSERT_EQ(done, 96);
+  const float* got = logits.data() + 3 * n_vocab;  // the prompt's row follows the three decoders
+  const double c = cosine(want.data(), got, n_vocab);
+  std::printf("[ chunked  ] %-18s cosine vs alone %.7f\n", stem.c_str(), c);
+  EXPECT_GE(c, float_type ? 0.9999 : 0.999) << stem;
+  if (float_type) EXPECT_EQ(argmax(got, n_vocab), argmax(want.data(), n_vocab)) << stem;
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, ChunkedBesideDecoders,
+                         ::testing::Values("llama-f16", "llama-q4_0", "llama-q8_0", "qwen3-q4_k_m",
+                                           "qwen2moe-q8_0", "deepseek2-f16", "deepseek2-q4_k_m"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
 TEST(KvSlots, CopiedPrefixContinuesExactlyAsTheOriginal) {
   HERD_REQUIRE_SHARED(path, "golden/llama-q4_k_m.gguf");
   auto file = std::make_shared<const gguf::File>(gguf::File::open(path.string()));
