@@ -43,6 +43,8 @@ class Backend {
                                                  const engine::GenerationParams& params) = 0;
   // Queue, batches and latencies, once a scheduler runs.
   virtual std::optional<engine::SchedulerMetrics> scheduler_metrics() const { return {}; }
+  // Stops generating (what runs or waits fails); call before the pipeline goes away.
+  virtual void stop() {}
 
   // GET /v1/cluster: {"self", "coordinator", "members":[...], "placement":{...}}.
   virtual nlohmann::json cluster_view() const = 0;
@@ -69,6 +71,7 @@ class PipelineBackend : public Backend {
   std::optional<engine::SchedulerMetrics> scheduler_metrics() const override {
     return scheduler_.metrics();
   }
+  void stop() override { scheduler_.stop(); }
   nlohmann::json cluster_view() const override { return cluster_view_(); }
   std::vector<StageTiming> stage_timings() const override {
     return stage_timings_ ? stage_timings_() : std::vector<StageTiming>{};

@@ -4,6 +4,7 @@ namespace herd::api {
 
 PipelineBackend& NodeBackend::inner() {
   std::lock_guard lock(mutex_);
+  if (stopped_) throw ApiError(503, "the server is shutting down", "service_unavailable");
   if (!node_.ready() || !node_.is_coordinator())
     throw ApiError(503, "the model is not ready yet (" + node_.status() + "); retry shortly",
                    "service_unavailable");
@@ -28,6 +29,12 @@ std::vector<std::int32_t> NodeBackend::prepare(const CompletionRequest& request)
 std::shared_ptr<engine::Ticket> NodeBackend::submit(const std::vector<std::int32_t>& prompt,
                                                     const engine::GenerationParams& params) {
   return inner().submit(prompt, params);
+}
+
+void NodeBackend::stop() {
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
+  if (inner_) inner_->stop();
 }
 
 std::optional<engine::SchedulerMetrics> NodeBackend::scheduler_metrics() const {

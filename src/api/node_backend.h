@@ -23,6 +23,7 @@ class NodeBackend : public Backend {
   std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
                                          const engine::GenerationParams& params) override;
   std::optional<engine::SchedulerMetrics> scheduler_metrics() const override;
+  void stop() override;
   nlohmann::json cluster_view() const override { return node_.cluster_view(); }
   std::vector<StageTiming> stage_timings() const override;
 
@@ -31,7 +32,8 @@ class NodeBackend : public Backend {
 
   cluster::Node& node_;
   mutable std::mutex mutex_;
-  std::unique_ptr<PipelineBackend> inner_;  // made when the node is first ready
+  std::unique_ptr<PipelineBackend> inner_;
+  bool stopped_ = false;  // made when the node is first ready
 };
 
 }  // namespace herd::api

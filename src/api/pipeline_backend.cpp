@@ -75,6 +75,8 @@ std::shared_ptr<engine::Ticket> PipelineBackend::submit(const std::vector<std::i
     ApiError error(429, e.what(), "rate_limit_exceeded", "", "server_busy");
     error.retry_after_s = e.retry_after_s;
     throw error;
+  } catch (const engine::ShuttingDown& e) {
+    throw ApiError(503, e.what(), "service_unavailable");
   }
 }
 

@@ -80,6 +80,7 @@ int run_serve(ServeOptions o) {
     }
   }
   server.stop();
+  backend.stop();  // the scheduler lets go of the pipeline before the node tears it down
   node.stop();
   return rc;
 }

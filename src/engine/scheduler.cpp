@@ -67,6 +67,7 @@ std::shared_ptr<Ticket> Scheduler::submit(std::vector<std::int32_t> prompt,
   std::shared_ptr<Ticket> ticket = seq->ticket;
   {
     std::lock_guard lock(mutex_);
+    if (stop_) throw ShuttingDown("the server is shutting down");
     // Room: the free slots (admitted at the next step) plus the queue behind them.
     const int room = options_.max_waiting + std::max(options_.max_running - metrics_.running, 0);
     if (static_cast<int>(waiting_.size()) >= room) {
@@ -115,8 +116,8 @@ void Scheduler::loop() {
     // Idle: wait for a request (a cancelled waiting request is reaped within 50 ms).
     if (!worked) wake_.wait_for(lock, std::chrono::milliseconds(50));
   }
-  // Whatever is left fails: the server is going away.
-  fail_all(std::make_exception_ptr(Error("the server is shutting down")));
+  // Whatever is left fails: the server is going away (and so may the pipeline: leave it alone).
+  fail_all(std::make_exception_ptr(Error("the server is shutting down")), /*reset_caches=*/false);
 }
 
 SchedulerMetrics Scheduler::metrics() const {
@@ -474,10 +475,10 @@ void Scheduler::reap() {
   metrics_.waiting = static_cast<int>(waiting_.size());
 }
 
-void Scheduler::fail_all(std::exception_ptr error) {
+void Scheduler::fail_all(std::exception_ptr error, bool reset_caches) {
   // The batches in flight are lost and every cache's content is unknown: forget them all.
   in_flight_.clear();
-  pipeline_.drop_in_flight();
+  if (reset_caches) pipeline_.drop_in_flight();
   for (auto& s : running_) {
     s->ticket->fail(error);
   }
@@ -487,7 +488,7 @@ void Scheduler::fail_all(std::exception_ptr error) {
     slot.tokens.clear();
   }
   try {
-    for (int i = 0; i < static_cast<int>(slots_.size()); ++i) pipeline_.forget(i, 0);
+    for (int i = 0; reset_caches && i < static_cast<int>(slots_.size()); ++i) pipeline_.forget(i, 0);
   } catch (const std::exception& e) {
     log::warn("scheduler: could not reset the caches after a failure: {}", e.what());
   }

@@ -46,6 +46,12 @@ class Overloaded : public Error {
   int retry_after_s;
 };
 
+// The scheduler was stopped: no new request is taken.
+class ShuttingDown : public Error {
+ public:
+  using Error::Error;
+};
+
 struct SchedulerOptions {
   int max_running = 8;     // sequences generating at once (--parallel); <= pipeline.n_seqs()
   int batch_tokens = 512;  // most tokens in one batch (--batch-tokens)
@@ -91,10 +97,12 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Queues a request. InvalidArgument when the prompt is empty, holds ids outside the vocabulary
-  // or does not fit the context with max_tokens; Overloaded when the queue is full.
+  // or does not fit the context with max_tokens; Overloaded when the queue is full; ShuttingDown
+  // after stop().
   std::shared_ptr<Ticket> submit(std::vector<std::int32_t> prompt, GenerationParams params);
 
-  // Runs steps on a thread of the scheduler's own until stop() (or destruction).
+  // Runs steps on a thread of the scheduler's own until stop() (or destruction). stop() fails
+  // what is still queued or running and returns once the thread no longer touches the pipeline.
   void start();
   void stop();
   // One step: admit waiting requests, submit batches, collect one batch's logits and sample.
@@ -127,7 +135,7 @@ class Scheduler {
   void sample(Sequence& s, const float* logits);
   void finish(Sequence& s, const char* reason);
   void reap();
-  void fail_all(std::exception_ptr error);
+  void fail_all(std::exception_ptr error, bool reset_caches = true);
   void learn_step_cost(const InFlight& flight, double seconds);
   void loop();
 

@@ -305,3 +305,20 @@ TEST(Placement, ExplainShowsEveryStageAndUnusedNode) {
 
 }  // namespace
 }  // namespace herd::cluster
+
+namespace herd::cluster {
+namespace {
+
+TEST(DefaultParallel, HalfTheFreeMemoryInSlotsBetweenOneAndEight) {
+  constexpr std::uint64_t MiB = 1 << 20;
+  // 1 GiB of weights, 128 MiB per sequence's cache: (8 - 1) GiB / 2 / 128 MiB = 28 -> 8.
+  EXPECT_EQ(default_parallel(1024 * MiB, 128 * MiB, 8192 * MiB), kMaxDefaultParallel);
+  // 600 MiB left: 300 / 128 -> 2.
+  EXPECT_EQ(default_parallel(1024 * MiB, 128 * MiB, 1624 * MiB), 2);
+  // Not even one slot in half the rest, or no room at all: still one.
+  EXPECT_EQ(default_parallel(1024 * MiB, 128 * MiB, 1100 * MiB), 1);
+  EXPECT_EQ(default_parallel(4096 * MiB, 128 * MiB, 1024 * MiB), 1);
+}
+
+}  // namespace
+}  // namespace herd::cluster

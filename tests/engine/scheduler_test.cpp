@@ -301,7 +301,13 @@ TEST(Scheduler, ThreadServesSubmittersUntilStopped) {
   std::string text;
   t->wait_all(text);
   EXPECT_EQ(text, "bcde");
+  // Stopping fails what still runs (here: a request that would run until the context is full)
+  // and refuses new ones; the pipeline is no longer touched.
+  auto endless = s.submit(bytes("a"), greedy(60));
   s.stop();
+  EXPECT_TRUE(endless->finished());
+  if (endless->result().stats.finish_reason != "length") EXPECT_THROW(endless->rethrow(), Error);
+  EXPECT_THROW(s.submit(bytes("a"), greedy(1)), ShuttingDown);
 }
 
 }  // namespace
