@@ -50,6 +50,17 @@ int run_cluster(const ClusterOptions& o) {
   } else {
     fmt::print("\nno placement known on this node: ask the coordinator (--api its address)\n");
   }
+  if (view.contains("serving") && view["serving"].is_object()) {
+    const auto& s = view["serving"];
+    fmt::print(
+        "\nserving: {} of {} sequences running, {} waiting; {} batches (last {} tokens of {} "
+        "sequences); TTFT p50 {:.0f} ms, inter-token p50 {:.0f} / p99 {:.0f} ms; {} refused "
+        "(429), {} cancelled, {} prompt tokens reused\n",
+        s.value("running", 0), s.value("max_running", 0), s.value("waiting", 0),
+        s.value("batches", 0), s.value("last_batch_tokens", 0), s.value("last_batch_sequences", 0),
+        s.value("ttft_ms_p50", 0.0), s.value("itl_ms_p50", 0.0), s.value("itl_ms_p99", 0.0),
+        s.value("rejected", 0), s.value("cancelled", 0), s.value("cached_prompt_tokens", 0));
+  }
   return 0;
 }
 

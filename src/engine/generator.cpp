@@ -18,6 +18,26 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 
 }  // namespace
 
+std::int64_t checked_max_tokens(std::span<const std::int32_t> prompt,
+                                const GenerationParams& params, std::int64_t n_ctx,
+                                std::int32_t n_vocab) {
+  const auto n_prompt = static_cast<std::int64_t>(prompt.size());
+  if (prompt.empty()) fail_argument("the prompt is empty: generation needs at least one token");
+  for (std::int32_t id : prompt) {
+    if (id < 0 || id >= n_vocab) {
+      fail_argument("prompt token id {} is outside the vocabulary (0..{})", id, n_vocab - 1);
+    }
+  }
+  const std::int64_t max_tokens = params.max_tokens < 0 ? n_ctx - n_prompt : params.max_tokens;
+  if (n_prompt + max_tokens > n_ctx || (params.max_tokens < 0 && max_tokens <= 0)) {
+    fail_argument(
+        "the prompt has {} tokens and {} more were requested, but the context holds {}; "
+        "shorten the prompt or ask for fewer tokens (max_tokens)",
+        n_prompt, params.max_tokens < 0 ? std::int64_t{1} : max_tokens, n_ctx);
+  }
+  return max_tokens;
+}
+
 std::string token_text(const model::Tokenizer& tokenizer, std::int32_t token,
                        std::int32_t previous) {
   std::string piece = tokenizer.token_to_piece(token);
@@ -80,19 +100,7 @@ GenerationResult Generator::generate(std::span<const std::int32_t> prompt,
   const std::int32_t n_ctx = pipeline_.n_ctx();
   const std::int32_t n_vocab = pipeline_.n_vocab();
   const auto n_prompt = static_cast<std::int64_t>(prompt.size());
-  if (prompt.empty()) fail_argument("the prompt is empty: generation needs at least one token");
-  for (std::int32_t id : prompt) {
-    if (id < 0 || id >= n_vocab) {
-      fail_argument("prompt token id {} is outside the vocabulary (0..{})", id, n_vocab - 1);
-    }
-  }
-  std::int64_t max_tokens = params.max_tokens < 0 ? n_ctx - n_prompt : params.max_tokens;
-  if (n_prompt + max_tokens > n_ctx || (params.max_tokens < 0 && max_tokens <= 0)) {
-    fail_argument(
-        "the prompt has {} tokens and {} more were requested, but the context holds {}; "
-        "shorten the prompt or ask for fewer tokens (max_tokens)",
-        n_prompt, params.max_tokens < 0 ? std::int64_t{1} : max_tokens, n_ctx);
-  }
+  const std::int64_t max_tokens = checked_max_tokens(prompt, params, n_ctx, n_vocab);
 
   GenerationResult result;
   GenerationStats& stats = result.stats;

@@ -50,6 +50,13 @@ struct GenerationResult {
 // turn out to be part of a stop string. Return false to cancel generation.
 using TextCallback = std::function<bool(std::string_view piece)>;
 
+// Checks a prompt against the vocabulary and the context: InvalidArgument when it is empty,
+// holds ids outside [0, n_vocab), or leaves no room for params.max_tokens. Returns how many
+// tokens may be generated (max_tokens, or what the context leaves when it is negative).
+std::int64_t checked_max_tokens(std::span<const std::int32_t> prompt,
+                                const GenerationParams& params, std::int64_t n_ctx,
+                                std::int32_t n_vocab);
+
 // The bytes token adds to the text, `previous` being the token before it (-1 at the start).
 std::string token_text(const model::Tokenizer& tokenizer, std::int32_t token,
                        std::int32_t previous);

@@ -46,22 +46,8 @@ Scheduler::~Scheduler() {
 
 std::shared_ptr<Ticket> Scheduler::submit(std::vector<std::int32_t> prompt,
                                           GenerationParams params) {
-  const std::int64_t n_ctx = pipeline_.n_ctx();
-  const std::int32_t n_vocab = pipeline_.n_vocab();
-  const auto n_prompt = static_cast<std::int64_t>(prompt.size());
-  if (prompt.empty()) fail_argument("the prompt is empty: generation needs at least one token");
-  for (std::int32_t id : prompt) {
-    if (id < 0 || id >= n_vocab) {
-      fail_argument("prompt token id {} is outside the vocabulary (0..{})", id, n_vocab - 1);
-    }
-  }
-  const std::int64_t max_tokens = params.max_tokens < 0 ? n_ctx - n_prompt : params.max_tokens;
-  if (n_prompt + max_tokens > n_ctx || (params.max_tokens < 0 && max_tokens <= 0)) {
-    fail_argument(
-        "the prompt has {} tokens and {} more were requested, but the context holds {}; "
-        "shorten the prompt or ask for fewer tokens (max_tokens)",
-        n_prompt, params.max_tokens < 0 ? std::int64_t{1} : max_tokens, n_ctx);
-  }
+  const std::int64_t max_tokens =
+      checked_max_tokens(prompt, params, pipeline_.n_ctx(), pipeline_.n_vocab());
   auto seq = std::make_unique<Sequence>(std::move(prompt), std::move(params), max_tokens);
   seq->arrived = now_();
   std::shared_ptr<Ticket> ticket = seq->ticket;

@@ -211,19 +211,7 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     a.n_head_kv = 1;
     a.head_dim_k = static_cast<int>(lat_dim);
     a.head_dim_v = lora;
-    for (const SeqRun& run : f.runs) {
-      a.q = qa + run.first * qa_stride;
-      a.k = run.kv.k;
-      a.k_stride = run.kv.k_head_dim;
-      a.v = run.kv.k;
-      a.v_stride = run.kv.k_head_dim;
-      a.out = lo + run.first * lo_stride;
-      a.n_tokens = run.n_tokens;
-      a.pos0 = run.pos0;
-      a.scratch =
-          f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
-      kernels::attention(a, f.pool);
-    }
+    attend_runs(f, a, qa, lo, /*latent_kv=*/true);
     for (int h = 0; h < hp.n_head; ++h) {
       matmul(w.wv_b.at(h), lo + h * lora, T, lo_stride, attn + h * hp.head_dim_v, o_dim, f.pool);
     }
@@ -234,21 +222,7 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     a.n_head_kv = hp.n_head;
     a.head_dim_k = hp.head_dim_k;
     a.head_dim_v = hp.head_dim_v;
-    for (const SeqRun& run : f.runs) {
-      a.q = q + run.first * q_dim;
-      a.k = run.kv.k;
-      a.k_stride = run.kv.k_head_dim;
-      a.k_head_stride = run.kv.k_head_stride;
-      a.v = run.kv.v;
-      a.v_stride = run.kv.v_head_dim;
-      a.v_head_stride = run.kv.v_head_stride;
-      a.out = attn + run.first * o_dim;
-      a.n_tokens = run.n_tokens;
-      a.pos0 = run.pos0;
-      a.scratch =
-          f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
-      kernels::attention(a, f.pool);
-    }
+    attend_runs(f, a, q, attn);
   }
 
   float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);

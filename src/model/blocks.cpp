@@ -230,6 +230,25 @@ void moe_ffn(const LayerForward& f, const MoeOptions& o, const float* x, float* 
 
 }  // namespace
 
+void attend_runs(const LayerForward& f, kernels::AttentionArgs a, const float* q, float* out,
+                 bool latent_kv) {
+  for (const SeqRun& run : f.runs) {
+    a.q = q + run.first * a.q_stride;
+    a.out = out + run.first * a.out_stride;
+    a.k = run.kv.k;
+    a.k_stride = run.kv.k_head_dim;
+    a.k_head_stride = run.kv.k_head_stride;
+    a.k_block = run.kv.k_block;
+    a.v = latent_kv ? run.kv.k : run.kv.v;
+    a.v_stride = latent_kv ? run.kv.k_head_dim : run.kv.v_head_dim;
+    a.v_head_stride = latent_kv ? 0 : run.kv.v_head_stride;
+    a.n_tokens = run.n_tokens;
+    a.pos0 = run.pos0;
+    a.scratch = f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
+    kernels::attention(a, f.pool);
+  }
+}
+
 void attention_gqa(const LayerForward& f) {
   const HParams& hp = f.model.hparams();
   const auto& w = f.w;
@@ -279,31 +298,15 @@ void attention_gqa(const LayerForward& f) {
   });
 
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
-  // Attention runs per sequence: each run reads only its own cache.
-  for (const SeqRun& run : f.runs) {
-    kernels::AttentionArgs a;
-    a.q = q + run.first * q_dim;
-    a.q_stride = q_dim;
-    a.k = run.kv.k;
-    a.k_stride = run.kv.k_head_dim;
-    a.k_head_stride = run.kv.k_head_stride;
-    a.k_block = run.kv.k_block;
-    a.v = run.kv.v;
-    a.v_stride = run.kv.v_head_dim;
-    a.v_head_stride = run.kv.v_head_stride;
-    a.out = attn + run.first * o_dim;
-    a.out_stride = o_dim;
-    a.n_tokens = run.n_tokens;
-    a.pos0 = run.pos0;
-    a.n_head = hp.n_head;
-    a.n_head_kv = hp.n_head_kv;
-    a.head_dim_k = hp.head_dim_k;
-    a.head_dim_v = hp.head_dim_v;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
-    a.scratch =
-        f.ws.floats(Workspace::kScores, kernels::attention_scratch_floats(a, f.pool.size()));
-    kernels::attention(a, f.pool);
-  }
+  kernels::AttentionArgs a;
+  a.q_stride = q_dim;
+  a.out_stride = o_dim;
+  a.n_head = hp.n_head;
+  a.n_head_kv = hp.n_head_kv;
+  a.head_dim_k = hp.head_dim_k;
+  a.head_dim_v = hp.head_dim_v;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
+  attend_runs(f, a, q, attn);
 
   float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
   matmul(w.wo, attn, T, o_dim, proj, n_embd, f.pool);

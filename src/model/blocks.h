@@ -3,6 +3,7 @@
 // feed-forward (routed experts plus optional shared experts).
 #pragma once
 
+#include "kernels/attention.h"
 #include "model/architecture.h"
 #include "model/hparams.h"
 #include "model/weights.h"
@@ -28,6 +29,13 @@ void bind_dense_ffn(TensorBinder& b, const HParams& hp, int il, LayerWeights& w)
 // gate ffn_gate_inp_shexp when gated_shared).
 void bind_moe_ffn(TensorBinder& b, const HParams& hp, int il, LayerWeights& w, int n_ff_shared,
                   bool gated_shared);
+
+// Attention of every run of the batch over its own sequence's cache. `a` holds what all runs
+// share (head counts and sizes, scale, q and out strides); each run gets q and out at its first
+// token, its cache and its positions. latent_kv: K and V are both the cached latent rows
+// (deepseek2's absorbed MLA).
+void attend_runs(const LayerForward& f, kernels::AttentionArgs a, const float* q, float* out,
+                 bool latent_kv = false);
 
 // hidden += attention(rms_norm(hidden) * attn_norm), writing K/V of the new positions.
 void attention_gqa(const LayerForward& f);

@@ -21,6 +21,7 @@
 #include "engine/local_pipeline.h"
 #include "gguf/reader.h"
 #include "model/model.h"
+#include "support/logits.h"
 #include "support/test_data.h"
 #include "util/error.h"
 
@@ -60,19 +61,8 @@ TEST(Batch, CheckRunsRefusesWhatAStageCannotRun) {
   EXPECT_EQ(batch.logit_rows(), 4);
 }
 
-double cosine(const float* a, const float* b, int n) {
-  double ab = 0, aa = 0, bb = 0;
-  for (int i = 0; i < n; ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
-
-int argmax(const float* x, int n) {
-  return static_cast<int>(std::max_element(x, x + n) - x);
-}
+using herd::testing::argmax;
+using herd::testing::cosine;
 
 ThreadPool& pool() {
   static ThreadPool p(2);
@@ -160,8 +150,9 @@ void compare(const std::string& name, std::shared_ptr<const model::Model> model,
       worst = std::min(worst, c);
       if (c < tolerance) ++below;
       for (int v = 0; v < n_vocab; ++v) max_abs = std::max(max_abs, double(std::abs(a[v] - b[v])));
-      if (exact_ids)
+      if (exact_ids) {
         EXPECT_EQ(got[i].ids[step], ref[i].ids[step]) << name << " sequence " << i << " step " << step;
+      }
     }
   }
   EXPECT_LE(below, flips_allowed ? 1 : 0) << name << ": steps below cosine " << tolerance;
@@ -248,7 +239,9 @@ TEST_P(ChunkedBesideDecoders, MatchesThePromptAlone) {
   const double c = cosine(want.data(), got, n_vocab);
   std::printf("[ chunked  ] %-18s cosine vs alone %.7f\n", stem.c_str(), c);
   EXPECT_GE(c, float_type ? 0.9999 : 0.999) << stem;
-  if (float_type) EXPECT_EQ(argmax(got, n_vocab), argmax(want.data(), n_vocab)) << stem;
+  if (float_type) {
+    EXPECT_EQ(argmax(got, n_vocab), argmax(want.data(), n_vocab)) << stem;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, ChunkedBesideDecoders,

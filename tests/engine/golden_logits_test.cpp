@@ -20,6 +20,7 @@
 #include "engine/local_pipeline.h"
 #include "gguf/reader.h"
 #include "model/model.h"
+#include "support/logits.h"
 #include "support/test_data.h"
 
 namespace herd::engine {
@@ -46,19 +47,8 @@ bool is_moe(const std::string& stem) {
   return stem.find("moe") != std::string::npos || stem.starts_with("deepseek2");
 }
 
-double cosine(const float* a, const float* b, int n) {
-  double ab = 0, aa = 0, bb = 0;
-  for (int i = 0; i < n; ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
-
-int argmax(const float* x, int n) {
-  return static_cast<int>(std::max_element(x, x + n) - x);
-}
+using herd::testing::argmax;
+using herd::testing::cosine;
 
 ThreadPool& pool() {
   static ThreadPool p(2);

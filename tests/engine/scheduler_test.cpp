@@ -306,7 +306,9 @@ TEST(Scheduler, ThreadServesSubmittersUntilStopped) {
   auto endless = s.submit(bytes("a"), greedy(60));
   s.stop();
   EXPECT_TRUE(endless->finished());
-  if (endless->result().stats.finish_reason != "length") EXPECT_THROW(endless->rethrow(), Error);
+  if (endless->result().stats.finish_reason != "length") {
+    EXPECT_THROW(endless->rethrow(), Error);
+  }
   EXPECT_THROW(s.submit(bytes("a"), greedy(1)), ShuttingDown);
 }
 
