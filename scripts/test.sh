@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite (unit, golden-model, multi-process) with ctest,
-# then the file-format corruption tests and the tensor/kernel tests again under AddressSanitizer +
-# UBSan, then the kernel tests cross-compiled for aarch64 under qemu (NEON kernels) where that
+# then the file-format corruption tests, the tensor/kernel tests and the scheduler/API tests again
+# under AddressSanitizer + UBSan, then the kernel tests cross-compiled for aarch64 under qemu (NEON kernels) where that
 # toolchain is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +22,15 @@ ninja -C build -j"$jobs"
 
 # Untrusted-input parsers under sanitizers: a crash here is a bug even if the Release run passed.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERD_SANITIZE=ON -DHERD_BUILD_BENCH=OFF >/dev/null
-ninja -C build-asan -j"$jobs" herd_gguf_tests herd_tensor_tests herd_kernels_tests
+ninja -C build-asan -j"$jobs" herd_gguf_tests herd_tensor_tests herd_kernels_tests herd_engine_tests \
+  herd_api_tests
 (cd build-asan && ctest --output-on-failure -R '^Gguf' -j"$jobs" --timeout 900)
 # The quantizers and kernels, on rows that are not vector-aligned (tests/kernels: kMisalign).
 build-asan/tests/herd_tensor_tests --gtest_brief=1
 build-asan/tests/herd_kernels_tests --gtest_brief=1
+# The scheduler and the API: threads sharing sequences, tickets and sockets.
+build-asan/tests/herd_engine_tests --gtest_brief=1 --gtest_filter='Scheduler*:Batch*:KvSlots*:*Chunked*'
+build-asan/tests/herd_api_tests --gtest_brief=1
 
 # The NEON kernels cannot run on this CPU: cross-compiled and run under qemu-user.
 if scripts/test-arm.sh --check; then
