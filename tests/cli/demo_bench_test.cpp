@@ -146,5 +146,36 @@ TEST(BenchCommand, NodesComparesOneNodeWithAClusterMeasuredThroughTheApi) {
   EXPECT_TRUE(leftover_nodes(f.pid).empty());
 }
 
+TEST(BenchCommand, ConcurrencyMeasuresStreamsTogetherOnOneNodeAndAPipeline) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  Finished f = run_herd(herd_binary(),
+                        "bench -m " + model.string() +
+                            " -p 8 -n 24 -r 1 -t 1 --nodes 2 --concurrency 1,3 --long-prompt 40 --json",
+                        HERD_SOURCE_DIR);
+  ASSERT_EQ(f.exit_code, 0) << f.output;
+  const std::vector<json> rows = json_lines(f.output);
+  ASSERT_EQ(rows.size(), 4u) << f.output;  // (1 node, 2 nodes) x (1, 3 streams)
+  for (const auto& r : rows) {
+    for (const char* key : {"concurrency", "nodes", "aggregate_tg_tokens_per_s", "ratio_vs_1",
+                            "ttft_ms_p50", "itl_ms_p50", "itl_ms_p99", "long_prompt_ttft_ms",
+                            "long_prompt_identical_runs"})
+      EXPECT_TRUE(r.contains(key)) << key << " missing from " << r.dump();
+    EXPECT_GT(r["aggregate_tg_tokens_per_s"].get<double>(), 0) << r.dump();
+    EXPECT_GT(r["ttft_ms_p50"].get<double>(), 0) << r.dump();
+    EXPECT_GE(r["itl_ms_p99"].get<double>(), r["itl_ms_p50"].get<double>()) << r.dump();
+    if (r["concurrency"] == 1) {
+      EXPECT_DOUBLE_EQ(r["ratio_vs_1"].get<double>(), 1.0);
+    }
+  }
+  EXPECT_EQ(rows[0]["nodes"], 1);
+  EXPECT_EQ(rows[3]["nodes"], 2);
+  EXPECT_EQ(rows[3]["concurrency"], 3);
+  EXPECT_DOUBLE_EQ(rows[3]["ratio_vs_1"].get<double>(),
+                   rows[3]["aggregate_tg_tokens_per_s"].get<double>() /
+                       rows[2]["aggregate_tg_tokens_per_s"].get<double>());
+  ASSERT_GT(f.pid, 0);
+  EXPECT_TRUE(leftover_nodes(f.pid).empty());
+}
+
 }  // namespace
 }  // namespace herd::testing
