@@ -124,10 +124,10 @@ std::size_t common_prefix(const std::vector<std::int32_t>& a, const std::vector<
 
 }  // namespace
 
-// The free slot for a new prompt: the one holding the longest prefix of it, else the least
-// recently used. `keep`: positions of that slot to keep; `copy_from`: a busy slot with a longer
-// prefix to copy first (-1: none).
-int Scheduler::choose_slot(const std::vector<std::int32_t>& prompt, int& keep,
+// The free slot for a new prompt: the one holding the longest prefix of it, else (or without
+// `reuse`) the least recently used. `keep`: positions of that slot to keep; `copy_from`: a busy
+// slot with a longer prefix to copy first (-1: none).
+int Scheduler::choose_slot(const std::vector<std::int32_t>& prompt, bool reuse, int& keep,
                            int& copy_from) const {
   // The last prompt token always runs: its logits are what the first sample needs.
   const std::size_t limit = prompt.size() - 1;
@@ -147,11 +147,13 @@ int Scheduler::choose_slot(const std::vector<std::int32_t>& prompt, int& keep,
     if (lru < 0 || s.last_used < slots_[lru].last_used) lru = i;
   }
   if (best < 0) return -1;
-  // No prefix anywhere: take the least recently used slot, sparing others' reusable prefixes.
+  // No prefix anywhere (or none wanted): take the least recently used slot, sparing others'
+  // reusable prefixes.
+  if (!reuse) best_len = 0;
   const int chosen = best_len == 0 ? lru : best;
   keep = static_cast<int>(best_len == 0 ? 0 : best_len);
   copy_from = -1;
-  if (donor >= 0 && donor_len >= best_len + static_cast<std::size_t>(options_.min_copy_tokens)) {
+  if (reuse && donor >= 0 && donor_len >= best_len + static_cast<std::size_t>(options_.min_copy_tokens)) {
     copy_from = donor;
     keep = static_cast<int>(donor_len);
   }
@@ -182,11 +184,7 @@ void Scheduler::admit(std::unique_lock<std::mutex>& lock) {
     }
     int keep = 0;
     int copy_from = -1;
-    const int slot = choose_slot(s->prompt, keep, copy_from);
-    if (!s->params.cache_prompt) {
-      keep = 0;
-      copy_from = -1;
-    }
+    const int slot = choose_slot(s->prompt, s->params.cache_prompt, keep, copy_from);
     if (slot < 0) {
       waiting_.push_front(std::move(s));
       break;

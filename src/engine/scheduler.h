@@ -128,7 +128,8 @@ class Scheduler {
   };
 
   void admit(std::unique_lock<std::mutex>& lock);
-  int choose_slot(const std::vector<std::int32_t>& prompt, int& keep, int& copy_from) const;
+  int choose_slot(const std::vector<std::int32_t>& prompt, bool reuse, int& keep,
+                  int& copy_from) const;
   bool build_batch(Batch& batch, InFlight& flight);
   int prompt_chunk_limit(bool decoding) const;
   void process(InFlight& flight, const std::vector<float>& logits);

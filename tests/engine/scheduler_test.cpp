@@ -211,6 +211,17 @@ TEST(Scheduler, NextTurnReusesTheCachedPrefix) {
   ASSERT_EQ(prefill.runs.size(), 1u);
   EXPECT_EQ(prefill.runs[0].pos0, 7);
   EXPECT_EQ(prefill.runs[0].n_tokens, 3);
+  // cache_prompt false computes afresh, in the other (least recently used) slot, so the chat's
+  // slot keeps its prefix for the turn after.
+  GenerationParams fresh = greedy(2);
+  fresh.cache_prompt = false;
+  auto recomputed = s.submit(bytes("hellopqr!!"), fresh);
+  run_until_idle(s);
+  EXPECT_EQ(recomputed->result().stats.cached_prompt_tokens, 0);
+  EXPECT_EQ(recomputed->result().text, "\"#");
+  auto third = s.submit(bytes("hellopqr!!\"#"), greedy(1));
+  run_until_idle(s);
+  EXPECT_GE(third->result().stats.cached_prompt_tokens, 10);
 }
 
 TEST(Scheduler, SharedPrefixOfARunningSequenceIsCopied) {
