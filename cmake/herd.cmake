@@ -44,9 +44,10 @@ function(herd_add_folder_library name dir)
   target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
 endfunction()
 
-# One test binary per source folder: tests/<folder>/*_test.cpp.
+# One test binary per source folder: tests/<folder>/**/*_test.cpp (subfolders mirror the
+# folder's own, e.g. tests/cluster/transport/).
 function(herd_add_folder_tests name dir)
-  file(GLOB srcs CONFIGURE_DEPENDS ${dir}/*_test.cpp)
+  file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${dir}/*_test.cpp)
   if(NOT srcs)
     return()
   endif()

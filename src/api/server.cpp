@@ -6,7 +6,7 @@
 #include <chrono>
 
 #include "api/sockets.h"
-#include "cluster/auth.h"
+#include "cluster/control/auth.h"
 #include "util/error.h"
 #include "util/log.h"
 

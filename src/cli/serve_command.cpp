@@ -12,7 +12,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cluster/node.h"
-#include "cluster/placement.h"
+#include "cluster/placement/placement.h"
 #include "util/error.h"
 
 namespace herd::cli {

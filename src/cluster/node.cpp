@@ -7,10 +7,10 @@
 #include <cmath>
 #include <fstream>
 
-#include "cluster/link_probe.h"
+#include "cluster/placement/link_probe.h"
 #include "cluster/node_impl.h"
-#include "cluster/placement.h"
-#include "cluster/udp_socket.h"
+#include "cluster/placement/placement.h"
+#include "cluster/transport/udp_socket.h"
 #include "util/cpu_features.h"
 #include "util/process_memory.h"
 #include "util/error.h"

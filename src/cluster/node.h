@@ -27,8 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "cluster/membership.h"
-#include "cluster/placement.h"
+#include "cluster/control/membership.h"
+#include "cluster/placement/placement.h"
 #include "engine/pipeline.h"
 #include "engine/scheduler.h"
 #include "model/chat_template.h"

@@ -6,14 +6,14 @@
 
 #include <condition_variable>
 
-#include "cluster/auth.h"
-#include "cluster/cluster_pipeline.h"
-#include "cluster/discovery.h"
-#include "cluster/file_hash.h"
+#include "cluster/control/auth.h"
+#include "cluster/runtime/cluster_pipeline.h"
+#include "cluster/control/discovery.h"
+#include "cluster/weights/file_hash.h"
 #include "cluster/node.h"
-#include "cluster/ucx_transport.h"
-#include "cluster/weight_auth.h"
-#include "cluster/weight_server.h"
+#include "cluster/transport/ucx_transport.h"
+#include "cluster/weights/weight_auth.h"
+#include "cluster/weights/weight_server.h"
 #include "engine/local_pipeline.h"
 #include "util/thread_pool.h"
 

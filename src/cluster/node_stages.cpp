@@ -7,12 +7,12 @@
 #include <chrono>
 #include <thread>
 
-#include "cluster/interface_address.h"
-#include "cluster/link_probe.h"
+#include "cluster/transport/interface_address.h"
+#include "cluster/placement/link_probe.h"
 #include "cluster/node_impl.h"
-#include "cluster/shard_plan.h"
-#include "cluster/stage_server.h"
-#include "cluster/weight_fetcher.h"
+#include "cluster/placement/shard_plan.h"
+#include "cluster/runtime/stage_server.h"
+#include "cluster/weights/weight_fetcher.h"
 #include "util/cpu_features.h"
 #include "util/error.h"
 #include "util/log.h"

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "cluster/discovery.h"
+#include "cluster/control/discovery.h"
 
 namespace herd::cluster {
 

@@ -1,0 +1,88 @@
+// engine::Pipeline across machines, on the coordinator: runs the coordinator's own first stage
+// (layer 0 up, with the token embedding), sends the hidden state down a chain of StageServers,
+// and waits for the logits from the last one. Up to one batch per stage may be in flight
+// (submit/collect): while the last stage works on one batch, the coordinator computes the next. A node that dies or stops answering turns into a
+// herd::Error naming it ("node 'b' (10.0.0.2:7002) stopped answering during token 17") within
+// reply_timeout (+ a probe), never a hang.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/runtime/stage_protocol.h"
+#include "cluster/transport/transport.h"
+#include "engine/pipeline.h"
+#include "engine/stage.h"
+
+namespace herd::cluster {
+
+// One remote stage, in layer order.
+struct ChainNode {
+  std::string name;   // the node's id, e.g. "b"
+  std::string where;  // where it is, for people, e.g. "10.0.0.2:7002"
+  PeerId peer = 0;    // connected on the coordinator's transport
+};
+
+struct ClusterPipelineOptions {
+  // From sending a forward until its logits arrive. Then every node is pinged to name the one
+  // that stopped. A dead connection is reported at once, without waiting for this.
+  Millis reply_timeout{30000};
+  Millis probe_timeout{2000};
+  Millis send_timeout{10000};
+  bool checksum = false;  // add a payload checksum to what the coordinator sends
+};
+
+class ClusterPipeline final : public engine::Pipeline {
+ public:
+  // `first`: the coordinator's layers [0, k), k >= 1. `chain`: the stages
+  // holding [k, n_layer), in order, each served by a StageServer whose coordinator link is this
+  // transport. Pings every node (Error naming one that does not answer).
+  ClusterPipeline(std::shared_ptr<const model::Model> first, int n_ctx, ThreadPool& pool,
+                  Transport& transport, std::vector<ChainNode> chain,
+                  ClusterPipelineOptions options = {}, int n_seqs = 1);
+
+  void run(const engine::Batch& batch, std::vector<float>& logits) override;
+  int max_in_flight() const override { return static_cast<int>(chain_.size()) + 1; }
+  void submit(const engine::Batch& batch) override;
+  void collect(std::vector<float>& logits) override;
+  int in_flight() const override;
+  void drop_in_flight() override;
+  void forget(std::int32_t seq, std::int32_t n_keep) override;
+  void copy_prefix(std::int32_t src, std::int32_t dst, std::int32_t n) override;
+  std::int32_t n_ctx() const override { return stage_.n_ctx(); }
+  std::int32_t n_vocab() const override { return stage_.model().n_vocab(); }
+  std::int32_t n_seqs() const override { return stage_.n_seqs(); }
+
+  // Pings the nodes in order; Error naming the first that does not answer within probe_timeout.
+  void check_chain();
+  // Tells the chain to stop serving (each node passes it on). Best effort: errors are logged.
+  void shutdown();
+
+ private:
+  struct Pending {
+    std::uint64_t request = 0;
+    int rows = 0;            // logits rows expected
+    std::string during;      // "token 17 of sequence 2", for messages
+    std::vector<float> logits;  // the local result when there is no chain
+  };
+  void wait_for_logits(const Pending& pending, std::vector<float>& logits);
+  void send_control(StageHeader& header, const std::string& what);
+  // The first node that does not answer a ping, or -1 when all do.
+  int find_silent_node(std::string& why);
+  int node_index(PeerId peer) const;
+  [[noreturn]] void fail_node(int index, const std::string& during, const std::string& why) const;
+
+  engine::Stage stage_;
+  Transport& transport_;
+  std::vector<ChainNode> chain_;
+  ClusterPipelineOptions options_;
+  std::uint64_t next_request_ = 1;
+  std::uint64_t settled_request_ = 0;  // replies to requests up to this one are stale
+  std::deque<Pending> pending_;        // submitted, not collected, oldest first
+  std::vector<float> hidden_;          // [n_tokens, n_embd]
+  std::vector<std::uint8_t> out_;
+};
+
+}  // namespace herd::cluster
