@@ -145,7 +145,15 @@ ConcurrencyResult measure_concurrency(int port, const ConcurrencyParams& p) {
     const int tokens = s.completion_tokens > 0 ? s.completion_tokens : static_cast<int>(s.chunks.size());
     decode_tokens += tokens - 1;
   }
-  const double window_s = std::chrono::duration<double>(last_token - first_token).count();
+  double window_s = std::chrono::duration<double>(last_token - first_token).count();
+  if (window_s <= 0) {
+    // Every token arrived in one read (a tiny model answers faster than the socket delivers):
+    // time the whole requests instead, prompt included, and count every token.
+    Clock::time_point sent = Clock::time_point::max();
+    for (const Stream& s : streams) sent = std::min(sent, s.sent);
+    window_s = std::chrono::duration<double>(last_token - sent).count();
+    decode_tokens += static_cast<double>(streams.size());
+  }
   r.aggregate_tg_tps = window_s > 0 ? decode_tokens / window_s : 0;
   r.ttft_ms_p50 = quantile(ttft, 0.5);
   r.itl_ms_p50 = quantile(gaps, 0.5);

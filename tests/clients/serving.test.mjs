@@ -99,8 +99,8 @@ test("the next turn of a chat reports its cached prompt tokens", { skip: missing
 });
 
 test("a full server answers 429 with Retry-After, and serves again after", { skip: missing || false, timeout: 60_000 }, async () => {
-  const { client } = await serve(["--parallel", "1", "--max-queue", "0", "--ctx", "4096"]);
-  const long = client.completions.create({ model: "stories260K", prompt: [1], max_tokens: 4000, ignore_eos: true, stream: true });
+  const { client } = await serve(["--parallel", "1", "--max-queue", "0", "--ctx", "16384"]);
+  const long = client.completions.create({ model: "stories260K", prompt: [1], max_tokens: 16000, ignore_eos: true, stream: true });
   const stream = await long;
   const iterator = stream[Symbol.asyncIterator]();
   await iterator.next(); // the only slot is now taken
