@@ -2,7 +2,6 @@
 // rendering is a pure function of the recorded values.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -12,6 +11,7 @@
 
 #include "engine/generator.h"
 #include "engine/scheduler.h"
+#include "util/histogram.h"
 
 namespace herd::api {
 
@@ -25,15 +25,13 @@ struct StageTiming {
 
 class Metrics {
  public:
-  // Upper bounds of the time-to-first-token histogram, seconds.
-  static constexpr std::array<double, 10> kTtftBuckets = {0.01, 0.025, 0.05, 0.1, 0.25,
-                                                          0.5,  1.0,   2.5,  5.0, 10.0};
-
   void record_request(const std::string& endpoint, int status);
   void record_generation(const engine::GenerationStats& stats);
 
   // Last decode rate (tokens/s) and the number of finished generations, for the dashboard.
   double last_decode_tokens_per_s() const;
+  // The q-quantile of the time to first token, seconds, as a histogram bucket bound.
+  double ttft_quantile_s(double q) const;
 
   // The exposition text. `stages` adds per-node gauges (empty for one node); `scheduler` the
   // queue, batches and inter-token latency.
@@ -43,9 +41,8 @@ class Metrics {
  private:
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, std::uint64_t> requests_;  // (endpoint, status) -> count
-  std::array<std::uint64_t, kTtftBuckets.size()> ttft_buckets_{};
-  std::uint64_t ttft_count_ = 0;
-  double ttft_sum_s_ = 0;
+  // From a request's arrival (queueing included) to its first sampled token, seconds.
+  Histogram ttft_{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0}};
   std::uint64_t prompt_tokens_ = 0;
   std::uint64_t cached_prompt_tokens_ = 0;
   std::uint64_t generated_tokens_ = 0;

@@ -230,7 +230,7 @@ void ApiServer::install_routes() {
             {"rejected", m->rejected},
             {"cancelled", m->cancelled},
             {"cached_prompt_tokens", m->cached_prompt_tokens},
-            {"ttft_ms_p50", 1000 * m->ttft.quantile_bound(0.5)},
+            {"ttft_ms_p50", 1000 * metrics_.ttft_quantile_s(0.5)},
             {"itl_ms_p50", 1000 * m->itl.quantile_bound(0.5)},
             {"itl_ms_p99", 1000 * m->itl.quantile_bound(0.99)},
         };
@@ -276,8 +276,8 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
   auto probe = std::make_shared<ConnectionProbe>(http.local_addr, http.local_port,
                                                  http.remote_addr, http.remote_port);
   if (!request.stream) {
-    std::string text;
-    while (!ticket->wait(text, std::chrono::milliseconds(100))) {
+    std::string streamed;  // not sent piecewise: the result below holds the whole text
+    while (!ticket->wait(streamed, std::chrono::milliseconds(100))) {
       if (probe->closed()) {
         ticket->cancel();  // the client left: its sequence is freed at the scheduler's next step
       }

@@ -323,12 +323,12 @@ struct ConcurrencyRow {
 
 // Every --concurrency level against one server (a local cluster of `nodes`).
 std::vector<ConcurrencyRow> measure_levels(const std::string& path, int nodes, int threads,
-                                           std::uint64_t memory_limit, const BenchOptions& o,
-                                           int n_vocab) {
+                                           int n_ctx, std::uint64_t memory_limit,
+                                           const BenchOptions& o, int n_vocab) {
   LocalClusterOptions co;
   co.nodes = nodes;
   co.threads_per_node = threads;
-  co.n_ctx = o.ctx > 0 ? o.ctx : std::max(o.n_prompt, o.long_prompt) + o.n_gen + 32;
+  co.n_ctx = n_ctx;
   co.memory_limit = memory_limit;
   co.parallel = *std::max_element(o.concurrency.begin(), o.concurrency.end()) +
                 (o.long_prompt > 0 ? 1 : 0);
@@ -398,6 +398,8 @@ int run_bench_concurrency(const BenchOptions& o) {
     auto model = load_model(path);
     const std::string name = model->hparams().name.empty() ? path : model->hparams().name;
     const std::string type = dominant_type(model->file());
+    // Context per sequence: the longest prompt, its answer and a margin, unless -c says.
+    const int n_ctx = o.ctx > 0 ? o.ctx : std::max(o.n_prompt, o.long_prompt) + o.n_gen + 32;
     std::vector<int> sizes = {1};
     for (int n : o.nodes)
       if (n >= 2) sizes.push_back(n);
@@ -405,9 +407,8 @@ int run_bench_concurrency(const BenchOptions& o) {
     for (int n : sizes) {
       const int per_node =
           n == 1 ? threads : (o.node_threads > 0 ? o.node_threads : std::max(1, threads / n));
-      const int n_ctx = o.ctx > 0 ? o.ctx : std::max(o.n_prompt, o.long_prompt) + o.n_gen + 32;
       const std::uint64_t limit = n == 1 ? 0 : split_memory_limit(*model, n_ctx, n);
-      for (auto& r : measure_levels(path, n, per_node, limit, o, model->n_vocab()))
+      for (auto& r : measure_levels(path, n, per_node, n_ctx, limit, o, model->n_vocab()))
         rows.push_back(r);
     }
     // Each row against one stream on the same server (concurrency 1, same node count).

@@ -34,8 +34,6 @@ class KvCache {
   model::LayerKv layer(int seq, int i) const;
   // Bytes reserved: all slots.
   std::size_t bytes() const { return bytes_; }
-  // Bytes of one sequence's slot.
-  std::size_t seq_bytes() const { return slot_elements_ * sizeof(std::uint16_t); }
 
   // Copies positions [0, n) of every layer from sequence src to sequence dst.
   void copy_prefix(int src, int dst, int n);

@@ -46,9 +46,5 @@ void LocalPipeline::run(const Batch& batch, std::vector<float>& logits) {
   }
 }
 
-void LocalPipeline::forget(std::int32_t seq, std::int32_t n_keep) {
-  stage_.truncate(seq, n_keep);
-  if (n_keep == 0) stage_.release(seq);
-}
 
 }  // namespace herd::engine

@@ -14,7 +14,7 @@ class LocalPipeline final : public Pipeline {
                 int n_seqs = 1);
 
   void run(const Batch& batch, std::vector<float>& logits) override;
-  void forget(std::int32_t seq, std::int32_t n_keep) override;
+  void forget(std::int32_t seq, std::int32_t n_keep) override { stage_.truncate(seq, n_keep); }
   void copy_prefix(std::int32_t src, std::int32_t dst, std::int32_t n) override {
     stage_.copy_prefix(src, dst, n);
   }

@@ -173,15 +173,9 @@ void Scheduler::admit(std::unique_lock<std::mutex>& lock) {
     it = waiting_.erase(it);
   }
   while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
+    // (One cancelled since the sweep above is reaped at the end of this step.)
     std::unique_ptr<Sequence> s = std::move(waiting_.front());
     waiting_.pop_front();
-    if (s->ticket->cancelled()) {
-      ++metrics_.cancelled;
-      s->result.stats.prompt_tokens = static_cast<std::int32_t>(s->prompt.size());
-      s->result.stats.finish_reason = "cancelled";
-      s->ticket->finish(std::move(s->result));
-      continue;
-    }
     int keep = 0;
     int copy_from = -1;
     const int slot = choose_slot(s->prompt, s->params.cache_prompt, keep, copy_from);
@@ -386,7 +380,6 @@ void Scheduler::sample(Sequence& s, const float* row) {
     if (++stats.generated_tokens == 1) {
       s.first_token_at = now;
       stats.time_to_first_token_ms = std::chrono::duration<double, std::milli>(now - s.arrived).count();
-      metrics_.ttft.add(stats.time_to_first_token_ms / 1000.0);
       const double prefill_s = std::chrono::duration<double>(now - s.admitted).count();
       if (prefill_s > 0)
         stats.prefill_tokens_per_s = (stats.prompt_tokens - stats.cached_prompt_tokens) / prefill_s;

@@ -45,11 +45,6 @@ void Stage::check_batch(const Batch& batch) const {
   for (const BatchRun& r : batch.runs) check_positions(r.seq, r.n_tokens, r.pos0);
 }
 
-void Stage::check_batch(std::span<const std::int32_t> tokens, int pos0) const {
-  if (model_->has_embedding()) check_token_ids(tokens, model_->n_vocab());
-  check_positions(0, static_cast<int>(tokens.size()), pos0);
-}
-
 void Stage::embed(std::span<const std::int32_t> tokens, std::vector<float>& hidden) {
   if (!model_->has_embedding()) {
     fail("this stage holds layers [{}, {}) and has no token embedding", model_->range().first,
@@ -166,6 +161,7 @@ void Stage::truncate(int seq, int n_keep) {
   if (n_keep < 0) fail_argument("cannot keep {} positions", n_keep);
   if (seq < 0 || seq >= n_seqs()) fail_argument("sequence {} does not exist", seq);
   if (n_keep < n_cached_[seq]) n_cached_[seq] = n_keep;
+  if (n_keep == 0) cache_.release(seq);
 }
 
 void Stage::copy_prefix(int src, int dst, int n) {
@@ -179,9 +175,5 @@ void Stage::copy_prefix(int src, int dst, int n) {
   n_cached_[dst] = n;
 }
 
-void Stage::release(int seq) {
-  truncate(seq, 0);
-  cache_.release(seq);
-}
 
 }  // namespace herd::engine

@@ -37,7 +37,6 @@ class Stage {
   // throw for this batch: callers that feed a long batch in pieces check it whole first, so that
   // a bad token or a full context is reported before any piece has filled the cache.
   void check_batch(const Batch& batch) const;
-  void check_batch(std::span<const std::int32_t> tokens, int pos0) const;
   // hidden = token embeddings [tokens.size(), n_embd]. Needs the first layer range (token_embd).
   // InvalidArgument for a token id outside the vocabulary.
   void embed(std::span<const std::int32_t> tokens, std::vector<float>& hidden);
@@ -52,14 +51,12 @@ class Stage {
   // logits of the rows a batch of `runs` asks for (Batch::logit_rows) out of its hidden state.
   void head_for(const float* hidden, std::span<const BatchRun> runs, bool all_logits,
                 std::vector<float>& logits);
-  // Forgets positions >= n_keep of sequence seq.
+  // Forgets positions >= n_keep of sequence seq; at 0 its cache memory goes back to the system.
   void truncate(int n_keep) { truncate(0, n_keep); }
   void truncate(int seq, int n_keep);
   // Sequence dst's first n positions become a copy of sequence src's (a shared prompt prefix);
   // positions of dst past n are forgotten. InvalidArgument when src has fewer than n cached.
   void copy_prefix(int src, int dst, int n);
-  // Forgets sequence seq and returns its cache memory.
-  void release(int seq);
 
  private:
   void check_positions(int seq, int n_tokens, int pos0) const;

@@ -244,7 +244,6 @@ void ClusterPipeline::send_control(StageHeader& h, const std::string& what) {
 void ClusterPipeline::forget(std::int32_t seq, std::int32_t n_keep) {
   if (n_keep < 0) fail_argument("cannot keep {} positions", n_keep);
   stage_.truncate(seq, n_keep);
-  if (n_keep == 0) stage_.release(seq);
   StageHeader h;
   h.op = StageOp::kTruncate;
   h.pos0 = n_keep;

@@ -90,10 +90,8 @@ void StageServer::on_forward(const StageMessage& message) {
   const int n = h.n_tokens;
   const int n_embd = stage_.n_embd();
   if (n <= 0) fail_argument("a forward of {} tokens", n);
-  // A message without a run table (an older coordinator's form) is one run of sequence 0.
-  std::vector<engine::BatchRun> runs = message.runs;
-  if (runs.empty()) runs.push_back({0, h.pos0, n, true});
-  engine::check_runs(runs, static_cast<std::size_t>(n), stage_.n_seqs());
+  if (message.runs.empty()) fail_argument("a forward of {} tokens came without its run table", n);
+  const std::vector<engine::BatchRun>& runs = message.runs;  // checked by run_layers
   if (h.kind == PayloadKind::kTokens && h.n_rows == n && h.row_width == 1) {
     copy_tokens(message.payload, tokens_);
     stage_.embed(tokens_, hidden_);  // Error when this stage has no embedding
@@ -118,13 +116,7 @@ void StageServer::on_forward(const StageMessage& message) {
     transport_.send(*links_.next, kStageTag, out_, options_.send_timeout);
     return;
   }
-  if (message.runs.empty()) {
-    // The single-sequence form asks for the last row, or all.
-    const int rows = h.all_logits ? n : 1;
-    stage_.head(hidden_.data() + static_cast<std::size_t>(n - rows) * n_embd, rows, logits_);
-  } else {
-    stage_.head_for(hidden_.data(), runs, h.all_logits, logits_);
-  }
+  stage_.head_for(hidden_.data(), runs, h.all_logits, logits_);
   out.op = StageOp::kLogits;
   out.kind = PayloadKind::kLogits;
   out.row_width = stage_.model().n_vocab();
@@ -136,7 +128,6 @@ void StageServer::on_forward(const StageMessage& message) {
 void StageServer::on_truncate(const StageMessage& message, std::span<const std::uint8_t> raw) {
   try {
     stage_.truncate(message.header.seq, message.header.pos0);
-    if (message.header.pos0 == 0) stage_.release(message.header.seq);
   } catch (const Error& e) {
     reply_error(message.header.request_id, e.what());
   }

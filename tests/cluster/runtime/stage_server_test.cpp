@@ -79,9 +79,18 @@ StageHeader forward_header(PayloadKind kind, int n, int width, int pos0, std::ui
   return h;
 }
 
+// A forward as the coordinator sends it: one run of sequence 0 whose last logits are wanted.
+std::vector<std::uint8_t> forward_message(const StageHeader& h,
+                                          std::span<const std::uint8_t> rows) {
+  const engine::BatchRun run{0, h.pos0, h.n_tokens, true};
+  std::vector<std::uint8_t> out;
+  encode_stage_message(h, std::span(&run, 1), rows, out);
+  return out;
+}
+
 std::vector<std::uint8_t> tokens_message(const std::vector<std::int32_t>& tokens, int pos0,
                                          std::uint64_t id) {
-  return encode_stage_message(
+  return forward_message(
       forward_header(PayloadKind::kTokens, static_cast<int>(tokens.size()), 1, pos0, id),
       as_bytes(std::span(tokens)));
 }
@@ -102,7 +111,7 @@ TEST(StageServer, LastStageSendsOnlyTheAskedForLogitRows) {
   Rig rig({1, 2});
   std::vector<float> hidden(4 * 32, 0.25f);
   auto h = forward_header(PayloadKind::kHidden, 4, 32, 0, 11);
-  rig.send(encode_stage_message(h, as_bytes(std::span<const float>(hidden))));
+  rig.send(forward_message(h, as_bytes(std::span<const float>(hidden))));
   StageMessage m = rig.serve_and_read(*rig.coordinator);
   EXPECT_EQ(m.header.op, StageOp::kLogits);
   EXPECT_EQ(m.header.request_id, 11u);
@@ -111,7 +120,7 @@ TEST(StageServer, LastStageSendsOnlyTheAskedForLogitRows) {
   h.all_logits = true;
   h.pos0 = 4;
   h.request_id = 12;
-  rig.send(encode_stage_message(h, as_bytes(std::span<const float>(hidden))));
+  rig.send(forward_message(h, as_bytes(std::span<const float>(hidden))));
   m = rig.serve_and_read(*rig.coordinator);
   EXPECT_EQ(m.header.n_rows, 4);
   EXPECT_EQ(m.payload.size(), 4u * 259 * sizeof(float));
@@ -125,14 +134,14 @@ TEST(StageServer, BadRequestsBecomeErrorRepliesAndServingGoesOn) {
             std::string::npos);
   // Hidden rows of the wrong width.
   std::vector<float> hidden(2 * 16, 0.0f);
-  rig.send(encode_stage_message(forward_header(PayloadKind::kHidden, 2, 16, 0, 2),
+  rig.send(forward_message(forward_header(PayloadKind::kHidden, 2, 16, 0, 2),
                                 as_bytes(std::span<const float>(hidden))));
   auto m = rig.serve_and_read(*rig.coordinator);
   EXPECT_EQ(m.header.request_id, 2u);
   EXPECT_NE(rig.error_text(m).find("hidden rows of 32"), std::string::npos);
   // A gap in positions.
   hidden.assign(32, 0.0f);
-  rig.send(encode_stage_message(forward_header(PayloadKind::kHidden, 1, 32, 5, 3),
+  rig.send(forward_message(forward_header(PayloadKind::kHidden, 1, 32, 5, 3),
                                 as_bytes(std::span<const float>(hidden))));
   EXPECT_NE(rig.error_text(rig.serve_and_read(*rig.coordinator)).find("gap"), std::string::npos);
   // Garbage.
@@ -141,7 +150,7 @@ TEST(StageServer, BadRequestsBecomeErrorRepliesAndServingGoesOn) {
             std::string::npos);
   // Past the context.
   hidden.assign(20 * 32, 0.0f);
-  rig.send(encode_stage_message(forward_header(PayloadKind::kHidden, 20, 32, 0, 4),
+  rig.send(forward_message(forward_header(PayloadKind::kHidden, 20, 32, 0, 4),
                                 as_bytes(std::span<const float>(hidden))));
   EXPECT_NE(rig.error_text(rig.serve_and_read(*rig.coordinator)).find("context"),
             std::string::npos);
