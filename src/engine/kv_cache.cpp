@@ -16,8 +16,10 @@ KvCache::KvCache(const model::Model& model, int n_ctx, int n_seqs)
     : n_ctx_(n_ctx), n_seqs_(n_seqs), n_layers_(model.range().size()), width_(model.kv_width()) {
   if (n_ctx <= 0) fail_argument("context size must be positive, got {}", n_ctx);
   if (n_seqs <= 0) fail_argument("the cache needs at least one sequence, got {}", n_seqs);
-  HERD_CHECK(width_.n_heads > 0 && width_.k % width_.n_heads == 0 &&
-             width_.v % width_.n_heads == 0);
+  // No heads at all: a tensor-parallel rank that holds none of the model's KV heads.
+  HERD_CHECK(width_.n_heads == 0 ? width_.k == 0 && width_.v == 0
+                                 : width_.n_heads > 0 && width_.k % width_.n_heads == 0 &&
+                                       width_.v % width_.n_heads == 0);
   // Blocked K rounds each head's positions up to whole blocks.
   k_block_ = width_.k_blocked ? kernels::kKeyBlock : 1;
   k_positions_ = (n_ctx + k_block_ - 1) / k_block_ * k_block_;
@@ -54,8 +56,8 @@ model::LayerKv KvCache::layer(int seq, int i) const {
   kv.k = base + static_cast<std::size_t>(i) * layer_k_;
   kv.v = base + static_cast<std::size_t>(n_layers_) * layer_k_ + static_cast<std::size_t>(i) * layer_v_;
   kv.n_heads = width_.n_heads;
-  kv.k_head_dim = width_.k / width_.n_heads;
-  kv.v_head_dim = width_.v / width_.n_heads;
+  kv.k_head_dim = width_.n_heads > 0 ? width_.k / width_.n_heads : 0;
+  kv.v_head_dim = width_.n_heads > 0 ? width_.v / width_.n_heads : 0;
   kv.k_head_stride = k_positions_ * kv.k_head_dim;
   kv.k_block = k_block_;
   kv.v_head_stride = n_ctx_ * kv.v_head_dim;

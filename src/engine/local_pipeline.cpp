@@ -20,8 +20,8 @@ std::shared_ptr<const model::Model> whole(std::shared_ptr<const model::Model> mo
 }  // namespace
 
 LocalPipeline::LocalPipeline(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
-                             int n_seqs)
-    : stage_(whole(std::move(model)), n_ctx, pool, n_seqs) {}
+                             int n_seqs, model::Reducer* reducer)
+    : stage_(whole(std::move(model)), n_ctx, pool, n_seqs, reducer) {}
 
 void LocalPipeline::run(const Batch& batch, std::vector<float>& logits) {
   if (batch.empty()) fail_argument("forward needs at least one token");

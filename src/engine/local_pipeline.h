@@ -10,8 +10,9 @@ namespace herd::engine {
 
 class LocalPipeline final : public Pipeline {
  public:
+  // reducer: for a model holding a tensor slice, as engine::Stage.
   LocalPipeline(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
-                int n_seqs = 1);
+                int n_seqs = 1, model::Reducer* reducer = nullptr);
 
   void run(const Batch& batch, std::vector<float>& logits) override;
   void forget(std::int32_t seq, std::int32_t n_keep) override { stage_.truncate(seq, n_keep); }

@@ -9,11 +9,18 @@
 
 namespace herd::engine {
 
-Stage::Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool, int n_seqs)
+Stage::Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool, int n_seqs,
+             model::Reducer* reducer)
     : model_(std::move(model)),
       pool_(pool),
+      reducer_(reducer),
       cache_(*model_, n_ctx, n_seqs),
-      n_cached_(static_cast<std::size_t>(n_seqs), 0) {}
+      n_cached_(static_cast<std::size_t>(n_seqs), 0) {
+  if (!model_->slice().whole() && reducer_ == nullptr) {
+    fail_argument("{}: a stage holding a tensor slice ({}) needs a reducer for its group",
+                  model_->file().path(), model_->slice().describe());
+  }
+}
 
 namespace {
 
@@ -108,7 +115,8 @@ void Stage::run_micro_batch(float* hidden, std::span<const BatchRun> runs, int n
     }
     const model::LayerForward f{*model_,          model_->layer(il), il,    hidden,
                                 n_tokens,         seq_runs_,         positions_.data(),
-                                run_of_.data(),   ws_,               pool_};
+                                run_of_.data(),   ws_,               pool_,
+                                reducer_};
     arch.forward_layer(f);
   }
   for (const BatchRun& r : runs) n_cached_[r.seq] = r.pos0 + r.n_tokens;

@@ -22,8 +22,11 @@ class Stage {
   // Most tokens one pass through the layers takes; longer batches are split (see run_layers).
   static constexpr int kMaxMicroBatch = 256;
 
-  // n_ctx positions for each of n_seqs sequences.
-  Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool, int n_seqs = 1);
+  // n_ctx positions for each of n_seqs sequences. A model holding a tensor slice (a rank of a
+  // tensor-parallel group) needs the reducer that adds up the group's partial outputs; it must
+  // outlive the stage.
+  Stage(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool, int n_seqs = 1,
+        model::Reducer* reducer = nullptr);
 
   const model::Model& model() const { return *model_; }
   int n_ctx() const { return cache_.n_ctx(); }
@@ -64,6 +67,7 @@ class Stage {
 
   std::shared_ptr<const model::Model> model_;
   ThreadPool& pool_;
+  model::Reducer* reducer_;
   KvCache cache_;
   model::Workspace ws_;
   std::vector<float> head_norm_;       // [n_rows, n_embd] scratch of head()

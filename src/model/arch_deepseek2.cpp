@@ -35,6 +35,12 @@ int nope_dim(const HParams& hp) {
   return hp.head_dim_k - hp.n_rot;
 }
 
+// The heads of this tensor-parallel rank (all of them on one node).
+int local_heads(const LayerForward& f) {
+  const HParams& hp = f.model.hparams();
+  return f.model.slice().n_head_kv * (hp.n_head / hp.n_head_kv);
+}
+
 class DeepSeek2 final : public Architecture {
  public:
   void check_hparams(const gguf::File& file, HParams& hp) const override {
@@ -122,14 +128,15 @@ class DeepSeek2 final : public Architecture {
 void DeepSeek2::expand_latent(const LayerForward& f, const float* latent,
                               std::int64_t ld_latent) const {
   const HParams& hp = f.model.hparams();
+  const int n_head = local_heads(f);
   const int T = f.n_tokens;
   const int nope = nope_dim(hp);
-  const std::int64_t width = static_cast<std::int64_t>(hp.n_head) * (nope + hp.head_dim_v);
+  const std::int64_t width = static_cast<std::int64_t>(n_head) * (nope + hp.head_dim_v);
   float* kv = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * width);
   matmul(f.w.wkv_b, latent, T, ld_latent, kv, width, f.pool);
   for (int t = 0; t < T; ++t) {
     const float* k_pe = latent + t * ld_latent + hp.kv_lora_rank;
-    for (int h = 0; h < hp.n_head; ++h) {
+    for (int h = 0; h < n_head; ++h) {
       const float* src = kv + t * width + static_cast<std::int64_t>(h) * (nope + hp.head_dim_v);
       const LayerKv& cache = f.kv_of(t);
       std::uint16_t* k = cache.k_at(h, f.positions[t]);
@@ -145,10 +152,19 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   const auto& w = f.w;
   const int T = f.n_tokens;
   const std::int64_t n_embd = hp.n_embd;
+  float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
+  // This rank's heads (all on one node); the latent is computed by every rank that has heads.
+  const int n_head = local_heads(f);
+  if (n_head == 0) {
+    std::fill(proj, proj + T * n_embd, 0.0f);
+    f.all_reduce(proj, T * n_embd);
+    add_residual(f.hidden, proj, T * n_embd);
+    return;
+  }
   const int nope = nope_dim(hp);
   const int lora = hp.kv_lora_rank;
-  const std::int64_t q_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k;
-  const std::int64_t o_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v;
+  const std::int64_t q_dim = static_cast<std::int64_t>(n_head) * hp.head_dim_k;
+  const std::int64_t o_dim = static_cast<std::int64_t>(n_head) * hp.head_dim_v;
   const std::int64_t lat_dim = lora + hp.n_rot;
 
   float* x = f.ws.floats(Workspace::kNorm, static_cast<std::size_t>(T) * n_embd);
@@ -175,7 +191,7 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
   for (int t = 0; t < T; ++t) {
     kernels::rope_cos_sin(rope, f.positions[t], cos_sin);
     // The rotary part sits after the nope part of each query head.
-    kernels::rope_apply(rope, cos_sin, q + t * q_dim + nope, hp.n_head, hp.head_dim_k);
+    kernels::rope_apply(rope, cos_sin, q + t * q_dim + nope, n_head, hp.head_dim_k);
     kernels::rope_apply(rope, cos_sin, latent + t * ld_lat + lora, 1, hp.n_rot);
     if (hp.mla_absorbed) {
       kernels::f32_to_f16_row(latent + t * ld_lat, f.kv_of(t).k_at(0, f.positions[t]), lat_dim);
@@ -187,7 +203,7 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
       hp.rope_attn_factor * (1.0f + hp.rope_yarn_log_mul * std::log(1.0f / hp.rope_freq_scale));
   // Filled per run below: each sequence attends over its own cache.
   kernels::AttentionArgs a;
-  a.n_head = hp.n_head;
+  a.n_head = n_head;
   a.scale = mscale * mscale / std::sqrt(static_cast<float>(hp.head_dim_k));
   float* attn = f.ws.floats(Workspace::kAttnOut, static_cast<std::size_t>(T) * o_dim);
 
@@ -195,16 +211,16 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     // q_nope . (Wk_h c) = (Wk_h^T q_nope) . c: each head's query moves into the latent space and
     // all heads share one K row [c, k_rope]; V is c itself, expanded by Wv_h after the sum.
     float* qa =
-        f.ws.floats(Workspace::kQAbsorbed, static_cast<std::size_t>(T) * hp.n_head * lat_dim);
-    const std::int64_t qa_stride = static_cast<std::int64_t>(hp.n_head) * lat_dim;
-    for (int h = 0; h < hp.n_head; ++h) {
+        f.ws.floats(Workspace::kQAbsorbed, static_cast<std::size_t>(T) * n_head * lat_dim);
+    const std::int64_t qa_stride = static_cast<std::int64_t>(n_head) * lat_dim;
+    for (int h = 0; h < n_head; ++h) {
       matmul(w.wk_b.at(h), q + h * hp.head_dim_k, T, q_dim, qa + h * lat_dim, qa_stride, f.pool);
       for (int t = 0; t < T; ++t) {
         std::memcpy(qa + t * qa_stride + h * lat_dim + lora,
                     q + t * q_dim + h * hp.head_dim_k + nope, hp.n_rot * sizeof(float));
       }
     }
-    const std::int64_t lo_stride = static_cast<std::int64_t>(hp.n_head) * lora;
+    const std::int64_t lo_stride = static_cast<std::int64_t>(n_head) * lora;
     float* lo = f.ws.floats(Workspace::kLatentOut, static_cast<std::size_t>(T) * lo_stride);
     a.q_stride = qa_stride;
     a.out_stride = lo_stride;
@@ -212,21 +228,21 @@ void DeepSeek2::attention_mla(const LayerForward& f) const {
     a.head_dim_k = static_cast<int>(lat_dim);
     a.head_dim_v = lora;
     attend_runs(f, a, qa, lo, /*latent_kv=*/true);
-    for (int h = 0; h < hp.n_head; ++h) {
+    for (int h = 0; h < n_head; ++h) {
       matmul(w.wv_b.at(h), lo + h * lora, T, lo_stride, attn + h * hp.head_dim_v, o_dim, f.pool);
     }
   } else {
     expand_latent(f, latent, ld_lat);
     a.q_stride = q_dim;
     a.out_stride = o_dim;
-    a.n_head_kv = hp.n_head;
+    a.n_head_kv = n_head;
     a.head_dim_k = hp.head_dim_k;
     a.head_dim_v = hp.head_dim_v;
     attend_runs(f, a, q, attn);
   }
 
-  float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
   matmul(w.wo, attn, T, o_dim, proj, n_embd, f.pool);
+  f.all_reduce(proj, T * n_embd);
   add_residual(f.hidden, proj, T * n_embd);
 }
 

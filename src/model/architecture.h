@@ -10,6 +10,7 @@
 
 #include "kernels/ops.h"
 #include "model/hparams.h"
+#include "model/tensor_split.h"
 #include "model/weights.h"
 #include "util/thread_pool.h"
 
@@ -133,9 +134,16 @@ struct LayerForward {
   const std::int32_t* run_of;
   Workspace& ws;
   ThreadPool& pool;
+  // Tensor parallelism: adds up the ranks' partial outputs (null on one node, where the slice
+  // is whole and outputs are complete).
+  Reducer* reducer = nullptr;
 
   // The cache and position of batch token t.
   const LayerKv& kv_of(int t) const { return runs[run_of[t]].kv; }
+  // data [n] becomes the sum over the tensor-parallel group of every rank's data.
+  void all_reduce(float* data, std::int64_t n) const {
+    if (reducer) reducer->all_reduce(data, n);
+  }
 };
 
 class Architecture {

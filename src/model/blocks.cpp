@@ -117,6 +117,10 @@ void swiglu_ffn(const LayerForward& f, const Matrix& gate, const Matrix& up, con
                 Workspace::Slot up_slot) {
   const std::int64_t n_embd = f.model.n_embd();
   const std::int64_t width = gate.rows;
+  if (width == 0) {  // a tensor-parallel rank without columns of this feed-forward
+    std::fill(out, out + n_tokens * n_embd, 0.0f);
+    return;
+  }
   const bool split = n_tokens >= kFfnSplitTokens && width % 2 == 0 &&
                      (width / 2) % tensor::traits(down.type).block_size == 0;
   const std::int64_t part = split ? width / 2 : width;
@@ -193,11 +197,13 @@ void moe_ffn(const LayerForward& f, const MoeOptions& o, const float* x, float* 
   std::int32_t* slots = f.ws.ints(Workspace::kExpertTokens, static_cast<std::size_t>(n_tokens));
   float* in = f.ws.floats(Workspace::kExpertIn, static_cast<std::size_t>(n_tokens) * n_embd);
   float* res = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(n_tokens) * n_embd);
-  for (int e = 0; e < hp.n_expert; ++e) {
+  // The experts this rank holds (all of them on one node): local e is expert expert0 + e.
+  const int expert0 = f.model.slice().expert0;
+  for (int e = 0; e < f.w.gate_exps.count; ++e) {
     // Gather the tokens routed to expert e (slot = t * k + j) and run them as one batch.
     int m = 0;
     for (int s = 0; s < n_tokens * k; ++s) {
-      if (ids[s] == e) slots[m++] = s;
+      if (ids[s] == expert0 + e) slots[m++] = s;
     }
     if (m == 0) continue;
     for (int i = 0; i < m; ++i) {
@@ -213,7 +219,7 @@ void moe_ffn(const LayerForward& f, const MoeOptions& o, const float* x, float* 
     }
   }
 
-  if (f.w.gate_shexp.data) {
+  if (f.w.gate_shexp.rows > 0) {
     swiglu_ffn(f, f.w.gate_shexp, f.w.up_shexp, f.w.down_shexp, x, n_tokens, res, Workspace::kGate,
                Workspace::kUp);
     float* gate = nullptr;
@@ -254,12 +260,22 @@ void attention_gqa(const LayerForward& f) {
   const auto& w = f.w;
   const int T = f.n_tokens;
   const std::int64_t n_embd = hp.n_embd;
-  const std::int64_t q_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_k;
-  const std::int64_t o_dim = static_cast<std::int64_t>(hp.n_head) * hp.head_dim_v;
+  float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
+  // This rank's heads (all of them on one node); the output projection gives its partial sum.
+  const int n_head_kv = f.model.slice().n_head_kv;
+  const int n_head = n_head_kv * (hp.n_head / hp.n_head_kv);
+  if (n_head_kv == 0) {
+    std::fill(proj, proj + T * n_embd, 0.0f);
+    f.all_reduce(proj, T * n_embd);
+    add_residual(f.hidden, proj, T * n_embd);
+    return;
+  }
+  const std::int64_t q_dim = static_cast<std::int64_t>(n_head) * hp.head_dim_k;
+  const std::int64_t o_dim = static_cast<std::int64_t>(n_head) * hp.head_dim_v;
   const float* x = normed_input(f, w.attn_norm);
 
-  const std::int64_t k_dim = static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_k;
-  const std::int64_t v_dim = static_cast<std::int64_t>(hp.n_head_kv) * hp.head_dim_v;
+  const std::int64_t k_dim = static_cast<std::int64_t>(n_head_kv) * hp.head_dim_k;
+  const std::int64_t v_dim = static_cast<std::int64_t>(n_head_kv) * hp.head_dim_v;
   float* q = f.ws.floats(Workspace::kQ, static_cast<std::size_t>(T) * q_dim);
   // K and V are finished in f32 (bias, norm, rope), then rounded into their f16 cache rows.
   float* k = f.ws.floats(Workspace::kK, static_cast<std::size_t>(T) * k_dim);
@@ -278,17 +294,17 @@ void attention_gqa(const LayerForward& f) {
       float* qt = q + t * q_dim;
       float* kt = k + t * k_dim;
       if (w.q_norm)
-        kernels::rms_norm_rows(qt, w.q_norm.data, hp.n_head, hp.head_dim_k, hp.head_dim_k,
+        kernels::rms_norm_rows(qt, w.q_norm.data, n_head, hp.head_dim_k, hp.head_dim_k,
                                hp.rms_eps);
       if (w.k_norm)
-        kernels::rms_norm_rows(kt, w.k_norm.data, hp.n_head_kv, hp.head_dim_k, hp.head_dim_k,
+        kernels::rms_norm_rows(kt, w.k_norm.data, n_head_kv, hp.head_dim_k, hp.head_dim_k,
                                hp.rms_eps);
       const int pos = f.positions[t];
       const LayerKv& kv = f.kv_of(static_cast<int>(t));
       kernels::rope_cos_sin(rope, pos, cos_sin);
-      kernels::rope_apply(rope, cos_sin, qt, hp.n_head, hp.head_dim_k);
-      kernels::rope_apply(rope, cos_sin, kt, hp.n_head_kv, hp.head_dim_k);
-      for (int g = 0; g < hp.n_head_kv; ++g) {
+      kernels::rope_apply(rope, cos_sin, qt, n_head, hp.head_dim_k);
+      kernels::rope_apply(rope, cos_sin, kt, n_head_kv, hp.head_dim_k);
+      for (int g = 0; g < n_head_kv; ++g) {
         kernels::f32_to_f16_strided(kt + g * hp.head_dim_k, kv.k_first(g, pos), hp.head_dim_k,
                                     kv.k_block);
         kernels::f32_to_f16_row(v + t * v_dim + g * hp.head_dim_v, kv.v_at(g, pos),
@@ -301,15 +317,15 @@ void attention_gqa(const LayerForward& f) {
   kernels::AttentionArgs a;
   a.q_stride = q_dim;
   a.out_stride = o_dim;
-  a.n_head = hp.n_head;
-  a.n_head_kv = hp.n_head_kv;
+  a.n_head = n_head;
+  a.n_head_kv = n_head_kv;
   a.head_dim_k = hp.head_dim_k;
   a.head_dim_v = hp.head_dim_v;
   a.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
   attend_runs(f, a, q, attn);
 
-  float* proj = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
   matmul(w.wo, attn, T, o_dim, proj, n_embd, f.pool);
+  f.all_reduce(proj, T * n_embd);
   add_residual(f.hidden, proj, T * n_embd);
 }
 
@@ -317,14 +333,17 @@ void feed_forward(const LayerForward& f, const MoeOptions& moe) {
   const std::int64_t n_embd = f.model.n_embd();
   const int T = f.n_tokens;
   const float* x = normed_input(f, f.w.ffn_norm);
-  if (f.w.gate_exps) {
+  // A MoE layer has a router (a tensor-parallel rank may hold none of its experts).
+  if (f.w.gate_inp.data) {
     float* out = f.ws.floats(Workspace::kExpertOut, static_cast<std::size_t>(T) * n_embd);
     moe_ffn(f, moe, x, out);
+    f.all_reduce(out, T * n_embd);
     add_residual(f.hidden, out, T * n_embd);
   } else {
     float* out = f.ws.floats(Workspace::kProj, static_cast<std::size_t>(T) * n_embd);
     swiglu_ffn(f, f.w.ffn_gate, f.w.ffn_up, f.w.ffn_down, x, T, out, Workspace::kGate,
                Workspace::kUp);
+    f.all_reduce(out, T * n_embd);
     add_residual(f.hidden, out, T * n_embd);
   }
 }

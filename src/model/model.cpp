@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace herd::model {
 
@@ -30,7 +31,8 @@ std::string human_bytes(std::size_t n) {
 }  // namespace
 
 std::shared_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file,
-                                   std::optional<LayerRange> range) {
+                                   std::optional<LayerRange> range,
+                                   std::optional<TensorSlice> slice) {
   HERD_CHECK(file != nullptr);
   std::shared_ptr<Model> m(new Model());
   m->file_ = file;
@@ -48,6 +50,21 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file,
                   m->range_.first, m->range_.last, hp.n_layer);
   }
 
+  m->slice_ = slice.value_or(TensorSlice::all(hp));
+  if (!m->slice_.whole() && (hp.n_head_kv <= 0 || hp.n_head % hp.n_head_kv != 0)) {
+    fail_argument("{}: {} query heads do not group over {} KV heads, so it cannot be split",
+                  file->path(), hp.n_head, hp.n_head_kv);
+  }
+  // Copied columns free the file's pages they came from (never memory that is not a mapping).
+  ReleaseFn release;
+  if (const MappedFile* mapping = file->mapping()) {
+    release = [mapping](const void* data, std::size_t bytes) {
+      const auto* p = static_cast<const std::uint8_t*>(data);
+      if (p < mapping->data() || p + bytes > mapping->data() + mapping->size()) return;
+      mapping->advise_dontneed(static_cast<std::size_t>(p - mapping->data()), bytes);
+    };
+  }
+
   TensorBinder b(*file, m->owned_);
   if (hp.has_rope_freqs) {
     const Vector f = b.vector("rope_freqs.weight", hp.n_rot / 2);
@@ -57,6 +74,7 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file,
   m->layers_.resize(m->range_.size());
   for (int il = m->range_.first; il < m->range_.last; ++il) {
     m->arch_->bind_layer(b, hp, il, m->layers_[il - m->range_.first]);
+    slice_layer(hp, m->slice_, m->layers_[il - m->range_.first], m->owned_slices_, release);
   }
   if (m->has_head()) {
     m->output_norm_ = b.vector("output_norm.weight", hp.n_embd);
@@ -70,7 +88,13 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file,
 
   m->rope_ = m->arch_->rope_config(hp);
   if (!m->rope_freqs_.empty()) m->rope_.freq_factors = m->rope_freqs_.data();
-  m->kv_width_ = m->arch_->kv_width(hp);
+  // The cache holds this rank's KV heads (all of them on one node).
+  HParams local = hp;
+  if (!m->slice_.whole()) {
+    local.n_head = m->slice_.n_head_kv * (hp.n_head / hp.n_head_kv);
+    local.n_head_kv = m->slice_.n_head_kv;
+  }
+  m->kv_width_ = m->arch_->kv_width(local);
 
   m->layer_bytes_.assign(hp.n_layer, 0);
   for (const auto& t : file->tensors()) {

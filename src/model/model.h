@@ -13,6 +13,7 @@
 #include "kernels/ops.h"
 #include "model/architecture.h"
 #include "model/hparams.h"
+#include "model/tensor_split.h"
 #include "model/weights.h"
 
 namespace herd::model {
@@ -29,15 +30,20 @@ class Model {
   // Binds the layers in `range` (all layers when absent), token_embd when range.first == 0 and
   // output_norm / output (or the tied token_embd) when range.last == n_layer. Throws FormatError
   // for an unknown architecture, a missing tensor or a shape that disagrees with the metadata,
-  // InvalidArgument for a range outside [0, n_layer].
+  // InvalidArgument for a range outside [0, n_layer]. With a tensor slice (tensor_split.h), only
+  // that rank's part of every layer is bound (embedding, head and norms stay whole), and the KV
+  // cache width is that of its heads.
   static std::shared_ptr<Model> load(std::shared_ptr<const gguf::File> file,
-                                     std::optional<LayerRange> range = {});
+                                     std::optional<LayerRange> range = {},
+                                     std::optional<TensorSlice> slice = {});
 
   const HParams& hparams() const { return hp_; }
   const Architecture& arch() const { return *arch_; }
   const std::string& arch_name() const { return hp_.arch; }
   const gguf::File& file() const { return *file_; }
   LayerRange range() const { return range_; }
+  // The part of every layer this model holds (whole on a single node).
+  const TensorSlice& slice() const { return slice_; }
   int n_layer() const { return hp_.n_layer; }
   int n_embd() const { return hp_.n_embd; }
   int n_vocab() const { return hp_.n_vocab; }
@@ -68,6 +74,7 @@ class Model {
   const Architecture* arch_ = nullptr;
   HParams hp_;
   LayerRange range_;
+  TensorSlice slice_;
   std::vector<LayerWeights> layers_;  // [range.size()]
   Matrix token_embd_;
   Vector output_norm_;
@@ -78,6 +85,7 @@ class Model {
   KvWidth kv_width_;
   std::vector<std::size_t> layer_bytes_;  // [n_layer]
   std::vector<std::unique_ptr<std::vector<float>>> owned_;
+  std::vector<std::unique_ptr<std::vector<std::uint8_t>>> owned_slices_;  // copied columns
 };
 
 }  // namespace herd::model
