@@ -45,10 +45,11 @@ std::string describe_step(const engine::Batch& batch) {
 ClusterPipeline::ClusterPipeline(std::shared_ptr<const model::Model> first, int n_ctx,
                                  ThreadPool& pool, Transport& transport,
                                  std::vector<ChainNode> chain, ClusterPipelineOptions options,
-                                 int n_seqs)
-    : stage_(checked(std::move(first), chain), n_ctx, pool, n_seqs),
+                                 int n_seqs, TensorGroup group)
+    : stage_(checked(std::move(first), chain), n_ctx, pool, n_seqs, group.reducer),
       transport_(transport),
       chain_(std::move(chain)),
+      followers_(std::move(group.followers)),
       options_(options) {
   check_chain();
 }
@@ -60,9 +61,8 @@ int ClusterPipeline::node_index(PeerId peer) const {
   return -1;
 }
 
-void ClusterPipeline::fail_node(int index, const std::string& during,
+void ClusterPipeline::fail_node(const ChainNode& node, const std::string& during,
                                 const std::string& why) const {
-  const ChainNode& node = chain_.at(index);
   fail("node '{}' ({}) stopped answering during {}: {}", node.name, node.where, during, why);
 }
 
@@ -85,12 +85,6 @@ void ClusterPipeline::submit(const engine::Batch& batch) {
   p.rows = batch.logit_rows();
   p.during = describe_step(batch);
   stage_.embed(batch.tokens, hidden_);
-  stage_.run_layers(hidden_.data(), batch.runs);
-  if (chain_.empty()) {
-    stage_.head_for(hidden_.data(), batch.runs, batch.all_logits, p.logits);
-    pending_.push_back(std::move(p));
-    return;
-  }
   StageHeader h;
   h.op = StageOp::kForward;
   h.kind = PayloadKind::kHidden;
@@ -101,11 +95,28 @@ void ClusterPipeline::submit(const engine::Batch& batch) {
   h.n_tokens = n;
   h.n_rows = n;
   h.row_width = stage_.n_embd();
+  if (!followers_.empty()) {
+    // The other ranks of our tensor-parallel group run the batch with us (stage_server.h).
+    encode_stage_message(h, batch.runs, as_bytes(std::span<const float>(hidden_)), out_);
+    for (const ChainNode& f : followers_) {
+      try {
+        transport_.send(f.peer, kStageTag, out_, options_.send_timeout);
+      } catch (const Error& e) {
+        fail_node(f, p.during, e.what());
+      }
+    }
+  }
+  stage_.run_layers(hidden_.data(), batch.runs);
+  if (chain_.empty()) {
+    stage_.head_for(hidden_.data(), batch.runs, batch.all_logits, p.logits);
+    pending_.push_back(std::move(p));
+    return;
+  }
   encode_stage_message(h, batch.runs, as_bytes(std::span<const float>(hidden_)), out_);
   try {
     transport_.send(chain_[0].peer, kStageTag, out_, options_.send_timeout);
   } catch (const Error& e) {
-    fail_node(0, p.during, e.what());
+    fail_node(chain_[0], p.during, e.what());
   }
   pending_.push_back(std::move(p));
 }
@@ -173,15 +184,14 @@ void ClusterPipeline::wait_for_logits(const Pending& pending, std::vector<float>
     }
     for (std::size_t i = 0; i < chain_.size(); ++i) {
       if (auto failure = transport_.peer_failure(chain_[i].peer)) {
-        fail_node(static_cast<int>(i), during, *failure);
+        fail_node(chain_[i], during, *failure);
       }
     }
     if (Clock::now() >= deadline) {
       std::string why;
-      const int silent = find_silent_node(why);
-      if (silent >= 0) {
+      if (const ChainNode* silent = find_silent_node(why)) {
         fail_node(
-            silent, during,
+            *silent, during,
             fmt::format("no logits within {} ms, and {}", options_.reply_timeout.count(), why));
       }
       fail("no logits arrived within {} ms during {}, although every node answers a ping",
@@ -190,9 +200,12 @@ void ClusterPipeline::wait_for_logits(const Pending& pending, std::vector<float>
   }
 }
 
-int ClusterPipeline::find_silent_node(std::string& why) {
-  for (std::size_t i = 0; i < chain_.size(); ++i) {
-    const ChainNode& node = chain_[i];
+const ChainNode* ClusterPipeline::find_silent_node(std::string& why) {
+  std::vector<const ChainNode*> nodes;
+  for (const ChainNode& f : followers_) nodes.push_back(&f);
+  for (const ChainNode& c : chain_) nodes.push_back(&c);
+  for (const ChainNode* n : nodes) {
+    const ChainNode& node = *n;
     StageHeader ping;
     ping.op = StageOp::kPing;
     ping.request_id = next_request_++;
@@ -210,34 +223,42 @@ int ClusterPipeline::find_silent_node(std::string& why) {
       }
       if (!answered) {
         why = fmt::format("it did not answer a ping within {} ms", options_.probe_timeout.count());
-        return static_cast<int>(i);
+        return n;
       }
     } catch (const Error& e) {
       why = e.what();
-      return static_cast<int>(i);
+      return n;
     }
   }
-  return -1;
+  return nullptr;
 }
 
 void ClusterPipeline::check_chain() {
   std::string why;
-  const int silent = find_silent_node(why);
-  if (silent >= 0) {
-    const ChainNode& node = chain_[silent];
+  if (const ChainNode* silent = find_silent_node(why)) {
+    const ChainNode& node = *silent;
     fail("node '{}' ({}) does not answer: {}", node.name, node.where, why);
   }
 }
 
 void ClusterPipeline::send_control(StageHeader& h, const std::string& what) {
-  if (chain_.empty()) return;
+  if (chain_.empty() && followers_.empty()) return;
   // No reply is awaited: messages on one link stay in order, so every node applies this before
   // it sees the next forward; a failure there comes back as a kError with this request's id.
   h.request_id = next_request_++;
+  const std::vector<std::uint8_t> bytes = encode_stage_message(h);
+  for (const ChainNode& f : followers_) {
+    try {
+      transport_.send(f.peer, kStageTag, bytes, options_.send_timeout);
+    } catch (const Error& e) {
+      fail_node(f, what, e.what());
+    }
+  }
+  if (chain_.empty()) return;
   try {
-    transport_.send(chain_[0].peer, kStageTag, encode_stage_message(h), options_.send_timeout);
+    transport_.send(chain_[0].peer, kStageTag, bytes, options_.send_timeout);
   } catch (const Error& e) {
-    fail_node(0, what, e.what());
+    fail_node(chain_[0], what, e.what());
   }
 }
 
@@ -262,15 +283,20 @@ void ClusterPipeline::copy_prefix(std::int32_t src, std::int32_t dst, std::int32
 }
 
 void ClusterPipeline::shutdown() {
-  if (chain_.empty()) return;
   StageHeader h;
   h.op = StageOp::kShutdown;
   h.request_id = next_request_++;
-  try {
-    transport_.send(chain_[0].peer, kStageTag, encode_stage_message(h), options_.send_timeout);
-  } catch (const Error& e) {
-    log::warn("cluster pipeline: could not tell node '{}' to shut down: {}", chain_[0].name,
-              e.what());
+  const std::vector<std::uint8_t> bytes = encode_stage_message(h);
+  std::vector<const ChainNode*> first_hops;
+  for (const ChainNode& f : followers_) first_hops.push_back(&f);
+  if (!chain_.empty()) first_hops.push_back(&chain_[0]);
+  for (const ChainNode* node : first_hops) {
+    try {
+      transport_.send(node->peer, kStageTag, bytes, options_.send_timeout);
+    } catch (const Error& e) {
+      log::warn("cluster pipeline: could not tell node '{}' to shut down: {}", node->name,
+                e.what());
+    }
   }
 }
 

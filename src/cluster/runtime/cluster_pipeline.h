@@ -25,6 +25,14 @@ struct ChainNode {
   PeerId peer = 0;    // connected on the coordinator's transport
 };
 
+// The coordinator's tensor-parallel group (model/tensor_split.h): its other ranks, each running
+// a follower StageServer, and the reducer that adds up the ranks' partial sums. Empty on a
+// coordinator that holds its layers whole.
+struct TensorGroup {
+  std::vector<ChainNode> followers;
+  model::Reducer* reducer = nullptr;  // must outlive the pipeline
+};
+
 struct ClusterPipelineOptions {
   // From sending a forward until its logits arrive. Then every node is pinged to name the one
   // that stopped. A dead connection is reported at once, without waiting for this.
@@ -38,10 +46,11 @@ class ClusterPipeline final : public engine::Pipeline {
  public:
   // `first`: the coordinator's layers [0, k), k >= 1. `chain`: the stages
   // holding [k, n_layer), in order, each served by a StageServer whose coordinator link is this
-  // transport. Pings every node (Error naming one that does not answer).
+  // transport. Pings every node (Error naming one that does not answer). With a tensor group,
+  // `first` holds the coordinator's slice and every batch runs on the group's ranks together.
   ClusterPipeline(std::shared_ptr<const model::Model> first, int n_ctx, ThreadPool& pool,
                   Transport& transport, std::vector<ChainNode> chain,
-                  ClusterPipelineOptions options = {}, int n_seqs = 1);
+                  ClusterPipelineOptions options = {}, int n_seqs = 1, TensorGroup group = {});
 
   void run(const engine::Batch& batch, std::vector<float>& logits) override;
   int max_in_flight() const override { return static_cast<int>(chain_.size()) + 1; }
@@ -69,14 +78,17 @@ class ClusterPipeline final : public engine::Pipeline {
   };
   void wait_for_logits(const Pending& pending, std::vector<float>& logits);
   void send_control(StageHeader& header, const std::string& what);
-  // The first node that does not answer a ping, or -1 when all do.
-  int find_silent_node(std::string& why);
+  // The first node (followers, then the chain) that does not answer a ping, or null.
+  const ChainNode* find_silent_node(std::string& why);
+  // The chain's index of a peer, or -1.
   int node_index(PeerId peer) const;
-  [[noreturn]] void fail_node(int index, const std::string& during, const std::string& why) const;
+  [[noreturn]] void fail_node(const ChainNode& node, const std::string& during,
+                              const std::string& why) const;
 
   engine::Stage stage_;
   Transport& transport_;
   std::vector<ChainNode> chain_;
+  std::vector<ChainNode> followers_;
   ClusterPipelineOptions options_;
   std::uint64_t next_request_ = 1;
   std::uint64_t settled_request_ = 0;  // replies to requests up to this one are stale

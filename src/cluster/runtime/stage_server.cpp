@@ -11,6 +11,11 @@ namespace {
 std::shared_ptr<const model::Model> checked(std::shared_ptr<const model::Model> model,
                                             const StageLinks& links) {
   HERD_CHECK(model != nullptr);
+  if (links.follower) {
+    if (links.next || !links.followers.empty())
+      fail_argument("a tensor-parallel follower sends nothing on: it has no next hop or followers");
+    return model;
+  }
   if (model->has_head() && links.next) {
     fail_argument(
         "the stage for layers [{}, {}) holds the output head, so it is the last stage "
@@ -28,8 +33,8 @@ std::shared_ptr<const model::Model> checked(std::shared_ptr<const model::Model> 
 
 StageServer::StageServer(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
                          Transport& transport, StageLinks links, StageServerOptions options,
-                         int n_seqs)
-    : stage_(checked(std::move(model), links), n_ctx, pool, n_seqs),
+                         int n_seqs, model::Reducer* reducer)
+    : stage_(checked(std::move(model), links), n_ctx, pool, n_seqs, reducer),
       transport_(transport),
       links_(links),
       options_(options) {}
@@ -68,6 +73,7 @@ bool StageServer::serve_once(Millis timeout) {
       on_copy(message, received->bytes);
       return true;
     case StageOp::kShutdown:
+      pass_to_followers(received->bytes, "shutdown");
       if (links_.next) send_or_log(*links_.next, received->bytes, "shutdown");
       return false;
     case StageOp::kPing:
@@ -103,8 +109,21 @@ void StageServer::on_forward(const StageMessage& message) {
         "stage takes tokens or hidden rows of {}",
         n, h.n_rows, h.row_width, static_cast<int>(h.kind), n_embd);
   }
+  if (!links_.followers.empty()) {
+    // The group's other ranks run the same batch from the same hidden rows, in step with us.
+    StageHeader mirror = h;
+    mirror.kind = PayloadKind::kHidden;
+    mirror.n_rows = n;
+    mirror.row_width = n_embd;
+    mirror.checksum = options_.checksum;
+    encode_stage_message(mirror, runs, as_bytes(std::span<const float>(hidden_)), out_);
+    for (const PeerId f : links_.followers) {
+      transport_.send(f, kStageTag, out_, options_.send_timeout);
+    }
+  }
   stage_.run_layers(hidden_.data(), runs);
   ++forwards_served_;
+  if (links_.follower) return;
 
   StageHeader out = h;
   out.checksum = options_.checksum;
@@ -131,6 +150,7 @@ void StageServer::on_truncate(const StageMessage& message, std::span<const std::
   } catch (const Error& e) {
     reply_error(message.header.request_id, e.what());
   }
+  pass_to_followers(raw, "truncate");
   if (links_.next) send_or_log(*links_.next, raw, "truncate");
 }
 
@@ -141,6 +161,7 @@ void StageServer::on_copy(const StageMessage& message, std::span<const std::uint
   } catch (const Error& e) {
     reply_error(h.request_id, e.what());
   }
+  pass_to_followers(raw, "copy");
   if (links_.next) send_or_log(*links_.next, raw, "copy");
 }
 
@@ -154,6 +175,10 @@ void StageServer::reply_error(std::uint64_t request_id, const std::string& text)
   const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text.data()),
                                             text.size());
   send_or_log(links_.coordinator, encode_stage_message(h, bytes), "error report");
+}
+
+void StageServer::pass_to_followers(std::span<const std::uint8_t> bytes, const char* what) {
+  for (const PeerId f : links_.followers) send_or_log(f, bytes, what);
 }
 
 void StageServer::send_or_log(PeerId peer, std::span<const std::uint8_t> bytes, const char* what) {

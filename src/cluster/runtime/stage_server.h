@@ -20,8 +20,14 @@ namespace herd::cluster {
 struct StageMessage;
 
 struct StageLinks {
-  PeerId coordinator = 0;      // replies: logits, errors, pongs
+  PeerId coordinator = 0;      // replies: logits, errors, pongs (a follower: its group's leader)
   std::optional<PeerId> next;  // the next stage; absent on the stage that holds the head
+  // Tensor parallelism (model/tensor_split.h). The leader (rank 0) of a group passes every
+  // forward (as hidden rows), truncate, copy and shutdown on to its followers, the group's other
+  // ranks, before running it itself; the ranks add up their partial sums through the reducer
+  // while they run the layers. A follower only runs the layers: the leader sends the result on.
+  std::vector<PeerId> followers;
+  bool follower = false;
 };
 
 struct StageServerOptions {
@@ -32,10 +38,12 @@ struct StageServerOptions {
 class StageServer {
  public:
   // Both links must be connected on `transport`. InvalidArgument when the model's range and the
-  // links disagree (a stage with the head has no next hop, one without needs one).
+  // links disagree (a stage with the head has no next hop, one without needs one). A model
+  // holding a tensor slice needs the reducer of its group (engine::Stage), which must outlive
+  // the server.
   StageServer(std::shared_ptr<const model::Model> model, int n_ctx, ThreadPool& pool,
               Transport& transport, StageLinks links, StageServerOptions options = {},
-              int n_seqs = 1);
+              int n_seqs = 1, model::Reducer* reducer = nullptr);
 
   // Serves until a shutdown message arrives or `stop` becomes true (checked every 100 ms).
   void serve(const std::atomic<bool>* stop = nullptr);
@@ -51,6 +59,7 @@ class StageServer {
   void on_copy(const StageMessage& message, std::span<const std::uint8_t> raw);
   void reply_error(std::uint64_t request_id, const std::string& text);
   void send_or_log(PeerId peer, std::span<const std::uint8_t> bytes, const char* what);
+  void pass_to_followers(std::span<const std::uint8_t> bytes, const char* what);
 
   engine::Stage stage_;
   Transport& transport_;

@@ -74,6 +74,7 @@ class Transport {
 };
 
 // Tags in use. Kept here so two subsystems never pick the same one.
-constexpr Tag kStageTag = 0x53544731;  // stage protocol (stage_protocol.h)
+constexpr Tag kStageTag = 0x53544731;   // stage protocol (stage_protocol.h)
+constexpr Tag kReduceTag = 0x52454431;  // tensor-parallel all-reduce (transport_reducer.h)
 
 }  // namespace herd::cluster
