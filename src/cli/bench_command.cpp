@@ -43,6 +43,7 @@ struct BenchOptions {
   std::vector<int> concurrency;  // non-empty: simultaneous requests through the API
   int long_prompt = 0;           // with concurrency: a long request arriving mid-decode
   int ctx = 0;                   // per sequence for served runs; 0: what the runs need
+  std::string parallel_mode = "pipeline";  // how the --nodes clusters share the model
 };
 
 struct BenchResult {
@@ -209,12 +210,14 @@ struct ServedRow {
 };
 
 ServedRow serve_and_measure(const std::string& path, int nodes, int threads, int n_ctx,
-                            std::uint64_t memory_limit, const ServedBenchParams& params) {
+                            std::uint64_t memory_limit, const std::string& mode,
+                            const ServedBenchParams& params) {
   LocalClusterOptions co;
   co.nodes = nodes;
   co.threads_per_node = threads;
   co.n_ctx = n_ctx;
   co.memory_limit = memory_limit;
+  co.parallel_mode = nodes > 1 ? mode : "";
   LocalCluster cluster(co);
   std::fprintf(stderr, "bench: starting %d node(s), %d thread(s) each...\n", nodes, threads);
   ServedRow row{nodes, threads, 0, {}};
@@ -248,12 +251,15 @@ int run_bench_nodes(const BenchOptions& o) {
     p.n_vocab = model->n_vocab();
     const std::string name = model->hparams().name.empty() ? path : model->hparams().name;
     const std::string type = dominant_type(model->file());
-    std::vector<ServedRow> rows = {serve_and_measure(path, 1, threads, n_ctx, 0, p)};
+    std::vector<ServedRow> rows = {serve_and_measure(path, 1, threads, n_ctx, 0, "", p)};
     for (int n : o.nodes) {
       if (n < 2) continue;
       const int per_node = o.node_threads > 0 ? o.node_threads : std::max(1, threads / n);
-      rows.push_back(
-          serve_and_measure(path, n, per_node, n_ctx, split_memory_limit(*model, n_ctx, n), p));
+      // A pipeline is given just enough memory per node that every node must hold a part; a
+      // tensor-parallel group holds a share of every layer anyway.
+      const std::uint64_t limit =
+          o.parallel_mode == "tensor" ? 0 : split_memory_limit(*model, n_ctx, n);
+      rows.push_back(serve_and_measure(path, n, per_node, n_ctx, limit, o.parallel_mode, p));
     }
     const ServedSpeed& one = rows.front().speed;
     auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
@@ -263,6 +269,7 @@ int run_bench_nodes(const BenchOptions& o) {
                             {"type", type},
                             {"nodes", r.nodes},
                             {"stages", r.stages},
+                            {"parallel_mode", r.nodes > 1 ? o.parallel_mode : "single"},
                             {"threads_per_node", r.threads_per_node},
                             {"n_prompt", o.n_prompt},
                             {"n_gen", o.n_gen},
@@ -277,17 +284,18 @@ int run_bench_nodes(const BenchOptions& o) {
       }
       continue;
     }
-    fmt::print("| {:<24} | {:<5} | {:>5} | {:>6} | {:>12} | {:>10} | {:>10} | {:>8} | {:>8} |\n",
-               "model", "type", "nodes", "stages", "threads/node",
+    fmt::print("| {:<24} | {:<5} | {:>5} | {:<8} | {:>6} | {:>12} | {:>10} | {:>10} | {:>8} | {:>8} |\n",
+               "model", "type", "nodes", "mode", "stages", "threads/node",
                fmt::format("pp{} t/s", o.n_prompt), fmt::format("tg{} t/s", o.n_gen), "pp ratio",
                "tg ratio");
-    fmt::print("|{:-<26}|{:-<7}|{:-<7}|{:-<8}|{:-<14}|{:-<12}|{:-<12}|{:-<10}|{:-<10}|\n", "", "",
-               "", "", "", "", "", "", "");
+    fmt::print("|{:-<26}|{:-<7}|{:-<7}|{:-<10}|{:-<8}|{:-<14}|{:-<12}|{:-<12}|{:-<10}|{:-<10}|\n",
+               "", "", "", "", "", "", "", "", "", "");
     for (const auto& r : rows)
       fmt::print(
-          "| {:<24} | {:<5} | {:>5} | {:>6} | {:>12} | {:>10.1f} | {:>10.2f} | {:>7.2f}x | "
+          "| {:<24} | {:<5} | {:>5} | {:<8} | {:>6} | {:>12} | {:>10.1f} | {:>10.2f} | {:>7.2f}x | "
           "{:>7.2f}x |\n",
-          name.substr(0, 24), type, r.nodes, r.stages, r.threads_per_node, r.speed.pp_tps,
+          name.substr(0, 24), type, r.nodes, r.nodes > 1 ? o.parallel_mode : "single", r.stages,
+          r.threads_per_node, r.speed.pp_tps,
           r.speed.tg_tps, ratio(r.speed.pp_tps, one.pp_tps), ratio(r.speed.tg_tps, one.tg_tps));
   }
   if (!o.json) {
@@ -330,6 +338,7 @@ std::vector<ConcurrencyRow> measure_levels(const std::string& path, int nodes, i
   co.threads_per_node = threads;
   co.n_ctx = n_ctx;
   co.memory_limit = memory_limit;
+  co.parallel_mode = nodes > 1 ? o.parallel_mode : "";
   co.parallel = *std::max_element(o.concurrency.begin(), o.concurrency.end()) +
                 (o.long_prompt > 0 ? 1 : 0);
   LocalCluster cluster(co);
@@ -407,7 +416,8 @@ int run_bench_concurrency(const BenchOptions& o) {
     for (int n : sizes) {
       const int per_node =
           n == 1 ? threads : (o.node_threads > 0 ? o.node_threads : std::max(1, threads / n));
-      const std::uint64_t limit = n == 1 ? 0 : split_memory_limit(*model, n_ctx, n);
+      const std::uint64_t limit =
+          n == 1 || o.parallel_mode == "tensor" ? 0 : split_memory_limit(*model, n_ctx, n);
       for (auto& r : measure_levels(path, n, per_node, n_ctx, limit, o, model->n_vocab()))
         rows.push_back(r);
     }
@@ -582,6 +592,11 @@ CommandFn add_bench_command(CLI::App& app) {
                   "compare with one node (all measured through the API)")
       ->delimiter(',')
       ->check(CLI::Range(1, 16));
+  cmd->add_option("--parallel-mode", o->parallel_mode,
+                  "How the --nodes clusters share the model: pipeline (layer ranges in turn) or "
+                  "tensor (a share of every layer, all nodes at once)")
+      ->check(CLI::IsMember({"pipeline", "tensor"}))
+      ->capture_default_str();
   cmd->add_option("--node-threads", o->node_threads,
                   "Threads per cluster node (default: the single node's threads / nodes)");
   cmd->add_option("--concurrency", o->concurrency,

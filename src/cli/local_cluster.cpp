@@ -137,6 +137,8 @@ void LocalCluster::start(const fs::path& model) {
       args.insert(args.end(), {"--memory-limit", std::to_string(options_.memory_limit)});
     if (i == 0) {
       args.insert(args.end(), {"--model", model.string(), "--wait-nodes", std::to_string(n)});
+      if (!options_.parallel_mode.empty())
+        args.insert(args.end(), {"--parallel-mode", options_.parallel_mode});
     } else {
       args.insert(args.end(), {"--peers", fmt::format("127.0.0.1:{}", cluster_ports_[0])});
     }

@@ -30,6 +30,7 @@ struct LocalClusterOptions {
   int n_ctx = 256;
   std::uint64_t memory_limit = 0;  // per node, for weights + KV cache; 0: no --memory-limit
   int parallel = 0;                // sequences served at once (--parallel); 0: the node's default
+  std::string parallel_mode;       // the coordinator's --parallel-mode; empty: its default
   std::string log_level = "info";
 };
 

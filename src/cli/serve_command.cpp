@@ -121,6 +121,12 @@ CommandFn add_serve_command(CLI::App& app) {
                   "Requests that may wait for a free slot; beyond, HTTP 429 (default: 2 x "
                   "parallel)")
       ->check(CLI::Range(0, 100000));
+  cmd->add_option("--parallel-mode", n.parallel_mode,
+                  "Coordinator: how nodes share the model: pipeline (each a range of layers, in "
+                  "turn: pools memory), tensor (each a share of every layer, all at once: faster "
+                  "on fast links), auto (pipeline for now)")
+      ->check(CLI::IsMember({"auto", "pipeline", "tensor"}))
+      ->capture_default_str();
   cmd->add_option("--wait-nodes", n.wait_nodes, "Coordinator: nodes (itself included) to wait for")
       ->capture_default_str();
   cmd->add_option("--wait-timeout", n.wait_timeout_s, "Seconds to wait for them")

@@ -70,9 +70,12 @@ json plan_json(const Plan& plan) {
                       {"total_bytes", s.total_bytes},
                       {"usable_bytes", s.usable_bytes},
                       {"seconds_per_token", s.seconds_per_token},
+                      {"group", s.group},
+                      {"share", s.share},
                       {"reason", s.reason}});
   }
-  return {{"stages", stages},
+  return {{"mode", plan.mode},
+          {"stages", stages},
           {"seconds_per_token", plan.seconds_per_token},
           {"bottleneck_seconds", plan.bottleneck_seconds},
           {"unused", plan.unused},
@@ -309,8 +312,11 @@ json Node::cluster_view() const {
   }
   if (!is_coordinator()) {
     view["worker"] = {{"state", impl_->worker.state}, {"error", impl_->worker.error}};
-    if (impl_->assignment)
+    if (impl_->assignment) {
       view["worker"]["layers"] = {impl_->assignment->range.first, impl_->assignment->range.last};
+      if (impl_->assignment->tensor_weights.size() > 1)
+        view["worker"]["tensor_rank"] = impl_->assignment->tensor_rank;
+    }
   }
   return view;
 }
@@ -333,6 +339,10 @@ void Node::stop() {
   if (impl_->control_thread.joinable()) impl_->control_thread.join();
   if (impl_->stage_thread.joinable()) impl_->stage_thread.join();
   impl_->cluster_pipeline.reset();
+  if (impl_->reducer)
+    log::info("node {}: {} all-reduces took {:.3f} s (exchange and waiting for other ranks)", id_,
+              impl_->reducer->reductions(), impl_->reducer->seconds());
+  impl_->reducer.reset();
   impl_->transport.reset();
 }
 

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -54,6 +55,9 @@ struct NodeOptions {
   int parallel = 0;                // sequences served at once; 0: as many as memory allows, <= 8
   int batch_tokens = 512;          // most tokens in one scheduler step
   int max_queue = -1;              // requests waiting beyond the running ones; < 0: 2 x parallel
+  // Coordinator: how the members share the model: "pipeline" (layer ranges, one after another)
+  // or "tensor" (every node a share of every layer, all at once); "auto" is pipeline for now.
+  std::string parallel_mode = "auto";
   int wait_nodes = 1;              // coordinator: members (itself included) to wait for
   int wait_timeout_s = 60;
 };
@@ -111,6 +115,8 @@ class Node {
   void install_routes();   // node_stages.cpp: /v1/node/* on the cluster HTTP server
   void control_loop();     // node_stages.cpp: heartbeats, discovery, membership
   void run_coordinator();  // node_stages.cpp
+  // node_tensor.cpp: the coordinator's setup of a tensor-parallel group of every member.
+  void run_tensor_group(const std::map<std::string, NodeInfo>& infos, const Plan& plan);
   void run_worker();       // node_stages.cpp
   void set_status(std::string text);
   void set_failed(const std::string& why);

@@ -8,6 +8,7 @@
 
 #include "cluster/control/auth.h"
 #include "cluster/runtime/cluster_pipeline.h"
+#include "cluster/runtime/transport_reducer.h"
 #include "cluster/control/discovery.h"
 #include "cluster/weights/file_hash.h"
 #include "cluster/node.h"
@@ -28,6 +29,10 @@ struct Assignment {
   model::LayerRange range;
   int n_ctx = 0;
   int n_seqs = 1;
+  // Tensor parallelism: this node is rank tensor_rank (> 0: a follower of the coordinator) of a
+  // group whose ranks have these weights; empty for a pipeline stage.
+  int tensor_rank = 0;
+  std::vector<double> tensor_weights;
 };
 
 // A worker's progress, reported by GET /v1/node/state.
@@ -58,6 +63,7 @@ struct Node::Impl {
   std::shared_ptr<WeightServer> weights;
   std::thread setup_thread;
   std::unique_ptr<UcxTransport> transport;
+  std::unique_ptr<TransportReducer> reducer;  // the coordinator's, in a tensor-parallel group
   std::unique_ptr<ClusterPipeline> cluster_pipeline;
   std::optional<Plan> plan;  // under Node::mutex_
 
@@ -66,8 +72,23 @@ struct Node::Impl {
   std::condition_variable cv;  // with Node::mutex_: assignment / connect info arrived, stopping
   std::optional<Assignment> assignment;
   std::optional<std::pair<std::string, std::string>> connect;  // coordinator, next (hex; "" = none)
+  std::vector<std::string> connect_group;  // tensor parallelism: every rank's address (hex)
   WorkerState worker;
 };
+
+// The data plane listens only on the interface of the address the user asked the node to bind.
+UcxOptions data_plane_options(const std::string& host);
+// Transport addresses travel as hex in the control plane's JSON.
+std::vector<std::uint8_t> hex_bytes(const std::string& hex);
+std::string hex_of(const std::vector<std::uint8_t>& bytes);
+
+// Polls the /v1/node/state of the plan's workers (stages 1..) until each reports `wanted`;
+// their transport addresses (hex), by stage ("" for stage 0). Error when one fails, or after
+// 600 s. node_stages.cpp.
+std::vector<std::string> wait_for_workers(const HttpAuth& auth,
+                                          const std::map<std::string, NodeInfo>& infos,
+                                          const Plan& plan, const char* wanted,
+                                          const std::atomic<bool>& stopping);
 
 // Node's control-plane helpers (node.cpp) used by node_stages.cpp.
 std::int64_t wall_ms();

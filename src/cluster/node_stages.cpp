@@ -20,19 +20,15 @@
 #include "util/process_memory.h"
 
 namespace herd::cluster {
-namespace {
-// The data plane listens only on the interface of the address the user asked the node to bind.
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
 UcxOptions data_plane_options(const std::string& host) {
   UcxOptions o;
   if (std::string dev = interface_for_address(host); !dev.empty()) o.net_devices = dev;
   return o;
 }
-}  // namespace
-
-using nlohmann::json;
-using namespace std::chrono_literals;
-
-namespace {
 
 std::vector<std::uint8_t> hex_bytes(const std::string& hex) {
   std::string raw;
@@ -43,8 +39,6 @@ std::vector<std::uint8_t> hex_bytes(const std::string& hex) {
 std::string hex_of(const std::vector<std::uint8_t>& bytes) {
   return to_hex(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
-
-}  // namespace
 
 void Node::set_status(std::string text) {
   std::lock_guard lock(mutex_);
@@ -142,6 +136,11 @@ void Node::install_routes() {
                 a.range = {j.value("first", 0), j.value("last", 0)};
                 a.n_ctx = j.value("n_ctx", 0);
                 a.n_seqs = std::clamp(j.value("n_seqs", 1), 1, 256);
+                a.tensor_rank = j.value("tensor_rank", 0);
+                if (j.contains("tensor_weights") && j["tensor_weights"].is_array()) {
+                  for (const auto& w : j["tensor_weights"])
+                    if (w.is_number()) a.tensor_weights.push_back(w.get<double>());
+                }
                 {
                   std::lock_guard lock(mutex_);
                   impl_->assignment = a;
@@ -160,6 +159,11 @@ void Node::install_routes() {
                 {
                   std::lock_guard lock(mutex_);
                   impl_->connect = {j.value("coordinator", ""), j.value("next", "")};
+                  impl_->connect_group.clear();
+                  if (j.contains("group") && j["group"].is_array()) {
+                    for (const auto& a : j["group"])
+                      if (a.is_string()) impl_->connect_group.push_back(a.get<std::string>());
+                  }
                 }
                 impl_->cv.notify_all();
                 res.set_content(json{{"state", "connecting"}}.dump(), "application/json");
@@ -214,6 +218,31 @@ void Node::control_loop() {
   }
 }
 
+std::vector<std::string> wait_for_workers(const HttpAuth& auth,
+                                          const std::map<std::string, NodeInfo>& infos,
+                                          const Plan& plan, const char* wanted,
+                                          const std::atomic<bool>& stopping) {
+  std::vector<std::string> addresses(plan.stages.size(), "");
+  const auto until = std::chrono::steady_clock::now() + 600s;
+  for (std::size_t i = 1; i < plan.stages.size(); ++i) {
+    const NodeInfo& w = infos.at(plan.stages[i].node_id);
+    for (;;) {
+      if (stopping) fail("stopping");
+      json st = get_signed(auth, w.address.host, w.address.cluster_port, "/v1/node/state");
+      const std::string state = st.value("state", "");
+      if (state == "failed") fail("node '{}' failed: {}", w.id, st.value("error", ""));
+      if (state == wanted) {
+        addresses[i] = st.value("address", "");
+        break;
+      }
+      if (std::chrono::steady_clock::now() > until)
+        fail("node '{}' did not reach state '{}' within 600 s (it is '{}')", w.id, wanted, state);
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  return addresses;
+}
+
 void Node::run_coordinator() {
   auto& d = *impl_;
   const auto deadline =
@@ -260,6 +289,18 @@ void Node::run_coordinator() {
   }
   PlacementOptions po;
   po.per_node_overhead_bytes = 0;  // --memory-limit is what a node offers for weights + KV cache
+  if (options_.parallel_mode == "tensor" && members.size() > 1) {
+    d.n_seqs = options_.parallel > 0 ? options_.parallel : kMaxDefaultParallel;
+    shape.n_ctx = static_cast<std::int64_t>(d.n_ctx) * d.n_seqs;
+    const Plan plan = plan_tensor(shape, members, id_, po);
+    log::info("node {}: placement\n{}", id_, plan.explain());
+    {
+      std::lock_guard lock(mutex_);
+      d.plan = plan;
+    }
+    run_tensor_group(infos, plan);
+    return;
+  }
   // Every stage holds a KV slot per sequence served at once. Unless --parallel says, take the
   // most sequences (8, 4, 2, then 1) whose caches the cluster can hold next to the weights.
   std::optional<Plan> planned;
@@ -305,25 +346,7 @@ void Node::run_coordinator() {
                  {"n_seqs", d.n_seqs}});
   }
   auto wait_state = [&](const char* wanted, std::vector<std::string>& addresses) {
-    addresses.assign(plan.stages.size(), "");
-    const auto until = std::chrono::steady_clock::now() + 600s;
-    for (std::size_t i = 1; i < plan.stages.size(); ++i) {
-      const NodeInfo& w = infos.at(plan.stages[i].node_id);
-      for (;;) {
-        if (stopping_) fail("stopping");
-        json st =
-            get_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/state");
-        const std::string state = st.value("state", "");
-        if (state == "failed") fail("node '{}' failed: {}", w.id, st.value("error", ""));
-        if (state == wanted) {
-          addresses[i] = st.value("address", "");
-          break;
-        }
-        if (std::chrono::steady_clock::now() > until)
-          fail("node '{}' did not reach state '{}' within 600 s (it is '{}')", w.id, wanted, state);
-        std::this_thread::sleep_for(100ms);
-      }
-    }
+    addresses = wait_for_workers(*d.http_auth, infos, plan, wanted, stopping_);
   };
   std::vector<std::string> addresses;
   wait_state("loaded", addresses);
@@ -389,7 +412,15 @@ void Node::run_worker() {
     fo.auth = d.http_auth;
     FetchResult fetched = fetch_shard(fo);
     auto shard = std::make_shared<const gguf::File>(gguf::File::open(fetched.path.string()));
-    model_ = model::Model::load(shard, a.range);
+    const bool tensor = a.tensor_weights.size() > 1;
+    std::optional<model::TensorSlice> slice;
+    if (tensor) {
+      const auto hp = model::Model::load(shard, model::LayerRange{a.range.first, a.range.first + 1})
+                          ->hparams();
+      slice = model::tensor_slice(hp, a.tensor_weights, a.tensor_rank);
+      log::info("node {}: tensor parallel, {}", id_, slice->describe());
+    }
+    model_ = model::Model::load(shard, a.range, slice);
     d.transport = std::make_unique<UcxTransport>(data_plane_options(options_.host));
     {
       std::lock_guard lock(mutex_);
@@ -399,21 +430,44 @@ void Node::run_worker() {
                             a.range.last - 1);
     }
     std::pair<std::string, std::string> links;
+    std::vector<std::string> group;
     {
       std::unique_lock lock(mutex_);
       d.cv.wait(lock, [&] { return stopping_ || d.connect.has_value(); });
       if (stopping_) return;
       links = *d.connect;
+      group = d.connect_group;
     }
     StageLinks sl;
     sl.coordinator = d.transport->connect(hex_bytes(links.first), "the coordinator");
     if (!links.second.empty())
       sl.next = d.transport->connect(hex_bytes(links.second), "the next stage");
+    // A follower of the coordinator's tensor-parallel group: runs what the coordinator sends and
+    // adds up its partial sums with it.
+    std::unique_ptr<TransportReducer> reducer;
+    if (tensor) {
+      const int n = static_cast<int>(a.tensor_weights.size());
+      if (static_cast<int>(group.size()) != n)
+        fail("the coordinator sent {} addresses for a tensor-parallel group of {}", group.size(),
+             n);
+      sl.follower = true;
+      ReduceGroup rg{a.tensor_rank, {}, n};
+      for (int r = 0; r < n; ++r) {
+        if (r == a.tensor_rank) continue;
+        rg.peers.push_back(r == 0 ? sl.coordinator
+                                  : d.transport->connect(hex_bytes(group[r]),
+                                                         fmt::format("tensor rank {}", r)));
+      }
+      reducer = std::make_unique<TransportReducer>(*d.transport, rg);
+    }
     StageServer server(model_, a.n_ctx, *d.pool, *d.transport, sl, StageServerOptions{},
-                       a.n_seqs);
+                       a.n_seqs, reducer.get());
     set_worker("serving");
     ready_ = true;
     server.serve(&stopping_);
+    if (reducer)
+      log::info("node {}: {} all-reduces took {:.3f} s (exchange and waiting for other ranks)", id_,
+                reducer->reductions(), reducer->seconds());
     set_worker("stopped");
   } catch (const std::exception& e) {
     set_worker("failed", e.what());

@@ -398,7 +398,8 @@ std::string Plan::explain() const {
   for (std::size_t j = 0; j < stages.size(); ++j) {
     const auto& s = stages[j];
     out += fmt::format(
-        "{:<5} {:<16} {:<11} {:>10} {:>10} {:>21} {:>8.2f}  {}\n", j, s.node_id,
+        "{:<5} {:<16} {:<11} {:>10} {:>10} {:>21} {:>8.2f}  {}\n",
+        mode == "tensor" ? fmt::format("g{}", s.group) : std::to_string(j), s.node_id,
         fmt::format("{}-{} ({})", s.first_layer, s.last_layer - 1, s.last_layer - s.first_layer),
         format_bytes(s.weight_bytes), format_bytes(s.kv_bytes),
         format_bytes(s.total_bytes) + " / " + format_bytes(s.usable_bytes),

@@ -51,10 +51,16 @@ struct Stage {
   std::uint64_t usable_bytes = 0;  // what it has
   double seconds_per_token = 0;    // bytes read per token / bandwidth
   std::string reason;
+  // Tensor parallelism: stages with the same group run the same layers together, each holding
+  // `share` of every layer (rank = order within the group, the group's leader first). A pipeline
+  // stage is a group of one with share 1.
+  int group = 0;
+  double share = 1.0;
 };
 
 struct Plan {
-  std::vector<Stage> stages;        // in pipeline order
+  std::string mode = "pipeline";    // "pipeline" or "tensor"
+  std::vector<Stage> stages;        // in pipeline order (a group's ranks side by side)
   double seconds_per_token = 0;     // single stream: all stages plus the hops between them
   double bottleneck_seconds = 0;    // slowest stage: bounds throughput with several streams
   std::vector<std::string> unused;  // "id: why" for members not in the plan
@@ -68,6 +74,14 @@ struct Plan {
 // InvalidArgument on an empty model, no members, duplicate ids or a member without a speed.
 Plan plan(const ModelShape& model, const std::vector<PlacementMember>& members,
           const PlacementOptions& options = {});
+
+// Tensor parallelism: one group of every member, `leader` (which embeds the tokens and holds
+// the head) first, the others by id. Each holds a share of every layer — its KV heads,
+// feed-forward columns and experts — in proportion to its measured memory bandwidth (snapped to
+// quarters of the fastest, so that nodes of the same kind split evenly). Throws herd::Error when
+// a member cannot hold its share, saying what it lacks; InvalidArgument for an unknown leader.
+Plan plan_tensor(const ModelShape& model, const std::vector<PlacementMember>& members,
+                 const std::string& leader, const PlacementOptions& options = {});
 
 // "14.2 GiB", "512 MiB": for messages.
 std::string format_bytes(std::uint64_t bytes);

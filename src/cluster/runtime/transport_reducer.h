@@ -1,12 +1,11 @@
 // The exchange of tensor parallelism over a Transport: model::Reducer for one rank of a group.
 //
-// Each all-reduce gathers every rank's partial at rank 0, which adds them in rank order and sends
-// the sum back to every other rank, so every rank continues from bitwise the same hidden state.
-// Two hops, like a pairwise exchange between two nodes, and free of send/send deadlocks: a rank
-// only ever sends to a peer that is waiting to receive (UCX may need the receiver to progress a
-// large message). For the group sizes of a cluster of ordinary machines (2-8) and decode-sized
-// messages (n_embd floats per token) the latency of a hop dominates; a ring would move fewer bytes
-// through rank 0 for long prompts.
+// Each all-reduce is one Transport::exchange: every rank sends its partial to every other rank
+// and receives theirs, all at once (both directions of every link busy together, no rank in the
+// middle), then adds the partials in rank order, so every rank continues from bitwise the same
+// hidden state. A rank sends (n - 1) partials: for the groups of a cluster of ordinary machines
+// (2-4 nodes) that is one message time per all-reduce, which is what decode (n_embd floats a
+// token) needs; a ring would send less per rank for larger groups and long prompts.
 //
 // Wire format (tag kReduceTag): 16-byte header — magic "HAR1", the sending rank (u32), the
 // all-reduce's ordinal in this group (u64) — then the n f32 values, little-endian. The ordinal
@@ -27,7 +26,7 @@ constexpr std::size_t kReduceHeaderBytes = 16;
 
 struct ReduceGroup {
   int rank = 0;
-  // Rank 0: the peers of ranks 1..n-1 in order; other ranks: just rank 0's peer.
+  // Every other rank of the group, in rank order (n_ranks - 1 peers), connected on the transport.
   std::vector<PeerId> peers;
   int n_ranks = 1;
 };
@@ -38,19 +37,21 @@ class TransportReducer final : public model::Reducer {
 
   void all_reduce(float* data, std::int64_t n) override;
   std::uint64_t reductions() const { return ordinal_; }
+  // Time spent in all_reduce: the exchange, and waiting for slower ranks.
+  double seconds() const { return seconds_; }
 
  private:
-  void send_values(PeerId peer, const float* data, std::int64_t n);
-  // Receives rank `rank`'s message from `peer` and checks it; returns its values (in sum_).
-  const float* receive_values(PeerId peer, int rank, std::int64_t n);
+  // Checks rank `rank`'s message and returns its values.
+  const float* values_of(const ReceivedMessage& message, int rank, std::int64_t n);
 
   Transport& transport_;
   ReduceGroup group_;
   Millis timeout_;
   std::uint64_t ordinal_ = 0;
+  double seconds_ = 0;
   std::vector<std::uint8_t> out_;
-  ReceivedMessage in_;
-  std::vector<float> sum_;  // the values received last
+  std::vector<float> own_;   // this rank's partial, kept while the others' arrive
+  std::vector<float> part_;  // a received partial, aligned
 };
 
 }  // namespace herd::cluster

@@ -15,4 +15,13 @@ ReceivedMessage Transport::receive(Tag tag, std::optional<PeerId> from, Millis t
   return std::move(*message);
 }
 
+std::vector<ReceivedMessage> Transport::exchange(std::span<const PeerId> peers, Tag tag,
+                                                 std::span<const std::uint8_t> bytes,
+                                                 Millis timeout) {
+  for (const PeerId p : peers) send(p, tag, bytes, timeout);
+  std::vector<ReceivedMessage> out;
+  for (const PeerId p : peers) out.push_back(receive(tag, p, timeout));
+  return out;
+}
+
 }  // namespace herd::cluster

@@ -71,6 +71,16 @@ class Transport {
 
   // try_receive, with a timeout being an error that names what was awaited.
   ReceivedMessage receive(Tag tag, std::optional<PeerId> from, Millis timeout);
+
+  // Sends `bytes` to every peer and returns one message with `tag` from each, in `peers` order:
+  // the all-to-all step of tensor parallelism's all-reduce. All ranks may call it at once: the
+  // sends are under way while the receives wait, so a large message never waits for the other
+  // side to finish its own send, and both directions of a link carry data together. Error naming
+  // the peer that fails or sends nothing within `timeout`. This default sends, then receives,
+  // which is right for transports whose send only queues (loopback).
+  virtual std::vector<ReceivedMessage> exchange(std::span<const PeerId> peers, Tag tag,
+                                                std::span<const std::uint8_t> bytes,
+                                                Millis timeout);
 };
 
 // Tags in use. Kept here so two subsystems never pick the same one.

@@ -264,7 +264,8 @@ UcxTransport::Peer& UcxTransport::connected(PeerId id, const char* what) {
   return peer;
 }
 
-void UcxTransport::send(PeerId id, Tag tag, std::span<const std::uint8_t> bytes, Millis timeout) {
+UcxTransport::PendingSend UcxTransport::start_send(PeerId id, Tag tag,
+                                                  std::span<const std::uint8_t> bytes) {
   Peer& peer = connected(id, "send to");
   auto* c = new Completion;
   ucp_request_param_t param{};
@@ -275,22 +276,30 @@ void UcxTransport::send(PeerId id, Tag tag, std::span<const std::uint8_t> bytes,
   ucs_status_ptr_t request = ucp_tag_send_nbx(peer.ep, bytes.data(), bytes.size(), ucx_tag, &param);
   if (request == nullptr) {  // completed in place
     delete c;
-    return;
+    return {&peer, nullptr, nullptr, bytes.size()};
   }
   if (UCS_PTR_IS_ERR(request)) {
     delete c;
     fail("sending {} bytes to {} failed: {}", bytes.size(), peer.label,
          ucs_status_string(UCS_PTR_STATUS(request)));
   }
-  const bool done = progress_until([&] { return c->status != UCS_INPROGRESS || peer.failure; },
-                                   Clock::now() + timeout);
+  return {&peer, c, request, bytes.size()};
+}
+
+void UcxTransport::finish_send(PendingSend& send, Clock::time_point deadline, Millis timeout) {
+  if (send.request == nullptr) return;
+  Peer& peer = *send.peer;
+  Completion* c = send.completion;
+  void* request = send.request;
+  send.request = nullptr;
+  const bool done =
+      progress_until([&] { return c->status != UCS_INPROGRESS || peer.failure; }, deadline);
   if (done && c->status != UCS_INPROGRESS) {
     const ucs_status_t status = c->status;
     delete c;
     ucp_request_free(request);
     if (status != UCS_OK) {
-      fail("sending {} bytes to {} failed: {}", bytes.size(), peer.label,
-           ucs_status_string(status));
+      fail("sending {} bytes to {} failed: {}", send.size, peer.label, ucs_status_string(status));
     }
     return;
   }
@@ -298,13 +307,44 @@ void UcxTransport::send(PeerId id, Tag tag, std::span<const std::uint8_t> bytes,
   // (a half-sent message cannot be withdrawn), so close it; the request then completes.
   if (!peer.failure) {
     peer.failure =
-        fmt::format("a {}-byte send did not complete within {} ms", bytes.size(), timeout.count());
+        fmt::format("a {}-byte send did not complete within {} ms", send.size, timeout.count());
   }
   const std::string why = *peer.failure;
   c->abandoned = true;
   ucp_request_free(request);
   close_endpoint(peer, true);
-  fail("sending {} bytes to {} failed: {}", bytes.size(), peer.label, why);
+  fail("sending {} bytes to {} failed: {}", send.size, peer.label, why);
+}
+
+void UcxTransport::send(PeerId id, Tag tag, std::span<const std::uint8_t> bytes, Millis timeout) {
+  PendingSend pending = start_send(id, tag, bytes);
+  finish_send(pending, Clock::now() + timeout, timeout);
+}
+
+std::vector<ReceivedMessage> UcxTransport::exchange(std::span<const PeerId> peers, Tag tag,
+                                                    std::span<const std::uint8_t> bytes,
+                                                    Millis timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::vector<PendingSend> sends;
+  std::vector<ReceivedMessage> out;
+  try {
+    for (const PeerId p : peers) sends.push_back(start_send(p, tag, bytes));
+    for (const PeerId p : peers) {
+      const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+      out.push_back(receive(tag, p, std::max(left, Millis(0))));
+    }
+    for (auto& s : sends) finish_send(s, deadline, timeout);
+  } catch (...) {
+    // Sends still under way refer to `bytes`: let them finish or fail before it goes away.
+    for (auto& s : sends) {
+      try {
+        finish_send(s, Clock::now() + options_.close_timeout, options_.close_timeout);
+      } catch (const Error&) {
+      }
+    }
+    throw;
+  }
+  return out;
 }
 
 std::optional<ReceivedMessage> UcxTransport::try_receive(Tag tag, std::optional<PeerId> from,

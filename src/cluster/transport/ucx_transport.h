@@ -50,6 +50,10 @@ class UcxTransport final : public Transport {
   void send(PeerId peer, Tag tag, std::span<const std::uint8_t> bytes, Millis timeout) override;
   std::optional<ReceivedMessage> try_receive(Tag tag, std::optional<PeerId> from,
                                              Millis timeout) override;
+  // Starts every send, receives from each peer while they progress, then finishes the sends.
+  std::vector<ReceivedMessage> exchange(std::span<const PeerId> peers, Tag tag,
+                                        std::span<const std::uint8_t> bytes,
+                                        Millis timeout) override;
   std::optional<std::string> peer_failure(PeerId peer) const override;
   std::string peer_label(PeerId peer) const override;
 
@@ -68,6 +72,17 @@ class UcxTransport final : public Transport {
   void close_endpoint(Peer& peer, bool failed);
   void finish_request(void* request, Completion* c, const Peer& peer, const char* what);
   Peer& connected(PeerId peer, const char* what);
+  // A send under way: request null when it completed in place.
+  struct PendingSend {
+    Peer* peer = nullptr;
+    Completion* completion = nullptr;
+    void* request = nullptr;
+    std::size_t size = 0;
+  };
+  PendingSend start_send(PeerId peer, Tag tag, std::span<const std::uint8_t> bytes);
+  // Progresses until the send completes; Error (and the endpoint closed) when the peer fails
+  // or it does not complete by `deadline`.
+  void finish_send(PendingSend& send, Clock::time_point deadline, Millis timeout);
 
   UcxOptions options_;
   struct Handles;

@@ -83,18 +83,17 @@ class TensorCluster {
         Transport& t = *rank.transport;
         StageLinks links;
         ReduceGroup reduce{static_cast<int>(r), {}, n};
+        for (int q = 0; q < n; ++q) {  // every other rank of the group, in rank order
+          if (q != static_cast<int>(r)) reduce.peers.push_back(t.connect(address(g, q), "rank"));
+        }
         if (r == 0) {
           links.coordinator = t.connect(coordinator_->local_address(), "coordinator");
           if (g + 1 < groups.size()) links.next = t.connect(address(g + 1, 0), "next leader");
-          for (int f = 1; f < n; ++f) {
-            links.followers.push_back(t.connect(address(g, f), "follower"));
-            reduce.peers.push_back(links.followers.back());
-          }
+          for (int f = 1; f < n; ++f) links.followers.push_back(t.connect(address(g, f), "follower"));
           chain.push_back({rank.name, "in-process", coordinator_->connect(address(g, 0), rank.name)});
         } else {
           links.coordinator = t.connect(address(g, 0), "leader");
           links.follower = true;
-          reduce.peers.push_back(links.coordinator);
         }
         if (n > 1) rank.reducer = std::make_unique<TransportReducer>(t, reduce, 10000ms);
         rank.pool = std::make_unique<ThreadPool>(1);
@@ -228,7 +227,9 @@ TEST(TransportReducer, AddsThePartsInRankOrderOnEveryRank) {
     for (int r = 1; r < n; ++r) g0.peers.push_back(t[0]->connect(t[r]->local_address(), "r"));
     reducers.push_back(std::make_unique<TransportReducer>(*t[0], g0));
     for (int r = 1; r < n; ++r) {
-      ReduceGroup g{r, {t[r]->connect(t[0]->local_address(), "r0")}, n};
+      ReduceGroup g{r, {}, n};
+      for (int q = 0; q < n; ++q)
+        if (q != r) g.peers.push_back(t[r]->connect(t[q]->local_address(), "rank"));
       reducers.push_back(std::make_unique<TransportReducer>(*t[r], g));
     }
   }
@@ -273,6 +274,7 @@ TEST(TransportReducer, RejectsAGroupWithoutItsPeers) {
   LoopbackTransport a(fabric);
   EXPECT_THROW(TransportReducer(a, {0, {}, 2}), InvalidArgument);
   EXPECT_THROW(TransportReducer(a, {1, {}, 2}), InvalidArgument);
+  EXPECT_THROW(TransportReducer(a, {0, {1, 2}, 2}), InvalidArgument);
 }
 
 }  // namespace
