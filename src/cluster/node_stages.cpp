@@ -289,10 +289,24 @@ void Node::run_coordinator() {
   }
   PlacementOptions po;
   po.per_node_overhead_bytes = 0;  // --memory-limit is what a node offers for weights + KV cache
+  // Every stage holds a KV slot per sequence served at once. Unless --parallel says, take the
+  // most sequences (8, 4, 2, then 1) whose caches the cluster can hold next to the weights.
+  auto most_sequences = [&](auto&& plan_for) {
+    for (int p = options_.parallel > 0 ? options_.parallel : kMaxDefaultParallel;; p /= 2) {
+      shape.n_ctx = static_cast<std::int64_t>(d.n_ctx) * p;
+      try {
+        Plan planned = plan_for();
+        d.n_seqs = p;
+        return planned;
+      } catch (const InvalidArgument&) {
+        throw;
+      } catch (const Error&) {
+        if (options_.parallel > 0 || p == 1) throw;
+      }
+    }
+  };
   if (options_.parallel_mode == "tensor" && members.size() > 1) {
-    d.n_seqs = options_.parallel > 0 ? options_.parallel : kMaxDefaultParallel;
-    shape.n_ctx = static_cast<std::int64_t>(d.n_ctx) * d.n_seqs;
-    const Plan plan = plan_tensor(shape, members, id_, po);
+    const Plan plan = most_sequences([&] { return plan_tensor(shape, members, id_, po); });
     log::info("node {}: placement\n{}", id_, plan.explain());
     {
       std::lock_guard lock(mutex_);
@@ -301,22 +315,7 @@ void Node::run_coordinator() {
     run_tensor_group(infos, plan);
     return;
   }
-  // Every stage holds a KV slot per sequence served at once. Unless --parallel says, take the
-  // most sequences (8, 4, 2, then 1) whose caches the cluster can hold next to the weights.
-  std::optional<Plan> planned;
-  for (int p = options_.parallel > 0 ? options_.parallel : kMaxDefaultParallel; p >= 1; p /= 2) {
-    shape.n_ctx = static_cast<std::int64_t>(d.n_ctx) * p;
-    try {
-      planned = cluster::plan(shape, members, po);
-      d.n_seqs = p;
-      break;
-    } catch (const InvalidArgument&) {
-      throw;
-    } catch (const Error&) {
-      if (options_.parallel > 0 || p == 1) throw;
-    }
-  }
-  Plan plan = *planned;
+  Plan plan = most_sequences([&] { return cluster::plan(shape, members, po); });
   put_coordinator_first(plan, id_, shape.layer_bytes, infos[id_].resources.usable_memory_bytes);
   log::info("node {}: placement\n{}", id_, plan.explain());
   {

@@ -109,10 +109,24 @@ namespace {
 
 using Owned = std::vector<std::unique_ptr<std::vector<std::uint8_t>>>;
 
-Matrix rows_of(const Matrix& m, std::int64_t first, std::int64_t count) {
+// Rows [first, first + count), as a compact matrix of its own. A view into the file would do for
+// computing, but the kernel maps a file's pages in folios of up to several MiB, so a view of
+// 3/8 of a matrix's rows kept ~1/2 of it resident (measured: Linux 6.18, ext4); a copy holds
+// exactly the slice, and the file's pages go back.
+Matrix rows_of(const Matrix& m, std::int64_t first, std::int64_t count, Owned& owned,
+               const ReleaseFn& release) {
   if (!m.data) return m;
   HERD_CHECK(first >= 0 && first + count <= m.rows);
-  return {m.type, count > 0 ? m.row(first) : nullptr, count, m.cols, m.row_stride};
+  if (count == 0) return {m.type, nullptr, 0, m.cols, m.row_stride};
+  if (first == 0 && count == m.rows) return m;
+  const std::size_t row = tensor::row_bytes(m.type, m.cols);
+  auto& bytes = *owned.emplace_back(
+      std::make_unique<std::vector<std::uint8_t>>(row * static_cast<std::size_t>(count)));
+  for (std::int64_t r = 0; r < count; ++r) {
+    std::memcpy(bytes.data() + r * row, m.row(first + r), row);
+  }
+  if (release) release(m.data, m.row_stride * m.rows);
+  return {m.type, bytes.data(), count, m.cols, row};
 }
 
 Vector part_of(const Vector& v, std::int64_t first, std::int64_t count) {
@@ -171,8 +185,8 @@ void slice_ffn(const TensorSlice& slice, Matrix& gate, Matrix& up, Matrix& down,
                const ReleaseFn& release) {
   if (!gate.data) return;
   const ColumnRange c = slice.columns(gate.rows);
-  gate = rows_of(gate, c.first, c.count);
-  up = rows_of(up, c.first, c.count);
+  gate = rows_of(gate, c.first, c.count, owned, release);
+  up = rows_of(up, c.first, c.count, owned, release);
   down = columns_of(down, c.first, c.count, owned, release);
 }
 
@@ -185,17 +199,17 @@ void slice_layer(const HParams& hp, const TensorSlice& slice, LayerWeights& w, O
   const std::int64_t h0 = slice.kv_head0 * group, nh = slice.n_head_kv * group;
   const std::int64_t kv0 = slice.kv_head0, nkv = slice.n_head_kv;
   // Query rows: a head is head_dim_k rows of wq (or of wq_b, deepseek2's low-rank path).
-  w.wq = rows_of(w.wq, h0 * hp.head_dim_k, nh * hp.head_dim_k);
+  w.wq = rows_of(w.wq, h0 * hp.head_dim_k, nh * hp.head_dim_k, owned, release);
   w.bq = part_of(w.bq, h0 * hp.head_dim_k, nh * hp.head_dim_k);
-  w.wq_b = rows_of(w.wq_b, h0 * hp.head_dim_k, nh * hp.head_dim_k);
-  w.wk = rows_of(w.wk, kv0 * hp.head_dim_k, nkv * hp.head_dim_k);
+  w.wq_b = rows_of(w.wq_b, h0 * hp.head_dim_k, nh * hp.head_dim_k, owned, release);
+  w.wk = rows_of(w.wk, kv0 * hp.head_dim_k, nkv * hp.head_dim_k, owned, release);
   w.bk = part_of(w.bk, kv0 * hp.head_dim_k, nkv * hp.head_dim_k);
-  w.wv = rows_of(w.wv, kv0 * hp.head_dim_v, nkv * hp.head_dim_v);
+  w.wv = rows_of(w.wv, kv0 * hp.head_dim_v, nkv * hp.head_dim_v, owned, release);
   w.bv = part_of(w.bv, kv0 * hp.head_dim_v, nkv * hp.head_dim_v);
   // deepseek2: per-head expansion of the latent (the latent itself is replicated).
   if (w.wkv_b.data) {
     const std::int64_t per_head = hp.head_dim_k - hp.n_rot + hp.head_dim_v;
-    w.wkv_b = rows_of(w.wkv_b, h0 * per_head, nh * per_head);
+    w.wkv_b = rows_of(w.wkv_b, h0 * per_head, nh * per_head, owned, release);
   }
   w.wk_b = experts_of(w.wk_b, static_cast<int>(h0), static_cast<int>(nh));
   w.wv_b = experts_of(w.wv_b, static_cast<int>(h0), static_cast<int>(nh));

@@ -64,11 +64,12 @@ TensorSlice tensor_slice(const HParams& hp, std::span<const double> weights, int
 // element i is rank i's count; they sum to total.
 std::vector<std::int64_t> proportional_split(std::int64_t total, std::span<const double> weights);
 
-// Narrows a bound layer's weights to the slice: rows of a matrix stay views into the file;
-// columns (wo, down projections) are copied into `owned` as compact matrices (whole blocks), or
-// as f32 where the heads' columns do not fall on block boundaries, so that a rank's resident
-// memory is its slice. `release(data, bytes)` is told of every source whose columns were copied
-// (the file's pages of it are no longer needed). deepseek2's heads count as KV heads.
+// Narrows a bound layer's weights to the slice, copying each split matrix's part into `owned`
+// as a compact matrix — rows as they are, columns (wo, down projections) in whole blocks, or as
+// f32 where the heads' columns do not fall on block boundaries — so that a rank's resident memory
+// is its slice. Routed experts stay views (a rank's experts are whole, contiguous matrices).
+// `release(data, bytes)` is told of every source that was copied (the file's pages of it are no
+// longer needed). deepseek2's heads count as KV heads.
 using ReleaseFn = std::function<void(const void* data, std::size_t bytes)>;
 void slice_layer(const HParams& hp, const TensorSlice& slice, LayerWeights& w,
                  std::vector<std::unique_ptr<std::vector<std::uint8_t>>>& owned,

@@ -1,7 +1,8 @@
 // The cluster's point: a model bigger than any one node's memory runs across several, and each
-// node holds only its share. One 3-node cluster (on 127.0.0.1) serves a synthetic Llama whose
+// node holds only its share. A 3-node cluster (on 127.0.0.1) serves a synthetic Llama whose
 // weights (~480 MiB, F32) dominate the runtime's fixed memory; every node offers 45% of the
-// weight bytes, so no two nodes could hold the model.
+// weight bytes, so no two nodes could hold the model. Once as a pipeline (a range of layers per
+// node), once as a tensor-parallel group (a third of every layer per node).
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -39,11 +40,14 @@ std::uint64_t weight_bytes(const fs::path& model) {
   return total;
 }
 
-class BigModelCluster : public ::testing::Test {
+// kTensor: the nodes form one tensor-parallel group (--parallel-mode tensor), each holding a
+// third of every layer, instead of a pipeline of layer ranges.
+template <bool kTensor>
+class BigModel : public ::testing::Test {
  protected:
   // One cluster for the suite: starting it (writing the model, fetching shards) is the slow part.
   static void SetUpTestSuite() {
-    cluster_ = std::make_unique<ProcessCluster>("big-model");
+    cluster_ = std::make_unique<ProcessCluster>(kTensor ? "big-model-tensor" : "big-model");
     model_ = cluster_->dir() / "big-llama.gguf";
     model::SyntheticSpec spec;
     spec.name = "big-llama";
@@ -68,9 +72,12 @@ class BigModelCluster : public ::testing::Test {
     }
     weights_ = weight_bytes(model_);
     const std::string limit = std::to_string(weights_ * 45 / 100);
-    nodes_.push_back(
-        cluster_->start("n0", {"--model", model_.string(), "--wait-nodes", std::to_string(kNodes),
-                               "--memory-limit", limit, "--ctx", "256", "--wait-timeout", "60"}));
+    std::vector<std::string> coordinator = {"--model",         model_.string(), "--wait-nodes",
+                                            std::to_string(kNodes), "--memory-limit", limit,
+                                            "--ctx",           "256",          "--wait-timeout",
+                                            "60"};
+    if (kTensor) coordinator.insert(coordinator.end(), {"--parallel-mode", "tensor"});
+    nodes_.push_back(cluster_->start("n0", coordinator));
     for (int i = 1; i < kNodes; ++i)
       nodes_.push_back(cluster_->start(
           "n" + std::to_string(i),
@@ -92,6 +99,7 @@ class BigModelCluster : public ::testing::Test {
   }
   void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
 
+ public:
   static inline std::unique_ptr<ProcessCluster> cluster_;
   static inline std::vector<ProcessCluster::Node> nodes_;
   static inline fs::path model_;
@@ -102,58 +110,83 @@ class BigModelCluster : public ::testing::Test {
   static inline std::vector<int> prompt_;
 };
 
-TEST_F(BigModelCluster, ModelBiggerThanEveryNodeRunsAndMatchesOneNodeTokenForToken) {
-  ASSERT_TRUE(view_.is_object() && view_.contains("placement")) << view_.dump();
-  const json& stages = view_["placement"]["stages"];
-  ASSERT_EQ(stages.size(), static_cast<std::size_t>(kNodes)) << view_["placement"].dump(2);
+using BigModelCluster = BigModel<false>;
+using BigModelTensorCluster = BigModel<true>;
+
+template <class F>
+void expect_matches_one_node() {
+  ASSERT_TRUE(F::view_.is_object() && F::view_.contains("placement")) << F::view_.dump();
+  const json& stages = F::view_["placement"]["stages"];
+  ASSERT_EQ(stages.size(), static_cast<std::size_t>(kNodes)) << F::view_["placement"].dump(2);
   for (const auto& s : stages)
-    EXPECT_LE(s.value("total_bytes", 0ull), weights_ * 45 / 100) << s.dump();
+    EXPECT_LE(s.value("total_bytes", 0ull), F::weights_ * 45 / 100) << s.dump();
 
   // The ids one node generates (`herd run --ids`), as text the way the API sends it.
   std::string prompt;
-  for (int id : prompt_) prompt += (prompt.empty() ? "" : ",") + std::to_string(id);
+  for (int id : F::prompt_) prompt += (prompt.empty() ? "" : ",") + std::to_string(id);
   const std::string ids_line =
-      run_capture(herd_binary().string() + " run -m " + model_.string() + " --tokens " + prompt +
-                  " --ids --temp 0 -c 256 -t 1 -n " + std::to_string(kTokens) + " 2>/dev/null");
+      run_capture(herd_binary().string() + " run -m " + F::model_.string() + " --tokens " +
+                  prompt + " --ids --temp 0 -c 256 -t 1 -n " + std::to_string(kTokens) +
+                  " 2>/dev/null");
   std::vector<std::int32_t> ids;
   std::istringstream in(ids_line);
   for (std::int32_t id; in >> id;) ids.push_back(id);
   ASSERT_EQ(ids.size(), static_cast<std::size_t>(kTokens)) << ids_line;
-  auto tokenizer = model::Tokenizer::from_gguf(gguf::File::open(model_.string()).metadata());
+  auto tokenizer = model::Tokenizer::from_gguf(gguf::File::open(F::model_.string()).metadata());
   const std::string expected = json_safe(tokenizer->decode(ids));
   ASSERT_FALSE(expected.empty()) << ids_line;
 
-  ASSERT_FALSE(answer_.contains("error")) << answer_.dump();
-  EXPECT_EQ(answer_["usage"]["completion_tokens"].get<int>(), kTokens);
-  EXPECT_EQ(answer_["choices"][0]["text"].get<std::string>(), expected) << "ids: " << ids_line;
+  ASSERT_FALSE(F::answer_.contains("error")) << F::answer_.dump();
+  EXPECT_EQ(F::answer_["usage"]["completion_tokens"].template get<int>(), kTokens);
+  EXPECT_EQ(F::answer_["choices"][0]["text"].template get<std::string>(), expected) << "ids: " << ids_line;
 }
 
-TEST_F(BigModelCluster, EachNodeHoldsOnlyItsShareOfTheWeightsAndKvCache) {
-  const json& stages = view_["placement"]["stages"];
+template <class F>
+void expect_each_node_holds_its_share() {
+  const json& stages = F::view_["placement"]["stages"];
   ASSERT_EQ(stages.size(), static_cast<std::size_t>(kNodes));
   for (const auto& s : stages) {
     const std::string id = s["node_id"];
     const int index = std::stoi(id.substr(1));  // nodes are named n0, n1, ...
     ASSERT_LT(index, kNodes);
+    const pid_t pid = F::nodes_[index].pid;
     const std::int64_t share =
-        s["weight_bytes"].get<std::int64_t>() + s["kv_bytes"].get<std::int64_t>();
-    const std::int64_t rss = proc_status_bytes(nodes_[index].pid, "VmRSS");
+        s["weight_bytes"].template get<std::int64_t>() + s["kv_bytes"].template get<std::int64_t>();
+    const std::int64_t rss = proc_status_bytes(pid, "VmRSS");
     const std::int64_t bound = static_cast<std::int64_t>(kShareFactor * share) + kRuntimeAllowance;
-    RecordProperty(id + "_rss_mib", std::to_string(rss / kMiB));
+    ::testing::Test::RecordProperty(id + "_rss_mib", std::to_string(rss / kMiB));
     std::printf(
-        "node %s: layers %d-%d, weights + KV %.1f MiB, VmRSS %.1f MiB (RssFile %.1f, "
-        "RssAnon %.1f; peak VmHWM %.1f), bound %.1f MiB\n",
-        id.c_str(), s["first_layer"].get<int>(), s["last_layer"].get<int>() - 1,
-        share / double(kMiB), rss / double(kMiB),
-        proc_status_bytes(nodes_[index].pid, "RssFile") / double(kMiB),
-        proc_status_bytes(nodes_[index].pid, "RssAnon") / double(kMiB),
-        proc_status_bytes(nodes_[index].pid, "VmHWM") / double(kMiB), bound / double(kMiB));
-    ASSERT_GT(rss, 0) << "no /proc/" << nodes_[index].pid << "/status";
-    EXPECT_LE(rss, bound) << id << " holds more than its share; whole model: " << weights_ / kMiB
-                          << " MiB";
+        "node %s: layers %d-%d (share %.2f), weights + KV %.1f MiB, VmRSS %.1f MiB (RssFile "
+        "%.1f, RssAnon %.1f; peak VmHWM %.1f), bound %.1f MiB\n",
+        id.c_str(), s["first_layer"].template get<int>(), s["last_layer"].template get<int>() - 1,
+        s.value("share", 1.0), share / double(kMiB), rss / double(kMiB),
+        proc_status_bytes(pid, "RssFile") / double(kMiB),
+        proc_status_bytes(pid, "RssAnon") / double(kMiB),
+        proc_status_bytes(pid, "VmHWM") / double(kMiB), bound / double(kMiB));
+    ASSERT_GT(rss, 0) << "no /proc/" << pid << "/status";
+    EXPECT_LE(rss, bound) << id << " holds more than its share; whole model: "
+                          << F::weights_ / kMiB << " MiB";
     // And it does hold its share (the weights it computes with are resident after a request).
     EXPECT_GE(rss, static_cast<std::int64_t>(0.8 * share)) << id;
   }
+}
+
+TEST_F(BigModelCluster, ModelBiggerThanEveryNodeRunsAndMatchesOneNodeTokenForToken) {
+  expect_matches_one_node<BigModelCluster>();
+}
+
+TEST_F(BigModelCluster, EachNodeHoldsOnlyItsShareOfTheWeightsAndKvCache) {
+  expect_each_node_holds_its_share<BigModelCluster>();
+}
+
+// The same model as one tensor-parallel group of three: each node a third of every layer.
+TEST_F(BigModelTensorCluster, ModelBiggerThanEveryNodeRunsAndMatchesOneNodeTokenForToken) {
+  EXPECT_EQ(BigModelTensorCluster::view_["placement"].value("mode", ""), "tensor");
+  expect_matches_one_node<BigModelTensorCluster>();
+}
+
+TEST_F(BigModelTensorCluster, EachNodeHoldsOnlyItsShareOfEveryLayerAndKvCache) {
+  expect_each_node_holds_its_share<BigModelTensorCluster>();
 }
 
 // The allowance above is for the runtime; an idle node (no model, no cluster yet) shows what the

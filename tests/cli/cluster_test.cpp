@@ -39,16 +39,21 @@ std::string read_log(const fs::path& p) {
   return read_text(p);
 }
 
-void expect_cluster_matches_one_node(const fs::path& model, int nodes, int n_tokens) {
+// mode: the coordinator's --parallel-mode ("" = its default, a pipeline).
+void expect_cluster_matches_one_node(const fs::path& model, int nodes, int n_tokens,
+                                     const std::string& mode = "") {
   const std::string expected = single_node_text(model, n_tokens);
   ASSERT_FALSE(expected.empty());
   Cluster cluster("cluster-" + std::to_string(nodes));
   const auto size = fs::file_size(model);
   const std::string limit = std::to_string(size * 2 / nodes);
   // 512 positions of the f16 KV cache: with the weights, more than nodes - 1 limits hold.
-  auto coord =
-      cluster.start("n0", {"--model", model.string(), "--wait-nodes", std::to_string(nodes),
-                           "--memory-limit", limit, "--ctx", "512", "--wait-timeout", "30"});
+  std::vector<std::string> args = {"--model",        model.string(), "--wait-nodes",
+                                   std::to_string(nodes), "--memory-limit", limit,
+                                   "--ctx",          "512",          "--wait-timeout",
+                                   "30"};
+  if (!mode.empty()) args.insert(args.end(), {"--parallel-mode", mode});
+  auto coord = cluster.start("n0", args);
   std::vector<Cluster::Node> workers;
   for (int i = 1; i < nodes; ++i)
     workers.push_back(cluster.start(
@@ -59,6 +64,7 @@ void expect_cluster_matches_one_node(const fs::path& model, int nodes, int n_tok
   auto view = json::parse(c.Get("/v1/cluster")->body);
   EXPECT_EQ(view["placement"]["stages"].size(), static_cast<std::size_t>(nodes))
       << view["placement"].value("explain", "");
+  EXPECT_EQ(view["placement"].value("mode", ""), mode.empty() ? "pipeline" : mode);
   EXPECT_EQ(cluster_text(coord.api, n_tokens), expected) << model;
   // A worker forwards to the coordinator.
   ASSERT_TRUE(cluster.wait_ready(workers[0], 10));
@@ -76,6 +82,18 @@ TEST(Cluster, ThreeNodesMatchOneNodeOnGoldenQwen2AndDeepSeek2) {
   HERD_REQUIRE_SHARED(deepseek, "golden/deepseek2-f16.gguf");
   expect_cluster_matches_one_node(qwen, 3, 16);
   expect_cluster_matches_one_node(deepseek, 2, 16);
+}
+
+// Tensor parallelism through processes: every node a share of every layer (heads, feed-forward
+// columns; experts for the MoE models), greedy text identical to one node on float models.
+TEST(Cluster, TensorParallelGroupsMatchOneNodeOnGoldenModels) {
+  HERD_REQUIRE_SHARED(llama, "golden/llama-f32.gguf");
+  HERD_REQUIRE_SHARED(moe, "golden/qwen3moe-f16.gguf");
+  HERD_REQUIRE_SHARED(deepseek, "golden/deepseek2-f16.gguf");
+  expect_cluster_matches_one_node(llama, 2, 16, "tensor");
+  expect_cluster_matches_one_node(llama, 3, 16, "tensor");
+  expect_cluster_matches_one_node(moe, 2, 16, "tensor");
+  expect_cluster_matches_one_node(deepseek, 3, 16, "tensor");
 }
 
 // Many requests at once through a pipeline of processes: several batches in flight, each
