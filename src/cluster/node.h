@@ -115,8 +115,9 @@ class Node {
   void install_routes();   // node_stages.cpp: /v1/node/* on the cluster HTTP server
   void control_loop();     // node_stages.cpp: heartbeats, discovery, membership
   void run_coordinator();  // node_stages.cpp
-  // node_tensor.cpp: the coordinator's setup of a tensor-parallel group of every member.
-  void run_tensor_group(const std::map<std::string, NodeInfo>& infos, const Plan& plan);
+  // node_tensor.cpp: the coordinator's setup of a plan with tensor-parallel groups (a pipeline
+  // of groups; the coordinator leads the first).
+  void run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& plan);
   void run_worker();       // node_stages.cpp
   void set_status(std::string text);
   void set_failed(const std::string& why);

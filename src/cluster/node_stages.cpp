@@ -312,7 +312,7 @@ void Node::run_coordinator() {
       std::lock_guard lock(mutex_);
       d.plan = plan;
     }
-    run_tensor_group(infos, plan);
+    run_groups(infos, plan);
     return;
   }
   Plan plan = most_sequences([&] { return cluster::plan(shape, members, po); });
@@ -437,26 +437,29 @@ void Node::run_worker() {
       links = *d.connect;
       group = d.connect_group;
     }
+    // links.first: whom this node answers — the coordinator, or its group's leader when it is a
+    // tensor-parallel follower (rank > 0).
     StageLinks sl;
-    sl.coordinator = d.transport->connect(hex_bytes(links.first), "the coordinator");
+    sl.coordinator = d.transport->connect(
+        hex_bytes(links.first), a.tensor_rank > 0 ? "its group's leader" : "the coordinator");
     if (!links.second.empty())
       sl.next = d.transport->connect(hex_bytes(links.second), "the next stage");
-    // A follower of the coordinator's tensor-parallel group: runs what the coordinator sends and
-    // adds up its partial sums with it.
+    // A rank of a tensor-parallel group: the leader (rank 0) passes every batch on to the
+    // others; all of them add up their partial sums with each other.
     std::unique_ptr<TransportReducer> reducer;
     if (tensor) {
       const int n = static_cast<int>(a.tensor_weights.size());
       if (static_cast<int>(group.size()) != n)
         fail("the coordinator sent {} addresses for a tensor-parallel group of {}", group.size(),
              n);
-      sl.follower = true;
       ReduceGroup rg{a.tensor_rank, {}, n};
       for (int r = 0; r < n; ++r) {
         if (r == a.tensor_rank) continue;
-        rg.peers.push_back(r == 0 ? sl.coordinator
-                                  : d.transport->connect(hex_bytes(group[r]),
-                                                         fmt::format("tensor rank {}", r)));
+        rg.peers.push_back(d.transport->connect(hex_bytes(group[r]),
+                                                fmt::format("tensor rank {} of the group", r)));
+        if (a.tensor_rank == 0) sl.followers.push_back(rg.peers.back());
       }
+      sl.follower = a.tensor_rank > 0;
       reducer = std::make_unique<TransportReducer>(*d.transport, rg);
     }
     StageServer server(model_, a.n_ctx, *d.pool, *d.transport, sl, StageServerOptions{},

@@ -83,6 +83,40 @@ Plan plan(const ModelShape& model, const std::vector<PlacementMember>& members,
 Plan plan_tensor(const ModelShape& model, const std::vector<PlacementMember>& members,
                  const std::string& leader, const PlacementOptions& options = {});
 
+// Measured links between members (one-way latency and bandwidth, taken as the same both ways).
+class LinkTable {
+ public:
+  void set(const std::string& a, const std::string& b, LinkEstimate link);
+  // The link between a and b; one never measured is free (zero latency, unlimited bandwidth).
+  LinkEstimate between(const std::string& a, const std::string& b) const;
+  bool empty() const { return links_.empty(); }
+
+ private:
+  std::vector<std::pair<std::pair<std::string, std::string>, LinkEstimate>> links_;
+};
+
+// The planner's estimate of a plan's decode time per token (one stream) over `links`:
+//   per group: its layers' bytes / the sum of its ranks' bandwidths (shares follow bandwidth),
+//              + for a group of n > 1, two all-reduces per layer, each the slowest link's
+//                latency + (n - 1) messages of one token's hidden state over the slowest link,
+//              + the leader's send of the hidden state to its followers;
+//   per hop between groups' leaders (and back from the last to the coordinator): latency +
+//   hidden state (logits on the way back) / bandwidth.
+double estimate_seconds_per_token(const ModelShape& model, const Plan& plan,
+                                  const std::vector<PlacementMember>& members,
+                                  const LinkTable& links, std::int64_t n_vocab);
+
+// Chooses how the members share the model from their memory, speed and the measured links:
+// the layer-range pipeline of plan(), one tensor-parallel group of everyone, and every pipeline
+// of tensor-parallel groups (partitions of the members — of every subset with the leader for up
+// to 6 members — with layers shared in proportion to each group's bandwidth), each costed by
+// estimate_seconds_per_token; the fastest that fits in memory wins, fewer nodes on a tie within
+// options.equal_speed_tolerance. `leader` (the coordinator) leads the first group. Its summary
+// says what was chosen and the estimates of the best pipeline-only and tensor-only plans.
+Plan plan_auto(const ModelShape& model, const std::vector<PlacementMember>& members,
+               const std::string& leader, const LinkTable& links, std::int64_t n_vocab,
+               const PlacementOptions& options = {});
+
 // "14.2 GiB", "512 MiB": for messages.
 std::string format_bytes(std::uint64_t bytes);
 
