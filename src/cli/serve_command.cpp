@@ -123,8 +123,9 @@ CommandFn add_serve_command(CLI::App& app) {
       ->check(CLI::Range(0, 100000));
   cmd->add_option("--parallel-mode", n.parallel_mode,
                   "Coordinator: how nodes share the model: pipeline (each a range of layers, in "
-                  "turn: pools memory), tensor (each a share of every layer, all at once: faster "
-                  "on fast links), auto (pipeline for now)")
+                  "turn), tensor (each a share of every layer, all at once: faster on fast "
+                  "links), auto (measure the links and pick the fastest of these and of "
+                  "pipelines of tensor-parallel groups)")
       ->check(CLI::IsMember({"auto", "pipeline", "tensor"}))
       ->capture_default_str();
   cmd->add_option("--wait-nodes", n.wait_nodes, "Coordinator: nodes (itself included) to wait for")

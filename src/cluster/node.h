@@ -55,8 +55,9 @@ struct NodeOptions {
   int parallel = 0;                // sequences served at once; 0: as many as memory allows, <= 8
   int batch_tokens = 512;          // most tokens in one scheduler step
   int max_queue = -1;              // requests waiting beyond the running ones; < 0: 2 x parallel
-  // Coordinator: how the members share the model: "pipeline" (layer ranges, one after another)
-  // or "tensor" (every node a share of every layer, all at once); "auto" is pipeline for now.
+  // Coordinator: how the members share the model: "pipeline" (layer ranges, one after another),
+  // "tensor" (every node a share of every layer, all at once) or "auto" (plan_auto: the fastest
+  // of those and of pipelines of tensor-parallel groups, from the measured links).
   std::string parallel_mode = "auto";
   int wait_nodes = 1;              // coordinator: members (itself included) to wait for
   int wait_timeout_s = 60;
@@ -118,6 +119,8 @@ class Node {
   // node_tensor.cpp: the coordinator's setup of a plan with tensor-parallel groups (a pipeline
   // of groups; the coordinator leads the first).
   void run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& plan);
+  // node_links.cpp: every pair of members' link, measured by UDP probes.
+  LinkTable measure_links(const std::map<std::string, NodeInfo>& infos);
   void run_worker();       // node_stages.cpp
   void set_status(std::string text);
   void set_failed(const std::string& why);

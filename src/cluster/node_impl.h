@@ -90,6 +90,10 @@ std::vector<std::string> wait_for_workers(const HttpAuth& auth,
                                           const Plan& plan, const char* wanted,
                                           const std::atomic<bool>& stopping);
 
+// Probes the link from this host to each {"id", "host", "port"} of `targets`; one
+// {"id", "latency_s", "bandwidth"} per link measured (node_links.cpp).
+nlohmann::json probe_targets(const std::string& local_host, const nlohmann::json& targets);
+
 // Node's control-plane helpers (node.cpp) used by node_stages.cpp.
 std::int64_t wall_ms();
 nlohmann::json post_signed(const HttpAuth& auth, const std::string& host, int port,

@@ -168,6 +168,19 @@ void Node::install_routes() {
                 impl_->cv.notify_all();
                 res.set_content(json{{"state", "connecting"}}.dump(), "application/json");
               });
+  d.http.Post("/v1/node/probe",
+              [this, authorized](const httplib::Request& req, httplib::Response& res) {
+                if (!authorized(req, res)) return;
+                json j = json::parse(req.body, nullptr, false);
+                if (j.is_discarded() || !j.contains("targets") || !j["targets"].is_array() ||
+                    j["targets"].size() > 64) {
+                  res.status = 400;
+                  return;
+                }
+                res.set_content(
+                    json{{"links", probe_targets(options_.host, j["targets"])}}.dump(),
+                    "application/json");
+              });
   d.http.Get("/v1/node/state", [this, authorized](const httplib::Request& req,
                                                   httplib::Response& res) {
     if (!authorized(req, res)) return;
@@ -305,6 +318,25 @@ void Node::run_coordinator() {
       }
     }
   };
+  if (options_.parallel_mode == "auto" && members.size() > 1) {
+    set_status("measuring the links between the nodes");
+    const LinkTable links = measure_links(infos);
+    const Plan plan = most_sequences(
+        [&] { return plan_auto(shape, members, id_, links, probe->n_vocab(), po); });
+    log::info("node {}: placement\n{}", id_, plan.explain());
+    {
+      std::lock_guard lock(mutex_);
+      d.plan = plan;
+    }
+    if (plan.stages.size() > 1) {
+      run_groups(infos, plan);
+      return;
+    }
+    model_ = model::Model::load(file_);
+    d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool, d.n_seqs);
+    ready_ = true;
+    return;
+  }
   if (options_.parallel_mode == "tensor" && members.size() > 1) {
     const Plan plan = most_sequences([&] { return plan_tensor(shape, members, id_, po); });
     log::info("node {}: placement\n{}", id_, plan.explain());

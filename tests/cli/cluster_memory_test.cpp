@@ -76,7 +76,7 @@ class BigModel : public ::testing::Test {
                                             std::to_string(kNodes), "--memory-limit", limit,
                                             "--ctx",           "256",          "--wait-timeout",
                                             "60"};
-    if (kTensor) coordinator.insert(coordinator.end(), {"--parallel-mode", "tensor"});
+    coordinator.insert(coordinator.end(), {"--parallel-mode", kTensor ? "tensor" : "pipeline"});
     nodes_.push_back(cluster_->start("n0", coordinator));
     for (int i = 1; i < kNodes; ++i)
       nodes_.push_back(cluster_->start(

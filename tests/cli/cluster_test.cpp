@@ -39,9 +39,9 @@ std::string read_log(const fs::path& p) {
   return read_text(p);
 }
 
-// mode: the coordinator's --parallel-mode ("" = its default, a pipeline).
+// mode: the coordinator's --parallel-mode. With "auto" the planner may leave nodes out.
 void expect_cluster_matches_one_node(const fs::path& model, int nodes, int n_tokens,
-                                     const std::string& mode = "") {
+                                     const std::string& mode = "pipeline") {
   const std::string expected = single_node_text(model, n_tokens);
   ASSERT_FALSE(expected.empty());
   Cluster cluster("cluster-" + std::to_string(nodes));
@@ -52,7 +52,7 @@ void expect_cluster_matches_one_node(const fs::path& model, int nodes, int n_tok
                                    std::to_string(nodes), "--memory-limit", limit,
                                    "--ctx",          "512",          "--wait-timeout",
                                    "30"};
-  if (!mode.empty()) args.insert(args.end(), {"--parallel-mode", mode});
+  args.insert(args.end(), {"--parallel-mode", mode});
   auto coord = cluster.start("n0", args);
   std::vector<Cluster::Node> workers;
   for (int i = 1; i < nodes; ++i)
@@ -62,9 +62,15 @@ void expect_cluster_matches_one_node(const fs::path& model, int nodes, int n_tok
   ASSERT_TRUE(cluster.wait_ready(coord, 90)) << read_log(coord.log);
   httplib::Client c("127.0.0.1", coord.api);
   auto view = json::parse(c.Get("/v1/cluster")->body);
-  EXPECT_EQ(view["placement"]["stages"].size(), static_cast<std::size_t>(nodes))
-      << view["placement"].value("explain", "");
-  EXPECT_EQ(view["placement"].value("mode", ""), mode.empty() ? "pipeline" : mode);
+  if (mode == "auto") {
+    const std::string chosen = view["placement"].value("mode", "");
+    EXPECT_TRUE(chosen == "pipeline" || chosen == "tensor" || chosen == "hybrid") << chosen;
+    EXPECT_GE(view["placement"]["stages"].size(), 2u) << view["placement"].value("explain", "");
+  } else {
+    EXPECT_EQ(view["placement"]["stages"].size(), static_cast<std::size_t>(nodes))
+        << view["placement"].value("explain", "");
+    EXPECT_EQ(view["placement"].value("mode", ""), mode);
+  }
   EXPECT_EQ(cluster_text(coord.api, n_tokens), expected) << model;
   // A worker forwards to the coordinator.
   ASSERT_TRUE(cluster.wait_ready(workers[0], 10));
@@ -96,6 +102,13 @@ TEST(Cluster, TensorParallelGroupsMatchOneNodeOnGoldenModels) {
   expect_cluster_matches_one_node(deepseek, 3, 16, "tensor");
 }
 
+// The default: the coordinator measures the links and lets the planner choose (on 127.0.0.1,
+// where no node holds the model and its cache alone).
+TEST(Cluster, AutoPlanFromMeasuredLinksMatchesOneNode) {
+  HERD_REQUIRE_SHARED(llama, "golden/llama-f32.gguf");
+  expect_cluster_matches_one_node(llama, 3, 16, "auto");
+}
+
 // Many requests at once through a pipeline of processes: several batches in flight, each
 // request's greedy answer exactly what it is alone (each computed afresh: cache_prompt false).
 TEST(Cluster, ConcurrentRequestsThroughAPipelineEqualThemselvesAlone) {
@@ -103,7 +116,8 @@ TEST(Cluster, ConcurrentRequestsThroughAPipelineEqualThemselvesAlone) {
   Cluster cluster("cluster-concurrent");
   const std::string limit = std::to_string(fs::file_size(model));
   auto coord = cluster.start("n0", {"--model", model.string(), "--wait-nodes", "3", "--ctx", "256",
-                                    "--parallel", "6", "--memory-limit", limit});
+                                    "--parallel", "6", "--memory-limit", limit,
+                                    "--parallel-mode", "pipeline"});
   auto w1 = cluster.start("n1", {"--peers", "127.0.0.1:" + std::to_string(coord.cluster),
                                  "--memory-limit", limit});
   auto w2 = cluster.start("n2", {"--peers", "127.0.0.1:" + std::to_string(coord.cluster),

@@ -128,10 +128,19 @@ std::optional<Plan> grouped_plan(const ModelShape& model, const std::vector<Plac
                                  const PlacementOptions& options) {
   const int n_layer = static_cast<int>(model.layer_bytes.size());
   if (static_cast<int>(groups.size()) > n_layer) return std::nullopt;
+  // A rank's weight in its group: its bandwidth snapped to quarters of the group's fastest (two
+  // nodes of one kind measure a few percent apart; an uneven split for noise only makes one wait).
+  std::vector<std::vector<double>> weight(groups.size());
   std::vector<double> speed;
-  for (const auto& g : groups) {
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    double fastest = 0;
+    for (int m : groups[g]) fastest = std::max(fastest, members[m].bandwidth_bytes_per_s);
     double s = 0;
-    for (int m : g) s += members[m].bandwidth_bytes_per_s;
+    for (int m : groups[g]) {
+      weight[g].push_back(
+          std::max(0.25, std::round(members[m].bandwidth_bytes_per_s / fastest * 4) / 4));
+      s += members[m].bandwidth_bytes_per_s;
+    }
     speed.push_back(s);
   }
   // Cumulative rounding of the layers; every group at least one.
@@ -161,7 +170,7 @@ std::optional<Plan> grouped_plan(const ModelShape& model, const std::vector<Plac
       s.first_layer = a;
       s.last_layer = b;
       s.group = static_cast<int>(g);
-      s.share = m.bandwidth_bytes_per_s / speed[g];
+      s.share = weight[g][r] / std::accumulate(weight[g].begin(), weight[g].end(), 0.0);
       s.weight_bytes = static_cast<std::uint64_t>(static_cast<double>(layers) * s.share);
       if (r == 0 && a == 0) s.weight_bytes += model.embedding_bytes;
       if (r == 0 && b == n_layer) s.weight_bytes += model.head_bytes;
@@ -261,18 +270,24 @@ Plan plan_auto(const ModelShape& model, const std::vector<PlacementMember>& memb
     return b.plan ? fmt::format("{:.1f} ms", b.seconds * 1e3) : std::string("does not fit");
   };
   std::string groups_text;
-  int last_group = -1;
+  int last_group = -1, n_groups = 0;
   for (const Stage& s : out.stages) {
-    if (s.group != last_group) groups_text += last_group < 0 ? "[" : "] -> [";
-    else groups_text += " ";
+    if (s.group != last_group) {
+      groups_text += last_group < 0 ? "[" : "] -> [";
+      ++n_groups;
+    } else {
+      groups_text += " ";
+    }
     groups_text += s.node_id;
     last_group = s.group;
   }
   groups_text += "]";
   out.summary = fmt::format(
-      "{} plan {}: est. {:.1f} ms/token (best pipeline {}, best single tensor group {}); groups "
-      "run their layers on all their nodes at once, arrows are pipeline hops",
-      out.mode, groups_text, out.seconds_per_token * 1e3, est(best_pipeline), est(best_tensor));
+      "{} stage(s) on {} of {} node(s), {} plan {}: est. {:.1f} ms/token (best pipeline {}, "
+      "best single tensor group {}); a [group] runs its layers on all its nodes at once, arrows "
+      "are pipeline hops",
+      n_groups, out.stages.size(), members.size(), out.mode, groups_text,
+      out.seconds_per_token * 1e3, est(best_pipeline), est(best_tensor));
   return out;
 }
 
