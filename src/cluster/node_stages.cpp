@@ -68,9 +68,16 @@ void Node::start_cluster() {
   self.resources.usable_memory_bytes = usable;
   self.resources.threads = d.pool->size();
   self.resources.cpu_features = cpu_feature_string();
-  // A short measurement: placement needs each node's speed, not a precise figure.
-  self.resources.profile.memory_gb_per_s =
-      std::max(0.1, measure_memory_bandwidth(*d.pool, std::size_t{32} << 20, 3).read_gb_per_s);
+  // A short measurement: placement needs each node's speed, not a precise figure. Nodes that
+  // start together on one machine disturb each other's runs (a 4x spread was seen with four
+  // nodes on two cores), so the best of a few rounds a little apart counts.
+  double gb_per_s = 0.1;
+  for (int round = 0; round < 4; ++round) {
+    if (round > 0) std::this_thread::sleep_for(30ms);
+    gb_per_s = std::max(
+        gb_per_s, measure_memory_bandwidth(*d.pool, std::size_t{32} << 20, 3).read_gb_per_s);
+  }
+  self.resources.profile.memory_gb_per_s = gb_per_s;
   self.resources.profile.matvec_gflops = 1.0;
   if (is_coordinator()) self.model = model_file_name();
   d.membership = std::make_unique<Membership>(self);

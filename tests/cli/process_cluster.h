@@ -73,10 +73,13 @@ class ProcessCluster {
     std::filesystem::path log;
   };
   // `herd serve` with this node's ports, data dir, the cluster secret, one thread, and `extra`.
+  // `wrapper` runs before the binary (e.g. ip netns exec NS): it must exec it in place, so that
+  // the PID is the node's.
   Node start(const std::string& name, std::vector<std::string> extra,
-             std::filesystem::path secret = {}) {
+             std::filesystem::path secret = {}, std::vector<std::string> wrapper = {}) {
     Node n{free_port(), free_port(), 0, dir_ / (name + ".log")};
-    std::vector<std::string> args = {herd_binary().string(),
+    std::vector<std::string> args = wrapper;
+    std::vector<std::string> herd = {herd_binary().string(),
                                      "--log",
                                      "info",
                                      "serve",
@@ -92,6 +95,7 @@ class ProcessCluster {
                                      (dir_ / ("data-" + name)).string(),
                                      "--threads",
                                      "1"};
+    args.insert(args.end(), herd.begin(), herd.end());
     args.insert(args.end(), extra.begin(), extra.end());
     const pid_t parent = getpid();
     n.pid = fork();
@@ -104,7 +108,7 @@ class ProcessCluster {
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
-      execv(argv[0], argv.data());
+      execvp(argv[0], argv.data());
       _exit(127);
     }
     pids_.push_back(n.pid);
