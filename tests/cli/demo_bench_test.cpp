@@ -142,6 +142,30 @@ TEST(BenchCommand, NodesComparesOneNodeWithAClusterMeasuredThroughTheApi) {
   }
   EXPECT_DOUBLE_EQ(rows[1]["tg_ratio"].get<double>(), rows[1]["tg_tokens_per_s"].get<double>() /
                                                           rows[0]["tg_tokens_per_s"].get<double>());
+  EXPECT_EQ(rows[0]["parallel_mode"], "single");
+  EXPECT_EQ(rows[1]["parallel_mode"], "pipeline");
+  ASSERT_GT(f.pid, 0);
+  EXPECT_TRUE(leftover_nodes(f.pid).empty());
+}
+
+TEST(BenchCommand, TensorParallelNodesAreComparedWithOneNode) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  Finished f = run_herd(herd_binary(),
+                        "bench -m " + model.string() +
+                            " -p 8 -n 8 -r 1 -t 1 --nodes 2,3 --node-threads 1 --parallel-mode "
+                            "tensor --json",
+                        HERD_SOURCE_DIR);
+  ASSERT_EQ(f.exit_code, 0) << f.output;
+  const std::vector<json> rows = json_lines(f.output);
+  ASSERT_EQ(rows.size(), 3u) << f.output;
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i]["parallel_mode"], "tensor") << rows[i].dump();
+    EXPECT_EQ(rows[i]["stages"], rows[i]["nodes"]) << "every node a rank of the group";
+    EXPECT_GT(rows[i]["tg_tokens_per_s"].get<double>(), 0) << rows[i].dump();
+    EXPECT_DOUBLE_EQ(rows[i]["pp_ratio"].get<double>(),
+                     rows[i]["pp_tokens_per_s"].get<double>() /
+                         rows[0]["pp_tokens_per_s"].get<double>());
+  }
   ASSERT_GT(f.pid, 0);
   EXPECT_TRUE(leftover_nodes(f.pid).empty());
 }
