@@ -181,6 +181,49 @@ TEST_P(TransportTest, DeadPeerIsAnErrorOnReceiveAndSend) {
   EXPECT_THROW(a_->send(a_to_b_, kTag, pattern(10, 2), 1s), Error);
 }
 
+// Every rank sends a large message to every other at the same moment (tensor parallelism's
+// all-reduce): nobody waits for a send that needs the other side to receive first, and each gets
+// every peer's bytes, in peer order.
+TEST_P(TransportTest, ExchangeBetweenThreeAtOnceDeliversEveryonesBytes) {
+  constexpr int kRanks = 3;
+  constexpr std::size_t kBytes = 4u << 20;  // well past UCX's rendezvous threshold
+  std::vector<std::unique_ptr<Transport>> t;
+  for (int r = 0; r < kRanks; ++r) t.push_back(make());
+  std::vector<std::vector<PeerId>> peers(kRanks);
+  for (int r = 0; r < kRanks; ++r)
+    for (int q = 0; q < kRanks; ++q)
+      if (q != r) peers[r].push_back(t[r]->connect(t[q]->local_address(), "rank " + std::to_string(q)));
+  std::vector<std::vector<ReceivedMessage>> got(kRanks);
+  std::vector<std::string> errors(kRanks);
+  std::vector<double> seconds(kRanks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        const auto bytes = pattern(kBytes, r);
+        const auto start = std::chrono::steady_clock::now();
+        for (int round = 0; round < 3; ++round) got[r] = t[r]->exchange(peers[r], kTag, bytes, 20s);
+        seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(errors[r], "") << "rank " << r;
+    ASSERT_EQ(got[r].size(), 2u);
+    std::size_t i = 0;
+    for (int q = 0; q < kRanks; ++q) {
+      if (q == r) continue;
+      EXPECT_EQ(got[r][i].bytes, pattern(kBytes, q)) << "rank " << r << " from " << q;
+      ++i;
+    }
+  }
+  std::printf("[ exchange ] %s: 3 ranks x 3 rounds of 4 MiB to each peer: %.1f ms a round\n",
+              GetParam().c_str(), seconds[0] / 3 * 1e3);
+}
+
 INSTANTIATE_TEST_SUITE_P(Impl, TransportTest, ::testing::Values("loopback", "ucx"),
                          [](const auto& info) { return info.param; });
 
