@@ -1,7 +1,6 @@
 // Node: the control plane loop, the coordinator's setup of the pipeline and the worker's stage.
 // The sequence is described in node.h.
 #include <fmt/format.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -325,99 +324,34 @@ void Node::run_coordinator() {
       }
     }
   };
+  // The plan: measured links and the planner's choice (auto), one tensor group, or the
+  // layer-range pipeline with the coordinator first (a pipeline stage is a group of one).
+  Plan plan;
   if (options_.parallel_mode == "auto" && members.size() > 1) {
     set_status("measuring the links between the nodes");
     const LinkTable links = measure_links(infos);
-    const Plan plan = most_sequences(
+    plan = most_sequences(
         [&] { return plan_auto(shape, members, id_, links, probe->n_vocab(), po); });
-    log::info("node {}: placement\n{}", id_, plan.explain());
-    {
-      std::lock_guard lock(mutex_);
-      d.plan = plan;
-    }
-    if (plan.stages.size() > 1) {
-      run_groups(infos, plan);
-      return;
-    }
-    model_ = model::Model::load(file_);
-    d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool, d.n_seqs);
-    ready_ = true;
-    return;
+  } else if (options_.parallel_mode == "tensor" && members.size() > 1) {
+    plan = most_sequences([&] { return plan_tensor(shape, members, id_, po); });
+  } else {
+    plan = most_sequences([&] { return cluster::plan(shape, members, po); });
+    put_coordinator_first(plan, id_, shape.layer_bytes, infos[id_].resources.usable_memory_bytes);
+    for (std::size_t i = 0; i < plan.stages.size(); ++i) plan.stages[i].group = static_cast<int>(i);
   }
-  if (options_.parallel_mode == "tensor" && members.size() > 1) {
-    const Plan plan = most_sequences([&] { return plan_tensor(shape, members, id_, po); });
-    log::info("node {}: placement\n{}", id_, plan.explain());
-    {
-      std::lock_guard lock(mutex_);
-      d.plan = plan;
-    }
-    run_groups(infos, plan);
-    return;
-  }
-  Plan plan = most_sequences([&] { return cluster::plan(shape, members, po); });
-  put_coordinator_first(plan, id_, shape.layer_bytes, infos[id_].resources.usable_memory_bytes);
   log::info("node {}: placement\n{}", id_, plan.explain());
   {
     std::lock_guard lock(mutex_);
     d.plan = plan;
   }
-  const Stage& mine = plan.stages[0];
-  model_ = model::Model::load(file_, model::LayerRange{mine.first_layer, mine.last_layer});
-  if (plan.stages.size() == 1) {
-    d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool, d.n_seqs);
-    ready_ = true;
+  if (plan.stages.size() > 1) {
+    run_groups(infos, plan);
     return;
   }
-  // 1. Assign every worker its range; they fetch their shards in parallel.
-  set_status("workers are fetching their shards");
-  for (std::size_t i = 1; i < plan.stages.size(); ++i) {
-    const Stage& s = plan.stages[i];
-    const NodeInfo& w = infos.at(s.node_id);
-    post_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/assign",
-                {{"coordinator_host", options_.host},
-                 {"coordinator_port", options_.cluster_port},
-                 {"coordinator_api_port", options_.api_port},
-                 {"model_hash", d.weights->model_hash()},
-                 {"first", s.first_layer},
-                 {"last", s.last_layer},
-                 {"n_ctx", d.n_ctx},
-                 {"n_seqs", d.n_seqs}});
-  }
-  auto wait_state = [&](const char* wanted, std::vector<std::string>& addresses) {
-    addresses = wait_for_workers(*d.http_auth, infos, plan, wanted, stopping_);
-  };
-  std::vector<std::string> addresses;
-  wait_state("loaded", addresses);
-  // 2. Tell each worker where to send: the next stage, or back to us.
-  d.transport = std::make_unique<UcxTransport>(data_plane_options(options_.host));
-  const std::string self_address = hex_of(d.transport->local_address());
-  for (std::size_t i = 1; i < plan.stages.size(); ++i) {
-    const NodeInfo& w = infos.at(plan.stages[i].node_id);
-    post_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/connect",
-                {{"coordinator", self_address},
-                 {"next", i + 1 < plan.stages.size() ? addresses[i + 1] : ""}});
-  }
-  std::vector<std::string> unused;
-  wait_state("serving", unused);
-  // 3. Connect to every stage (pings, truncates) and check the chain answers.
-  std::vector<ChainNode> chain;
-  for (std::size_t i = 1; i < plan.stages.size(); ++i) {
-    const NodeInfo& w = infos.at(plan.stages[i].node_id);
-    const std::string where = fmt::format("{}:{}", w.address.host, w.address.cluster_port);
-    chain.push_back({w.id, where,
-                     d.transport->connect(hex_bytes(addresses[i]),
-                                          fmt::format("node '{}' ({})", w.id, where))});
-  }
-  d.cluster_pipeline =
-      std::make_unique<ClusterPipeline>(model_, d.n_ctx, *d.pool, *d.transport, chain,
-                                        ClusterPipelineOptions{}, d.n_seqs);
-  // Serving the workers' weights pulled the whole file into this process's page tables: drop
-  // those pages (they are clean, file-backed; our own stage faults its pages back in on use).
-  if (const MappedFile* m = file_->mapping()) {
-    madvise(const_cast<std::uint8_t*>(m->data()), m->size(), MADV_DONTNEED);
-  }
+  model_ = model::Model::load(file_, model::LayerRange{plan.stages[0].first_layer,
+                                                       plan.stages[0].last_layer});
+  d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool, d.n_seqs);
   ready_ = true;
-  log::info("node {}: ready, {} stages", id_, plan.stages.size());
 }
 
 void Node::run_worker() {

@@ -26,9 +26,7 @@
 namespace herd::engine {
 namespace {
 
-const std::vector<std::int32_t> kInput = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298,
-                                          315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410,
-                                          408, 419, 292, 411, 322, 265, 282, 295, 433, 426};
+const std::vector<std::int32_t>& kInput = herd::testing::kGoldenInput;
 
 const char* const kStems[] = {
     "llama-f32",       "llama-f16",       "llama-bf16",      "llama-q8_0",      "llama-q4_0",

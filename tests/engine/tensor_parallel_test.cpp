@@ -31,9 +31,7 @@ namespace {
 using herd::testing::argmax;
 using herd::testing::cosine;
 
-const std::vector<std::int32_t> kInput = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298,
-                                          315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410,
-                                          408, 419, 292, 411, 322, 265, 282, 295, 433, 426};
+const std::vector<std::int32_t>& kInput = herd::testing::kGoldenInput;
 constexpr int kGreedy = 16;
 
 const char* const kStems[] = {

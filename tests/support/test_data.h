@@ -25,6 +25,11 @@ std::vector<std::int32_t> read_ids(
 // Path of the built `herd` executable.
 std::filesystem::path herd_binary();
 
+// The 32-token input of every ../shared/golden reference run (golden/README.md).
+inline const std::vector<std::int32_t> kGoldenInput = {
+    1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426,
+    338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426};
+
 }  // namespace herd::testing
 
 // Skips the current test with a message when a shared file is missing.

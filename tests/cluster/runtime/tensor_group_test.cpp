@@ -30,9 +30,7 @@ using namespace std::chrono_literals;
 
 enum class Kind { kLoopback, kUcx };
 
-const std::vector<std::int32_t> kInput = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298,
-                                          315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410,
-                                          408, 419, 292, 411, 322, 265, 282, 295, 433, 426};
+const std::vector<std::int32_t>& kInput = herd::testing::kGoldenInput;
 constexpr int kCtx = 64;
 
 // One group of the plan: its layers and its ranks' weights. Group 0 is the coordinator's.
