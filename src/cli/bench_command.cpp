@@ -209,15 +209,25 @@ struct ServedRow {
   ServedSpeed speed;
 };
 
-ServedRow serve_and_measure(const std::string& path, int nodes, int threads, int n_ctx,
-                            std::uint64_t memory_limit, const std::string& mode,
-                            const ServedBenchParams& params) {
+// The local cluster a served run measures: `nodes` processes of `threads` each. A pipeline is
+// given just enough memory per node that every node must hold a part; a tensor-parallel group
+// holds a share of every layer anyway.
+LocalClusterOptions bench_cluster(const BenchOptions& o, const model::Model& model, int nodes,
+                                  int threads, int n_ctx) {
   LocalClusterOptions co;
   co.nodes = nodes;
   co.threads_per_node = threads;
   co.n_ctx = n_ctx;
-  co.memory_limit = memory_limit;
-  co.parallel_mode = nodes > 1 ? mode : "";
+  if (nodes > 1) {
+    co.parallel_mode = o.parallel_mode;
+    if (o.parallel_mode != "tensor") co.memory_limit = split_memory_limit(model, n_ctx, nodes);
+  }
+  return co;
+}
+
+ServedRow serve_and_measure(const std::string& path, const LocalClusterOptions& co,
+                            const ServedBenchParams& params) {
+  const int nodes = co.nodes, threads = co.threads_per_node;
   LocalCluster cluster(co);
   std::fprintf(stderr, "bench: starting %d node(s), %d thread(s) each...\n", nodes, threads);
   ServedRow row{nodes, threads, 0, {}};
@@ -251,15 +261,12 @@ int run_bench_nodes(const BenchOptions& o) {
     p.n_vocab = model->n_vocab();
     const std::string name = model->hparams().name.empty() ? path : model->hparams().name;
     const std::string type = dominant_type(model->file());
-    std::vector<ServedRow> rows = {serve_and_measure(path, 1, threads, n_ctx, 0, "", p)};
+    std::vector<ServedRow> rows = {
+        serve_and_measure(path, bench_cluster(o, *model, 1, threads, n_ctx), p)};
     for (int n : o.nodes) {
       if (n < 2) continue;
       const int per_node = o.node_threads > 0 ? o.node_threads : std::max(1, threads / n);
-      // A pipeline is given just enough memory per node that every node must hold a part; a
-      // tensor-parallel group holds a share of every layer anyway.
-      const std::uint64_t limit =
-          o.parallel_mode == "tensor" ? 0 : split_memory_limit(*model, n_ctx, n);
-      rows.push_back(serve_and_measure(path, n, per_node, n_ctx, limit, o.parallel_mode, p));
+      rows.push_back(serve_and_measure(path, bench_cluster(o, *model, n, per_node, n_ctx), p));
     }
     const ServedSpeed& one = rows.front().speed;
     auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
@@ -330,15 +337,9 @@ struct ConcurrencyRow {
 };
 
 // Every --concurrency level against one server (a local cluster of `nodes`).
-std::vector<ConcurrencyRow> measure_levels(const std::string& path, int nodes, int threads,
-                                           int n_ctx, std::uint64_t memory_limit,
+std::vector<ConcurrencyRow> measure_levels(const std::string& path, LocalClusterOptions co,
                                            const BenchOptions& o, int n_vocab) {
-  LocalClusterOptions co;
-  co.nodes = nodes;
-  co.threads_per_node = threads;
-  co.n_ctx = n_ctx;
-  co.memory_limit = memory_limit;
-  co.parallel_mode = nodes > 1 ? o.parallel_mode : "";
+  const int nodes = co.nodes, threads = co.threads_per_node;
   co.parallel = *std::max_element(o.concurrency.begin(), o.concurrency.end()) +
                 (o.long_prompt > 0 ? 1 : 0);
   LocalCluster cluster(co);
@@ -416,9 +417,8 @@ int run_bench_concurrency(const BenchOptions& o) {
     for (int n : sizes) {
       const int per_node =
           n == 1 ? threads : (o.node_threads > 0 ? o.node_threads : std::max(1, threads / n));
-      const std::uint64_t limit =
-          n == 1 || o.parallel_mode == "tensor" ? 0 : split_memory_limit(*model, n_ctx, n);
-      for (auto& r : measure_levels(path, n, per_node, n_ctx, limit, o, model->n_vocab()))
+      for (auto& r : measure_levels(path, bench_cluster(o, *model, n, per_node, n_ctx), o,
+                                    model->n_vocab()))
         rows.push_back(r);
     }
     // Each row against one stream on the same server (concurrency 1, same node count).

@@ -385,14 +385,10 @@ void Node::run_worker() {
     FetchResult fetched = fetch_shard(fo);
     auto shard = std::make_shared<const gguf::File>(gguf::File::open(fetched.path.string()));
     const bool tensor = a.tensor_weights.size() > 1;
-    std::optional<model::TensorSlice> slice;
-    if (tensor) {
-      const auto hp = model::Model::load(shard, model::LayerRange{a.range.first, a.range.first + 1})
-                          ->hparams();
-      slice = model::tensor_slice(hp, a.tensor_weights, a.tensor_rank);
-      log::info("node {}: tensor parallel, {}", id_, slice->describe());
-    }
-    model_ = model::Model::load(shard, a.range, slice);
+    std::optional<model::TensorShare> share;
+    if (tensor) share = model::TensorShare{a.tensor_rank, a.tensor_weights};
+    model_ = model::Model::load(shard, a.range, share);
+    if (tensor) log::info("node {}: tensor parallel, {}", id_, model_->slice().describe());
     d.transport = std::make_unique<UcxTransport>(data_plane_options(options_.host));
     {
       std::lock_guard lock(mutex_);

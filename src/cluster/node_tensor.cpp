@@ -42,17 +42,11 @@ void Node::run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& 
   auto& d = *impl_;
   const std::vector<GroupSpan> groups = group_spans(plan);
   HERD_CHECK(!groups.empty() && plan.stages[0].node_id == id_);
-  const auto hp = model::Model::load(file_, model::LayerRange{0, 1})->hparams();
-  auto slice_of = [&](const GroupSpan& g, std::size_t stage) -> std::optional<model::TensorSlice> {
-    if (g.weights.size() < 2) return std::nullopt;
-    return model::tensor_slice(hp, g.weights, static_cast<int>(stage - g.first));
-  };
-  auto range_of = [&](std::size_t stage) {
-    return model::LayerRange{plan.stages[stage].first_layer, plan.stages[stage].last_layer};
-  };
-  const auto mine = slice_of(groups[0], 0);
-  if (mine) log::info("node {}: tensor parallel, {}", id_, mine->describe());
-  model_ = model::Model::load(file_, range_of(0), mine);
+  std::optional<model::TensorShare> mine;
+  if (groups[0].weights.size() > 1) mine = model::TensorShare{0, groups[0].weights};
+  model_ = model::Model::load(
+      file_, model::LayerRange{plan.stages[0].first_layer, plan.stages[0].last_layer}, mine);
+  if (mine) log::info("node {}: tensor parallel, {}", id_, model_->slice().describe());
 
   // 1. Every worker fetches its group's layers and binds its slice.
   set_status("workers are fetching their layers");

@@ -32,7 +32,7 @@ std::string human_bytes(std::size_t n) {
 
 std::shared_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file,
                                    std::optional<LayerRange> range,
-                                   std::optional<TensorSlice> slice) {
+                                   std::optional<TensorShare> share) {
   HERD_CHECK(file != nullptr);
   std::shared_ptr<Model> m(new Model());
   m->file_ = file;
@@ -50,7 +50,7 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<const gguf::File> file,
                   m->range_.first, m->range_.last, hp.n_layer);
   }
 
-  m->slice_ = slice.value_or(TensorSlice::all(hp));
+  m->slice_ = share ? tensor_slice(hp, share->weights, share->rank) : TensorSlice::all(hp);
   if (!m->slice_.whole() && (hp.n_head_kv <= 0 || hp.n_head % hp.n_head_kv != 0)) {
     fail_argument("{}: {} query heads do not group over {} KV heads, so it cannot be split",
                   file->path(), hp.n_head, hp.n_head_kv);

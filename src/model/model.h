@@ -30,12 +30,12 @@ class Model {
   // Binds the layers in `range` (all layers when absent), token_embd when range.first == 0 and
   // output_norm / output (or the tied token_embd) when range.last == n_layer. Throws FormatError
   // for an unknown architecture, a missing tensor or a shape that disagrees with the metadata,
-  // InvalidArgument for a range outside [0, n_layer]. With a tensor slice (tensor_split.h), only
-  // that rank's part of every layer is bound (embedding, head and norms stay whole), and the KV
-  // cache width is that of its heads.
+  // InvalidArgument for a range outside [0, n_layer]. With a tensor-parallel share (a rank of a
+  // group with more than one rank, tensor_split.h), only that rank's slice of every layer is bound
+  // (embedding, head and norms stay whole), and the KV cache width is that of its heads.
   static std::shared_ptr<Model> load(std::shared_ptr<const gguf::File> file,
                                      std::optional<LayerRange> range = {},
-                                     std::optional<TensorSlice> slice = {});
+                                     std::optional<TensorShare> share = {});
 
   const HParams& hparams() const { return hp_; }
   const Architecture& arch() const { return *arch_; }

@@ -34,6 +34,13 @@ struct ColumnRange {
   std::int64_t count = 0;
 };
 
+// A rank's place in a tensor-parallel group: what a node is told; the slice follows from it and
+// the model's hyper-parameters (tensor_slice).
+struct TensorShare {
+  int rank = 0;
+  std::vector<double> weights;  // relative speed of each rank of the group
+};
+
 struct TensorSlice {
   int rank = 0;
   std::vector<double> weights = {1.0};  // relative speed of each rank of the group

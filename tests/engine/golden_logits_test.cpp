@@ -37,9 +37,7 @@ const char* const kStems[] = {
     "qwen3moe-f16",    "qwen3moe-q4_k_m", "deepseek2-f16",   "deepseek2-q8_0",  "deepseek2-q4_k_m",
 };
 
-bool is_float_type(const std::string& stem) {
-  return stem.ends_with("-f32") || stem.ends_with("-f16") || stem.ends_with("-bf16");
-}
+using herd::testing::is_float_type;
 
 bool is_moe(const std::string& stem) {
   return stem.find("moe") != std::string::npos || stem.starts_with("deepseek2");

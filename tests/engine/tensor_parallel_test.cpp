@@ -41,9 +41,7 @@ const char* const kStems[] = {
     "qwen3moe-f16",  "qwen3moe-q4_k_m", "deepseek2-f16",  "deepseek2-q8_0", "deepseek2-q4_k_m",
 };
 
-bool is_float_type(const std::string& stem) {
-  return stem.ends_with("-f32") || stem.ends_with("-f16") || stem.ends_with("-bf16");
-}
+using herd::testing::is_float_type;
 
 // The batch's logits [32, n_vocab] and the greedy tokens after it.
 struct Output {
@@ -78,8 +76,7 @@ Output run_group(std::shared_ptr<const gguf::File> file, const std::vector<doubl
   for (int r = 0; r < n; ++r) {
     threads.emplace_back([&, r] {
       try {
-        const auto hp = model::Model::load(file)->hparams();
-        auto model = model::Model::load(file, {}, model::tensor_slice(hp, weights, r));
+        auto model = model::Model::load(file, {}, model::TensorShare{r, weights});
         ThreadPool pool(1);
         outs[r] = run_model(model, pool, &group.reducer(r));
       } catch (const std::exception& e) {
@@ -142,7 +139,9 @@ TEST_P(TensorParallelGolden, GroupsGiveWhatOneNodeGives) {
     }
     EXPECT_GE(worst, is_float_type(stem) ? 0.99999 : 0.999);
     EXPECT_LE(below, flips_allowed ? 2 : 0) << "positions below cosine 0.999";
-    if (is_float_type(stem)) EXPECT_EQ(group.greedy, one.greedy);
+    if (is_float_type(stem)) {
+      EXPECT_EQ(group.greedy, one.greedy);
+    }
   }
 }
 
@@ -215,7 +214,7 @@ TEST(TensorSlice, AStageHoldingASliceNeedsAReducer) {
   HERD_REQUIRE_SHARED(path, "golden/llama-f32.gguf");
   auto file = std::make_shared<const gguf::File>(gguf::File::open(path.string()));
   const std::vector<double> w = {1, 1};
-  auto model = model::Model::load(file, {}, model::tensor_slice(model::Model::load(file)->hparams(), w, 0));
+  auto model = model::Model::load(file, {}, model::TensorShare{0, w});
   ThreadPool pool(1);
   EXPECT_THROW(LocalPipeline(model, 16, pool), InvalidArgument);
 }

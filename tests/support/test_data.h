@@ -30,6 +30,12 @@ inline const std::vector<std::int32_t> kGoldenInput = {
     1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426,
     338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426};
 
+// Whether a golden model's weights are float (stem ends in -f32, -f16 or -bf16): such files must
+// give identical greedy tokens, quantized ones are held to cosine tolerances.
+inline bool is_float_type(const std::string& stem) {
+  return stem.ends_with("-f32") || stem.ends_with("-f16") || stem.ends_with("-bf16");
+}
+
 }  // namespace herd::testing
 
 // Skips the current test with a message when a shared file is missing.

@@ -122,10 +122,11 @@ void partitions(int n, const std::function<void(const std::vector<int>&)>& visit
 }
 
 // A plan for groups in this order (group 0 holds the leader, first), layers in proportion to each
-// group's bandwidth; nullopt when a rank cannot hold its share.
+// group's bandwidth; nullopt when a rank cannot hold its share (then `why`, when given, says which
+// and by how much).
 std::optional<Plan> grouped_plan(const ModelShape& model, const std::vector<PlacementMember>& members,
                                  const std::vector<std::vector<int>>& groups,
-                                 const PlacementOptions& options) {
+                                 const PlacementOptions& options, std::string* why = nullptr) {
   const int n_layer = static_cast<int>(model.layer_bytes.size());
   if (static_cast<int>(groups.size()) > n_layer) return std::nullopt;
   // A rank's weight in its group: its bandwidth snapped to quarters of the group's fastest (two
@@ -177,7 +178,15 @@ std::optional<Plan> grouped_plan(const ModelShape& model, const std::vector<Plac
       s.kv_bytes = static_cast<std::uint64_t>(static_cast<double>(kv) * s.share);
       s.total_bytes = s.weight_bytes + s.kv_bytes + options.per_node_overhead_bytes;
       s.usable_bytes = m.usable_memory_bytes;
-      if (s.total_bytes > s.usable_bytes) return std::nullopt;
+      if (s.total_bytes > s.usable_bytes) {
+        if (why) {
+          *why = fmt::format("node '{}' would need {} ({:.0f}% of layers {}-{} and their KV cache) "
+                             "but offers {}",
+                             m.id, format_bytes(s.total_bytes), 100 * s.share, a, b - 1,
+                             format_bytes(s.usable_bytes));
+        }
+        return std::nullopt;
+      }
       s.seconds_per_token = static_cast<double>(layers) / speed[g];
       s.reason = groups[g].size() > 1
                      ? fmt::format("group {} rank {}: {:.0f}% of layers {}-{}", g, r,
@@ -191,6 +200,45 @@ std::optional<Plan> grouped_plan(const ModelShape& model, const std::vector<Plac
 }
 
 }  // namespace
+
+Plan plan_tensor(const ModelShape& model, const std::vector<PlacementMember>& members,
+                 const std::string& leader, const PlacementOptions& options) {
+  if (model.layer_bytes.empty()) fail_argument("the model has no layers");
+  std::vector<int> group;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    if (!(members[i].bandwidth_bytes_per_s > 0))
+      fail_argument("member '{}' has no measured speed", members[i].id);
+    if (members[i].id == leader) group.insert(group.begin(), static_cast<int>(i));
+  }
+  if (group.empty()) fail_argument("the leader '{}' is not a member", leader);
+  std::vector<int> others;
+  for (std::size_t i = 0; i < members.size(); ++i)
+    if (members[i].id != leader) others.push_back(static_cast<int>(i));
+  std::sort(others.begin(), others.end(),
+            [&](int a, int b) { return members[a].id < members[b].id; });
+  group.insert(group.end(), others.begin(), others.end());
+  std::string why;
+  std::optional<Plan> p = grouped_plan(model, members, {group}, options, &why);
+  if (!p) {
+    fail("tensor parallelism does not fit: {}: give it more memory (--memory-limit) or use "
+         "--parallel-mode pipeline",
+         why);
+  }
+  // Every member's own link estimate, for the exchanges' cost.
+  LinkTable links;
+  for (std::size_t a = 0; a < members.size(); ++a)
+    for (std::size_t b = a + 1; b < members.size(); ++b)
+      links.set(members[a].id, members[b].id,
+                {std::max(members[a].link.latency_s, members[b].link.latency_s),
+                 std::min(members[a].link.bandwidth_bytes_per_s, members[b].link.bandwidth_bytes_per_s)});
+  p->seconds_per_token = estimate_seconds_per_token(model, *p, members, links, 0);
+  p->bottleneck_seconds = p->seconds_per_token;
+  p->summary = fmt::format(
+      "tensor parallel: {} nodes run every layer together, each its share of the heads and the "
+      "feed-forward; est. {:.1f} ms/token",
+      members.size(), p->seconds_per_token * 1e3);
+  return *p;
+}
 
 Plan plan_auto(const ModelShape& model, const std::vector<PlacementMember>& members,
                const std::string& leader, const LinkTable& links, std::int64_t n_vocab,

@@ -160,6 +160,26 @@ TEST(PlanAuto, ExchangeCostGrowsWithTheGroupsLayersAndLatency) {
   EXPECT_NEAR(t_lan - t_fast, expected, 1e-6);
 }
 
+TEST(PlanTensor, OneGroupLeaderFirstWithSharesAndAClearErrorWhenANodeIsTooSmall) {
+  const ModelShape m = small_model();
+  const std::vector<PlacementMember> members = {node("c"), node("a"), node("b")};
+  const Plan p = plan_tensor(m, members, "b");
+  expect_valid(m, p);
+  EXPECT_EQ(p.mode, "tensor");
+  ASSERT_EQ(p.stages.size(), 3u);
+  EXPECT_EQ(p.stages[0].node_id, "b");  // the leader, then the others by id
+  EXPECT_EQ(p.stages[1].node_id, "a");
+  EXPECT_EQ(p.stages[2].node_id, "c");
+  const std::vector<PlacementMember> small = {node("a"), node("b", 64 * kMiB)};
+  try {
+    plan_tensor(m, small, "a");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node 'b'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--parallel-mode pipeline"), std::string::npos);
+  }
+}
+
 TEST(PlanAuto, NothingFitsIsAClearError) {
   const ModelShape m = small_model();
   const std::vector<PlacementMember> members = {node("a", 64 * kMiB), node("b", 64 * kMiB)};

@@ -49,7 +49,6 @@ class TensorCluster {
       return std::make_unique<UcxTransport>();
     };
     coordinator_ = make();
-    const model::HParams hp = model::Model::load(file, model::LayerRange{0, 1})->hparams();
     // ranks_[g][r]: rank r of group g (rank 0 of group 0 is the coordinator: null).
     std::vector<std::vector<Rank*>> ranks(groups.size());
     for (std::size_t g = 0; g < groups.size(); ++g) {
@@ -69,8 +68,8 @@ class TensorCluster {
       return g == 0 && r == 0 ? coordinator_->local_address()
                               : ranks[g][r]->transport->local_address();
     };
-    auto slice = [&](std::size_t g, std::size_t r) {
-      return model::tensor_slice(hp, groups[g].weights, static_cast<int>(r));
+    auto share = [&](std::size_t g, std::size_t r) {
+      return model::TensorShare{static_cast<int>(r), groups[g].weights};
     };
     std::vector<ChainNode> chain;
     for (std::size_t g = 0; g < groups.size(); ++g) {
@@ -96,7 +95,7 @@ class TensorCluster {
         if (n > 1) rank.reducer = std::make_unique<TransportReducer>(t, reduce, 10000ms);
         rank.pool = std::make_unique<ThreadPool>(1);
         rank.server = std::make_unique<StageServer>(
-            model::Model::load(file, groups[g].range, slice(g, r)), kCtx, *rank.pool, t, links,
+            model::Model::load(file, groups[g].range, share(g, r)), kCtx, *rank.pool, t, links,
             StageServerOptions{}, 1, rank.reducer.get());
         rank.thread = std::thread([&rank] { rank.server->serve(&rank.stop); });
       }
@@ -114,7 +113,7 @@ class TensorCluster {
       group.reducer = reducer_.get();
     }
     pipeline_ = std::make_unique<ClusterPipeline>(
-        model::Model::load(file, groups[0].range, slice(0, 0)), kCtx, pool_, *coordinator_,
+        model::Model::load(file, groups[0].range, share(0, 0)), kCtx, pool_, *coordinator_,
         std::move(chain), ClusterPipelineOptions{}, 1, std::move(group));
   }
 
