@@ -3,12 +3,17 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
+#endif
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 namespace herd {
@@ -164,6 +169,30 @@ std::string cpu_feature_string() {
   add(f.neon, "neon");
   add(f.neon_dotprod, "dotprod");
   return s.empty() ? "none" : s;
+}
+
+std::string cpu_model_name() {
+#if defined(__APPLE__)
+  char buf[256] = {};
+  std::size_t size = sizeof buf - 1;
+  if (sysctlbyname("machdep.cpu.brand_string", buf, &size, nullptr, 0) == 0) return buf;
+  return "";
+#else
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    // x86: "model name"; some ARM kernels: "Model" or "Hardware".
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    if (key != "model name" && key != "Model" && key != "Hardware") continue;
+    std::string value = line.substr(colon + 1);
+    const auto first = value.find_first_not_of(" \t");
+    return first == std::string::npos ? "" : value.substr(first);
+  }
+  return "";
+#endif
 }
 
 }  // namespace herd

@@ -34,5 +34,8 @@ bool isa_supported(Isa isa);
 const char* isa_name(Isa isa);
 // e.g. "avx2 fma f16c avx512f avx512bw avx512vnni avx512bf16"
 std::string cpu_feature_string();
+// The processor's marketing name, e.g. "AMD EPYC 9R14" (Linux: /proc/cpuinfo's "model name";
+// macOS: machdep.cpu.brand_string); "" where the system does not say.
+std::string cpu_model_name();
 
 }  // namespace herd
