@@ -44,7 +44,8 @@ void histogram_lines(std::string& out, const char* name, const Histogram& h) {
 }  // namespace
 
 std::string Metrics::render(const std::vector<StageTiming>& stages,
-                            const std::optional<engine::SchedulerMetrics>& scheduler) const {
+                            const std::optional<engine::SchedulerMetrics>& scheduler,
+                            const PowerReading& power) const {
   std::lock_guard lock(mutex_);
   std::string out;
   auto header = [&](const char* name, const char* type, const char* help) {
@@ -92,6 +93,18 @@ std::string Metrics::render(const std::vector<StageTiming>& stages,
            m.rejected);
     single("herd_requests_cancelled_total", "counter", "Requests whose client went away.",
            m.cancelled);
+    single("herd_generated_tokens_per_second", "gauge",
+           "Tokens sampled per second over the last 3 s, all requests together.",
+           power.tokens_per_s);
+  }
+  if (power.watts) {
+    single("herd_power_watts", "gauge", "CPU package power of all nodes (RAPL).", *power.watts);
+    if (power.tokens_per_s > 0)
+      single("herd_energy_joules_per_token", "gauge",
+             "Energy per generated token now: power over the generation rate.",
+             *power.watts / power.tokens_per_s);
+  } else {
+    out += "# herd_power_watts: not available (no readable RAPL counters on every node)\n";
   }
   if (!stages.empty()) {
     header("herd_stage_seconds_per_token", "gauge",

@@ -23,6 +23,12 @@ struct StageTiming {
   double estimated_seconds_per_token = 0;
 };
 
+// The cluster's power now (the sum over its nodes), where every node can read it.
+struct PowerReading {
+  std::optional<double> watts;  // nullopt: not available
+  double tokens_per_s = 0;      // generated now, for joules per token
+};
+
 class Metrics {
  public:
   void record_request(const std::string& endpoint, int status);
@@ -35,8 +41,10 @@ class Metrics {
 
   // The exposition text. `stages` adds per-node gauges (empty for one node); `scheduler` the
   // queue, batches and inter-token latency.
+  // `power` adds watts and joules per generated token where they are available.
   std::string render(const std::vector<StageTiming>& stages = {},
-                     const std::optional<engine::SchedulerMetrics>& scheduler = {}) const;
+                     const std::optional<engine::SchedulerMetrics>& scheduler = {},
+                     const PowerReading& power = {}) const;
 
  private:
   mutable std::mutex mutex_;

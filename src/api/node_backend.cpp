@@ -38,9 +38,17 @@ void NodeBackend::stop() {
 }
 
 std::optional<engine::SchedulerMetrics> NodeBackend::scheduler_metrics() const {
-  std::lock_guard lock(mutex_);
-  if (!inner_) return {};
-  return inner_->scheduler_metrics();
+  {
+    std::lock_guard lock(mutex_);
+    if (inner_) return inner_->scheduler_metrics();
+    if (stopped_ || !node_.ready() || !node_.is_coordinator()) return {};
+  }
+  // The scheduler starts with the first request or the first look at it (the dashboard's).
+  try {
+    return const_cast<NodeBackend*>(this)->inner().scheduler_metrics();
+  } catch (const ApiError&) {
+    return {};  // stopped meanwhile
+  }
 }
 
 std::vector<StageTiming> NodeBackend::stage_timings() const {

@@ -9,6 +9,7 @@
 #include "cluster/control/auth.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/rate_history.h"
 
 namespace herd::api {
 
@@ -215,39 +216,74 @@ void ApiServer::install_routes() {
     res.status = ready ? 200 : 503;
     res.set_content(json{{"status", backend_.status_text()}}.dump(), "application/json");
   });
-  s.Get("/v1/cluster", [this](const httplib::Request&, httplib::Response& res) {
+  s.Get("/v1/cluster", [this](const httplib::Request& req, httplib::Response& res) {
     guarded(res, [&] {
+      // A worker shows the coordinator's view (it has the placement and the requests); its own
+      // while the coordinator does not answer.
+      if (auto up = options_.upstream ? options_.upstream() : std::nullopt) {
+        try {
+          forward(req, res, *up);
+          if (res.status == 200) return;
+        } catch (const ApiError&) {
+        }
+        res.status = 200;
+      }
       json view = backend_.cluster_view();
       view["decode_tokens_per_s"] = metrics_.last_decode_tokens_per_s();
-      if (const auto m = backend_.scheduler_metrics()) {
-        view["serving"] = {
-            {"waiting", m->waiting},
-            {"running", m->running},
-            {"max_running", m->max_running},
-            {"last_batch_tokens", m->last_batch_tokens},
-            {"last_batch_sequences", m->last_batch_sequences},
-            {"batches", m->steps},
-            {"rejected", m->rejected},
-            {"cancelled", m->cancelled},
-            {"cached_prompt_tokens", m->cached_prompt_tokens},
-            {"ttft_ms_p50", 1000 * metrics_.ttft_quantile_s(0.5)},
-            {"itl_ms_p50", 1000 * m->itl.quantile_bound(0.5)},
-            {"itl_ms_p99", 1000 * m->itl.quantile_bound(0.99)},
-        };
-      }
+      add_activity(view);
       res.set_content(view.dump(-1, ' ', false, json::error_handler_t::replace),
                       "application/json");
     });
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     guarded(res, [&] {
-      res.set_content(metrics_.render(backend_.stage_timings(), backend_.scheduler_metrics()),
-                      "text/plain; version=0.0.4");
+      json view = backend_.cluster_view();
+      add_activity(view);
+      PowerReading power;
+      if (view.contains("power") && view["power"].value("available", false))
+        power.watts = view["power"]["watts"].get<double>();
+      power.tokens_per_s = view["activity"].value("tokens_per_s", 0.0);
+      res.set_content(
+          metrics_.render(backend_.stage_timings(), backend_.scheduler_metrics(), power),
+          "text/plain; version=0.0.4");
     });
   });
   s.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(dashboard_html(), "text/html; charset=utf-8");
   });
+}
+
+void ApiServer::add_activity(json& view) const {
+  json activity = {{"tokens_per_s", 0.0},
+                   {"history", std::vector<int>(RateHistory().seconds(), 0)},
+                   {"generated_tokens", 0}};
+  if (const auto m = backend_.scheduler_metrics()) {
+    const auto now = std::chrono::steady_clock::now();
+    activity = {{"tokens_per_s", m->generated.rate(now)},
+                {"history", m->generated.per_second(now)},
+                {"generated_tokens", m->generated_tokens}};
+    view["serving"] = {
+        {"waiting", m->waiting},
+        {"running", m->running},
+        {"max_running", m->max_running},
+        {"last_batch_tokens", m->last_batch_tokens},
+        {"last_batch_sequences", m->last_batch_sequences},
+        {"batches", m->steps},
+        {"rejected", m->rejected},
+        {"cancelled", m->cancelled},
+        {"cached_prompt_tokens", m->cached_prompt_tokens},
+        {"ttft_ms_p50", 1000 * metrics_.ttft_quantile_s(0.5)},
+        {"itl_ms_p50", 1000 * m->itl.quantile_bound(0.5)},
+        {"itl_ms_p99", 1000 * m->itl.quantile_bound(0.99)},
+    };
+  }
+  view["activity"] = activity;
+  // Joules per token from the cluster's power now and the generation rate now.
+  if (view.contains("power") && view["power"].value("available", false)) {
+    const double tps = activity["tokens_per_s"].get<double>();
+    view["power"]["joules_per_token"] =
+        tps > 0 ? json(view["power"]["watts"].get<double>() / tps) : json(nullptr);
+  }
 }
 
 void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind,

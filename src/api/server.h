@@ -59,6 +59,9 @@ class ApiServer {
  private:
   void install_routes();
   void handle_completion(const httplib::Request& http, RequestKind kind, httplib::Response& res);
+  // GET /v1/cluster's "activity" (tokens/s now and over the last minute), "serving" (queue,
+  // latencies) and the power's joules per token.
+  void add_activity(nlohmann::json& view) const;
 
   Backend& backend_;
   ApiOptions options_;

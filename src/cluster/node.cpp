@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <thread>
 
 #include "cluster/placement/link_probe.h"
 #include "cluster/node_impl.h"
@@ -40,47 +41,6 @@ std::string sanitize_id(std::string id) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
   }
   return id.substr(0, 64);
-}
-
-json node_json(const NodeInfo& n) {
-  return {{"id", n.id},
-          {"name", n.name},
-          {"model", n.model},
-          {"address",
-           {{"host", n.address.host},
-            {"api_port", n.address.api_port},
-            {"cluster_port", n.address.cluster_port}}},
-          {"resources",
-           {{"usable_memory_bytes", n.resources.usable_memory_bytes},
-            {"threads", n.resources.threads},
-            {"cpu_features", n.resources.cpu_features},
-            {"profile",
-             {{"matvec_gflops", n.resources.profile.matvec_gflops},
-              {"memory_gb_per_s", n.resources.profile.memory_gb_per_s}}}}}};
-}
-
-json plan_json(const Plan& plan) {
-  json stages = json::array();
-  for (const auto& s : plan.stages) {
-    stages.push_back({{"node_id", s.node_id},
-                      {"first_layer", s.first_layer},
-                      {"last_layer", s.last_layer},
-                      {"weight_bytes", s.weight_bytes},
-                      {"kv_bytes", s.kv_bytes},
-                      {"total_bytes", s.total_bytes},
-                      {"usable_bytes", s.usable_bytes},
-                      {"seconds_per_token", s.seconds_per_token},
-                      {"group", s.group},
-                      {"share", s.share},
-                      {"reason", s.reason}});
-  }
-  return {{"mode", plan.mode},
-          {"stages", stages},
-          {"seconds_per_token", plan.seconds_per_token},
-          {"bottleneck_seconds", plan.bottleneck_seconds},
-          {"unused", plan.unused},
-          {"summary", plan.summary},
-          {"explain", plan.explain()}};
 }
 
 json http_result(httplib::Result& r, const std::string& what) {
@@ -174,6 +134,37 @@ void put_coordinator_first(Plan& plan, const std::string& coordinator_id,
   }
 }
 
+NodeInfo Node::describe_self() const {
+  NodeInfo self;
+  self.id = id_;
+  self.name = options_.name.empty() ? id_ : options_.name;
+  self.address = {options_.host, static_cast<std::uint16_t>(options_.api_port),
+                  static_cast<std::uint16_t>(options_.cluster_port)};
+  std::uint64_t usable = options_.memory_limit;
+  if (usable == 0) {
+    const std::uint64_t avail = available_memory_bytes();
+    usable = avail > (std::uint64_t{512} << 20) ? avail - (std::uint64_t{512} << 20) : avail;
+  }
+  self.resources.usable_memory_bytes = usable;
+  self.resources.threads = impl_->pool->size();
+  self.resources.cpu_features = cpu_feature_string();
+  self.resources.cpu = cpu_model_name();
+  // A short measurement: placement needs each node's speed, not a precise figure. Nodes that
+  // start together on one machine disturb each other's runs (a 4x spread was seen with four
+  // nodes on two cores), so the best of a few rounds a little apart counts.
+  double gb_per_s = 0.1;
+  for (int round = 0; round < 4; ++round) {
+    if (round > 0) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    gb_per_s = std::max(gb_per_s, measure_memory_bandwidth(*impl_->pool, std::size_t{32} << 20, 3)
+                                      .read_gb_per_s);
+  }
+  self.resources.profile.memory_gb_per_s = gb_per_s;
+  self.resources.profile.matvec_gflops = 1.0;
+  if (is_coordinator()) self.model = model_file_name();
+  self.live.rss_bytes = resident_bytes();
+  return self;
+}
+
 Node::Node(NodeOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
 
 Node::~Node() {
@@ -243,6 +234,7 @@ void Node::start() {
 }
 
 void Node::start_local() {
+  impl_->self = describe_self();
   model_ = model::Model::load(file_);
   const int train = model_->hparams().n_ctx_train;
   impl_->n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(train > 0 ? train : 4096, 4096);
@@ -276,49 +268,6 @@ std::optional<std::string> Node::coordinator_api() const {
     return std::nullopt;
   }
   return fmt::format("{}:{}", c->info.address.host, c->info.address.api_port);
-}
-
-json Node::cluster_view() const {
-  json view = {{"self", id_}, {"status", status()}, {"clustered", clustered_}};
-  std::lock_guard lock(mutex_);
-  if (is_coordinator()) view["model"] = model_id();
-  json members = json::array();
-  if (impl_->membership) {
-    view["coordinator"] = impl_->membership->coordinator();
-    for (const auto& [id, m] : impl_->membership->members()) members.push_back(node_json(m.info));
-  } else {
-    view["coordinator"] = id_;
-    NodeInfo self;
-    self.id = id_;
-    self.name = options_.name.empty() ? hostname() : options_.name;
-    self.address = {options_.host, static_cast<std::uint16_t>(options_.api_port), 0};
-    self.model = model_file_name();
-    self.resources.threads = impl_->pool ? impl_->pool->size() : 0;
-    members.push_back(node_json(self));
-  }
-  view["members"] = members;
-  if (impl_->plan) {
-    view["placement"] = plan_json(*impl_->plan);
-  } else if (model_) {
-    view["placement"] = {
-        {"stages", json::array({{{"node_id", id_},
-                                 {"first_layer", 0},
-                                 {"last_layer", model_->n_layer()},
-                                 {"weight_bytes",
-                                  model_->file().mapping() ? model_->file().mapping()->size() : 0},
-                                 {"seconds_per_token", 0},
-                                 {"reason", "single node: the whole model"}}})},
-        {"explain", "one node holds every layer"}};
-  }
-  if (!is_coordinator()) {
-    view["worker"] = {{"state", impl_->worker.state}, {"error", impl_->worker.error}};
-    if (impl_->assignment) {
-      view["worker"]["layers"] = {impl_->assignment->range.first, impl_->assignment->range.last};
-      if (impl_->assignment->tensor_weights.size() > 1)
-        view["worker"]["tensor_rank"] = impl_->assignment->tensor_rank;
-    }
-  }
-  return view;
 }
 
 void Node::stop() {

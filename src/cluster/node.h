@@ -124,6 +124,8 @@ class Node {
   void run_worker();       // node_stages.cpp
   void set_status(std::string text);
   void set_failed(const std::string& why);
+  // This node as members see it: address, memory offered, threads, CPU, measured bandwidth.
+  NodeInfo describe_self() const;
 
   NodeOptions options_;
   std::string id_;

@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <condition_variable>
+#include <deque>
 
 #include "cluster/control/auth.h"
 #include "cluster/runtime/cluster_pipeline.h"
@@ -16,6 +17,7 @@
 #include "cluster/weights/weight_auth.h"
 #include "cluster/weights/weight_server.h"
 #include "engine/local_pipeline.h"
+#include "util/energy.h"
 #include "util/thread_pool.h"
 
 namespace herd::cluster {
@@ -59,6 +61,14 @@ struct Node::Impl {
   std::thread http_thread;
   std::thread control_thread;
 
+  // For the dashboard (GET /v1/cluster), under Node::mutex_.
+  NodeInfo self;  // a node serving alone (a clustered one's is in membership)
+  PowerSampler power;
+  nlohmann::json links = nlohmann::json::array();  // {"a", "b", "latency_s", "bandwidth"}
+  std::deque<nlohmann::json> events;               // the latest membership events, oldest first
+  std::map<std::string, nlohmann::json> departed;  // members that left: id -> node JSON + why
+  std::map<std::string, NodeInfo> known;           // every member seen, by id
+
   // Coordinator.
   std::shared_ptr<WeightServer> weights;
   std::thread setup_thread;
@@ -93,6 +103,12 @@ std::vector<std::string> wait_for_workers(const HttpAuth& auth,
 // Probes the link from this host to each {"id", "host", "port"} of `targets`; one
 // {"id", "latency_s", "bandwidth"} per link measured (node_links.cpp).
 nlohmann::json probe_targets(const std::string& local_host, const nlohmann::json& targets);
+
+// Logs membership events and remembers them, and the members that left, for the dashboard
+// (node_view.cpp). Call
+// under Node::mutex_ with the events Membership returned.
+void record_member_events(Node::Impl& d, const std::string& self_id,
+                          const std::vector<MemberEvent>& events);
 
 // Node's control-plane helpers (node.cpp) used by node_stages.cpp.
 std::int64_t wall_ms();

@@ -54,10 +54,21 @@ LinkTable Node::measure_links(const std::map<std::string, NodeInfo>& infos) {
     return json{{"id", n.id}, {"host", n.address.host}, {"port", n.address.cluster_port}};
   };
   LinkTable links;
+  {
+    std::lock_guard lock(mutex_);
+    d.links = json::array();
+  }
   auto record = [&](const std::string& from, const json& measured) {
     for (const auto& m : measured) {
       const LinkEstimate e{m.value("latency_s", 0.0), m.value("bandwidth", 0.0)};
       links.set(from, m.value("id", ""), e);
+      {
+        std::lock_guard lock(mutex_);  // for the dashboard
+        d.links.push_back({{"a", from},
+                           {"b", m.value("id", "")},
+                           {"latency_s", e.latency_s},
+                           {"bandwidth", e.bandwidth_bytes_per_s}});
+      }
       log::info("node {}: link {} <-> {}: {:.3f} ms one way, {}", id_, from, m.value("id", ""),
                 e.latency_s * 1e3,
                 e.bandwidth_bytes_per_s > 0

@@ -54,30 +54,7 @@ void Node::start_cluster() {
   d.secret = std::make_unique<Secret>(load_secret(options_.secret_file));
   d.http_auth = std::make_shared<HttpAuth>(*d.secret);
 
-  NodeInfo self;
-  self.id = id_;
-  self.name = options_.name.empty() ? id_ : options_.name;
-  self.address = {options_.host, static_cast<std::uint16_t>(options_.api_port),
-                  static_cast<std::uint16_t>(options_.cluster_port)};
-  std::uint64_t usable = options_.memory_limit;
-  if (usable == 0) {
-    const std::uint64_t avail = available_memory_bytes();
-    usable = avail > (std::uint64_t{512} << 20) ? avail - (std::uint64_t{512} << 20) : avail;
-  }
-  self.resources.usable_memory_bytes = usable;
-  self.resources.threads = d.pool->size();
-  self.resources.cpu_features = cpu_feature_string();
-  // A short measurement: placement needs each node's speed, not a precise figure. Nodes that
-  // start together on one machine disturb each other's runs (a 4x spread was seen with four
-  // nodes on two cores), so the best of a few rounds a little apart counts.
-  double gb_per_s = 0.1;
-  for (int round = 0; round < 4; ++round) {
-    if (round > 0) std::this_thread::sleep_for(30ms);
-    gb_per_s = std::max(
-        gb_per_s, measure_memory_bandwidth(*d.pool, std::size_t{32} << 20, 3).read_gb_per_s);
-  }
-  self.resources.profile.memory_gb_per_s = gb_per_s;
-  self.resources.profile.matvec_gflops = 1.0;
+  NodeInfo self = describe_self();
   if (is_coordinator()) self.model = model_file_name();
   d.membership = std::make_unique<Membership>(self);
   d.seq = make_sequence_start();
@@ -208,10 +185,12 @@ void Node::control_loop() {
       m.type = beats++ < 3 ? MessageType::kAnnounce : MessageType::kHeartbeat;
       {
         std::lock_guard lock(mutex_);
+        NodeInfo self = d.membership->self();
+        self.live.rss_bytes = resident_bytes();
+        self.live.power_watts = d.power.watts().value_or(-1);
+        record_member_events(d, id_, d.membership->update_self(self));
         m.node = d.membership->self();
-        for (const auto& e : d.membership->tick(now))
-          log::info("node {}: member {} {} {}", id_, e.node_id, member_event_name(e.type),
-                    e.detail);
+        record_member_events(d, id_, d.membership->tick(now));
       }
       m.seq = ++d.seq;
       d.discovery->broadcast(seal(m, *d.secret, now));
@@ -232,8 +211,7 @@ void Node::control_loop() {
     if (opened.message->node.id == id_) continue;
     d.discovery->add_peer(dgram->from);
     std::lock_guard lock(mutex_);
-    for (const auto& e : d.membership->on_message(*opened.message, wall_ms()))
-      log::info("node {}: member {} {} {}", id_, e.node_id, member_event_name(e.type), e.detail);
+    record_member_events(d, id_, d.membership->on_message(*opened.message, wall_ms()));
   }
 }
 
@@ -326,10 +304,14 @@ void Node::run_coordinator() {
   };
   // The plan: measured links and the planner's choice (auto), one tensor group, or the
   // layer-range pipeline with the coordinator first (a pipeline stage is a group of one).
+  // The links are measured whatever the mode: the dashboard shows them.
+  LinkTable links;
+  if (members.size() > 1) {
+    set_status("measuring the links between the nodes");
+    links = measure_links(infos);
+  }
   Plan plan;
   if (options_.parallel_mode == "auto" && members.size() > 1) {
-    set_status("measuring the links between the nodes");
-    const LinkTable links = measure_links(infos);
     plan = most_sequences(
         [&] { return plan_auto(shape, members, id_, links, probe->n_vocab(), po); });
   } else if (options_.parallel_mode == "tensor" && members.size() > 1) {

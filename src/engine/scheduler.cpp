@@ -377,6 +377,8 @@ void Scheduler::sample(Sequence& s, const float* row) {
   const Clock::time_point now = now_();
   {
     std::lock_guard lock(mutex_);
+    ++metrics_.generated_tokens;
+    metrics_.generated.add(now, 1);
     if (++stats.generated_tokens == 1) {
       s.first_token_at = now;
       stats.time_to_first_token_ms = std::chrono::duration<double, std::milli>(now - s.arrived).count();

@@ -32,6 +32,7 @@
 #include "engine/ticket.h"
 #include "util/error.h"
 #include "util/histogram.h"
+#include "util/rate_history.h"
 
 namespace herd::model {
 class Tokenizer;
@@ -78,6 +79,8 @@ struct SchedulerMetrics {
   std::uint64_t rejected = 0;
   std::uint64_t cancelled = 0;
   std::uint64_t cached_prompt_tokens = 0;
+  std::uint64_t generated_tokens = 0;
+  RateHistory generated{60};  // tokens sampled per second, over the last minute
   Histogram itl{{0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5}};
   Histogram batch_size{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}};  // tokens per batch
 };

@@ -103,7 +103,11 @@ TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
 
   auto cluster = c.Get("/v1/cluster");
   ASSERT_TRUE(cluster);
-  EXPECT_EQ(json::parse(cluster->body)["self"], "n1");
+  const json view = json::parse(cluster->body);
+  EXPECT_EQ(view["self"], "n1");
+  // The dashboard's activity: the rate now and the last minute, second by second.
+  EXPECT_EQ(view["activity"]["history"].size(), 60u) << view.dump();
+  EXPECT_TRUE(view["activity"]["tokens_per_s"].is_number());
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(
@@ -111,6 +115,9 @@ TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
       std::string::npos)
       << metrics->body;
   EXPECT_NE(metrics->body.find("herd_generated_tokens_total 3"), std::string::npos);
+  // The echo backend reports no power: said in a comment, no made-up figure.
+  EXPECT_EQ(metrics->body.find("herd_power_watts "), std::string::npos);
+  EXPECT_NE(metrics->body.find("# herd_power_watts: not available"), std::string::npos);
   auto page = c.Get("/");
   ASSERT_TRUE(page);
   EXPECT_NE(page->body.find("/v1/cluster"), std::string::npos);

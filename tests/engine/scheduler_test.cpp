@@ -128,6 +128,14 @@ TEST(Scheduler, ChunksAreSizedFromTheMeasuredStepCost) {
   const SchedulerMetrics m = s.metrics();
   // Every inter-token gap is within 2x of a decode step (+ one token's cost of rounding).
   EXPECT_LE(m.itl.quantile_bound(1.0), 0.025);
+  // Every sampled token is counted, and in the per-second history at the time it was sampled.
+  const std::uint64_t sampled = a->result().stats.generated_tokens +
+                                b->result().stats.generated_tokens +
+                                long_one->result().stats.generated_tokens;
+  EXPECT_EQ(m.generated_tokens, sampled);
+  std::uint64_t in_history = 0;
+  for (std::uint64_t n : m.generated.per_second(clock.t + 1s)) in_history += n;
+  EXPECT_EQ(in_history, sampled);
 }
 
 TEST(Scheduler, OlderPromptsArePrefilledFirst) {

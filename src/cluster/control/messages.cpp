@@ -103,9 +103,12 @@ std::string message_to_json(const Message& m) {
   j["resources"] = {{"usable_memory_bytes", n.resources.usable_memory_bytes},
                     {"threads", n.resources.threads},
                     {"cpu_features", n.resources.cpu_features},
+                    {"cpu", n.resources.cpu},
                     {"profile",
                      {{"matvec_gflops", n.resources.profile.matvec_gflops},
                       {"memory_gb_per_s", n.resources.profile.memory_gb_per_s}}}};
+  j["live"] = {{"rss_bytes", n.live.rss_bytes}};
+  if (n.live.power_watts >= 0) j["live"]["power_watts"] = n.live.power_watts;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -137,6 +140,14 @@ Message message_from_json(std::string_view text) {
   if (!p.is_object()) fail_format("field \"profile\" must be an object");
   m.node.resources.profile.matvec_gflops = get_rate(p, "matvec_gflops");
   m.node.resources.profile.memory_gb_per_s = get_rate(p, "memory_gb_per_s");
+  // Added later: optional, so that older nodes' messages still parse.
+  if (r.contains("cpu")) m.node.resources.cpu = get_string(r, "cpu", 128);
+  if (j.contains("live")) {
+    const json& live = j["live"];
+    if (!live.is_object()) fail_format("field \"live\" must be an object");
+    if (live.contains("rss_bytes")) m.node.live.rss_bytes = get_uint(live, "rss_bytes", UINT64_MAX);
+    if (live.contains("power_watts")) m.node.live.power_watts = get_rate(live, "power_watts");
+  }
   return m;
 }
 

@@ -37,8 +37,17 @@ struct NodeResources {
   std::uint64_t usable_memory_bytes = 0;  // what this node offers for weights + KV cache
   int threads = 0;
   std::string cpu_features;  // herd::cpu_feature_string()
+  std::string cpu;           // herd::cpu_model_name(), for people
   NodeProfile profile;
   bool operator==(const NodeResources&) const = default;
+};
+
+// What a node is doing now, sent with every heartbeat for the dashboard; changes of these never
+// count as a change of the member (no re-planning, no log line).
+struct NodeLive {
+  double power_watts = -1;     // its CPU packages' power (util/energy.h); < 0: not available
+  std::uint64_t rss_bytes = 0;  // its process's resident memory
+  bool operator==(const NodeLive&) const = default;
 };
 
 struct NodeInfo {
@@ -47,6 +56,7 @@ struct NodeInfo {
   NodeAddress address;
   NodeResources resources;
   std::string model;  // the model file this node holds (name or digest), empty when none
+  NodeLive live;
   bool operator==(const NodeInfo&) const = default;
 };
 

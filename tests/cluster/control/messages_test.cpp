@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "util/error.h"
@@ -26,6 +27,8 @@ Message sample(MessageType type = MessageType::kAnnounce) {
   m.node.resources.threads = 8;
   m.node.resources.cpu_features = "avx2 fma f16c";
   m.node.resources.profile = {55.5, 38.25};
+  m.node.resources.cpu = "AMD EPYC 9R14";
+  m.node.live = {41.5, 123456789};
   return m;
 }
 
@@ -39,6 +42,26 @@ TEST(Messages, JsonRoundTripKeepsEveryField) {
     EXPECT_EQ(back.seq, 42u);
     EXPECT_EQ(back.node, m.node);
   }
+}
+
+TEST(Messages, PowerIsLeftOutWhenNotAvailable) {
+  auto m = sample();
+  m.node.live.power_watts = -1;
+  const std::string text = message_to_json(m);
+  EXPECT_EQ(text.find("power_watts"), std::string::npos) << text;
+  EXPECT_LT(message_from_json(text).node.live.power_watts, 0);
+}
+
+TEST(Messages, OlderNodesWithoutCpuNameOrLiveFiguresStillParse) {
+  auto j = nlohmann::json::parse(message_to_json(sample()));
+  j.erase("live");
+  j["resources"].erase("cpu");
+  const Message back = message_from_json(j.dump());
+  EXPECT_EQ(back.node.resources.cpu, "");
+  EXPECT_LT(back.node.live.power_watts, 0);
+  EXPECT_EQ(back.node.live.rss_bytes, 0u);
+  j["live"] = {{"power_watts", -3}};  // out of range: rejected, naming the field
+  EXPECT_THROW(message_from_json(j.dump()), FormatError);
 }
 
 TEST(Messages, LeaveCarriesIdAndReasonOnly) {
