@@ -5,10 +5,11 @@
 # toolchain is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --deps
+scripts/setup.sh --test-deps
 jobs=$(nproc)
 
-# The official OpenAI client for Node, for tests/clients (from the npm registry, pinned by its lock).
+# The official OpenAI client for Node and puppeteer-core (drives Chromium), for tests/clients (from
+# the npm registry, pinned by its lock).
 if command -v npm >/dev/null; then
   (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error) ||
     echo "test.sh: npm ci failed: the client-library tests will be skipped"

@@ -3,60 +3,23 @@
 // a full server answers. Each server is started on a free port of 127.0.0.1 and killed by PID.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { createServer } from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
+import { freePort, killAll, missingFiles, sharedModel, startHerd } from "./herd_process.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const herd = process.env.HERD_BINARY ?? path.join(root, "build", "herd");
-const model = path.resolve(root, "..", "shared", "models", "stories260K.gguf");
-const missing = !existsSync(model) ? `no ${model}` : !existsSync(herd) ? `no ${herd}` : "";
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const servers = [];
+const model = sharedModel("stories260K.gguf");
+const missing = missingFiles(model);
 
 // Starts `herd serve` with stories260K and waits (at most 30 s) for /health.
 async function serve(extra) {
   const port = await freePort();
-  const child = spawn(herd, ["serve", "-m", model, "--api-port", String(port), ...extra], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let log = "";
-  child.stderr.on("data", (d) => (log += d));
-  servers.push(child);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`herd serve exited: ${log}`);
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/health`);
-      if (r.status === 200) break;
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`herd serve did not get ready: ${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await startHerd(["-m", model, "--api-port", String(port), ...extra], { apiPort: port, timeoutMs: 30_000 });
   return {
     port,
     client: new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 }),
   };
 }
 
-after(() => {
-  for (const child of servers) child.kill("SIGKILL");
-});
+after(killAll);
 
 // Eight different prompts (token ids of the 512-token vocabulary).
 const prompts = Array.from({ length: 8 }, (_, i) => [
