@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "engine/constraint.h"
 #include "engine/pipeline.h"
 #include "engine/sampler.h"
 
@@ -28,6 +30,8 @@ struct GenerationParams {
   bool parse_special = true;  // text prompts: "<|im_start|>" etc. become special tokens
   bool ignore_eos = false;    // keep going past end-of-generation tokens
   bool cache_prompt = true;   // reuse a cached prefix of the prompt (the scheduler's slots)
+  // What the text must be (e.g. JSON of a schema); null: anything. Enforced by the scheduler.
+  std::shared_ptr<const TokenConstraint> constraint;
 };
 
 struct GenerationStats {

@@ -10,7 +10,11 @@ namespace herd::engine {
 
 struct Scheduler::Sequence {
   Sequence(std::vector<std::int32_t> p, GenerationParams g, std::int64_t max)
-      : prompt(std::move(p)), params(std::move(g)), max_tokens(max), sampler(params.sampling),
+      : prompt(std::move(p)),
+        params(std::move(g)),
+        max_tokens(max),
+        sampler(params.sampling),
+        constraint(params.constraint ? params.constraint->start() : nullptr),
         stream(params.stop) {}
 
   std::shared_ptr<Ticket> ticket = std::make_shared<Ticket>();
@@ -18,6 +22,8 @@ struct Scheduler::Sequence {
   GenerationParams params;
   std::int64_t max_tokens;
   Sampler sampler;
+  std::unique_ptr<ConstraintState> constraint;  // null: unconstrained
+  std::vector<float> masked;                    // scratch: the logits the constraint allows
   TextStream stream;
   std::uint64_t order = 0;  // arrival number: older prompts are prefilled first
   int slot = -1;
@@ -371,9 +377,16 @@ void Scheduler::sample(Sequence& s, const float* row) {
     finish(s, "cancelled");
     return;
   }
-  const std::int32_t token =
-      s.sampler.sample(std::span<const float>(row, static_cast<std::size_t>(pipeline_.n_vocab())));
+  const auto n_vocab = static_cast<std::size_t>(pipeline_.n_vocab());
+  std::span<const float> logits(row, n_vocab);
+  if (s.constraint) {
+    s.masked.assign(row, row + n_vocab);
+    s.constraint->mask(s.masked, s.max_tokens - s.result.stats.generated_tokens);
+    logits = s.masked;
+  }
+  const std::int32_t token = s.sampler.sample(logits);
   s.sampler.accept(token);
+  if (s.constraint) s.constraint->accept(token);
   const Clock::time_point now = now_();
   {
     std::lock_guard lock(mutex_);
@@ -401,7 +414,7 @@ void Scheduler::sample(Sequence& s, const float* row) {
   const std::string text = s.stream.push(piece, stopped);
   s.result.text += text;
   s.ticket->push(text);
-  if (stopped) {
+  if (stopped || (s.constraint && s.constraint->complete())) {
     finish(s, "stop");
     return;
   }

@@ -1,0 +1,69 @@
+#include "grammar/json_constraint.h"
+
+#include <cmath>
+#include <limits>
+
+#include "grammar/json_matcher.h"
+#include "model/tokenizer.h"
+
+namespace herd::grammar {
+
+class JsonConstraintState : public engine::ConstraintState {
+ public:
+  explicit JsonConstraintState(const JsonConstraint& c) : c_(c), matcher_(c.schema_) {}
+
+  void mask(std::span<float> logits, std::int64_t tokens_left) override {
+    constexpr float kNever = -std::numeric_limits<float>::infinity();
+    const bool whole = matcher_.accepting();
+    bool any = false;
+    for (std::size_t id = 0; id < logits.size(); ++id) {
+      if (logits[id] == kNever) continue;
+      bool allowed = false;
+      if (id < c_.ends_.size() && c_.ends_[id]) {
+        allowed = whole;
+      } else if (id < c_.pieces_.size() && !c_.pieces_[id].empty()) {
+        JsonMatcher next = matcher_;
+        allowed = next.feed(c_.pieces_[id]) && next.min_remaining() <= tokens_left - 1;
+      }
+      if (allowed)
+        any = true;
+      else
+        logits[id] = kNever;
+    }
+    // Nothing fits (the request left too few tokens for any document): end rather than write
+    // what cannot be finished.
+    if (!any && c_.eos_ >= 0 && static_cast<std::size_t>(c_.eos_) < logits.size())
+      logits[static_cast<std::size_t>(c_.eos_)] = 0;
+  }
+
+  void accept(std::int32_t token) override {
+    if (token < 0 || static_cast<std::size_t>(token) >= c_.pieces_.size()) return;
+    if (c_.ends_[static_cast<std::size_t>(token)]) return;
+    matcher_.feed(c_.pieces_[static_cast<std::size_t>(token)]);
+  }
+
+  bool complete() const override { return matcher_.complete(); }
+
+ private:
+  const JsonConstraint& c_;
+  JsonMatcher matcher_;
+};
+
+JsonConstraint::JsonConstraint(Schema schema, const model::Tokenizer& tokenizer)
+    : schema_(std::move(schema)) {
+  const auto n = static_cast<std::size_t>(tokenizer.n_vocab());
+  pieces_.resize(n);
+  ends_.resize(n);
+  for (std::size_t id = 0; id < n; ++id) {
+    const auto token = static_cast<std::int32_t>(id);
+    ends_[id] = tokenizer.is_end_of_generation(token);
+    if (!tokenizer.is_control(token)) pieces_[id] = tokenizer.token_to_piece(token);
+  }
+  eos_ = tokenizer.eos();
+}
+
+std::unique_ptr<engine::ConstraintState> JsonConstraint::start() const {
+  return std::make_unique<JsonConstraintState>(*this);
+}
+
+}  // namespace herd::grammar

@@ -1,0 +1,43 @@
+// Constrained sampling for JSON: a TokenConstraint (engine/constraint.h) that lets through only
+// the tokens after which the text is still the beginning of a document of the schema, and that
+// can still be finished in the tokens the request has left (JsonMatcher::min_remaining counts
+// bytes; every byte has a token of its own in the byte-level and byte-fallback vocabularies of
+// the models herd reads, so bytes bound tokens). End-of-generation tokens are allowed once the
+// document is whole; the generation ends by itself when nothing may follow.
+//
+// Cost: every candidate token is tried on a copy of the matcher, so one step is about
+// n_vocab × (token length) matcher steps — well under a millisecond for small vocabularies,
+// some milliseconds for 150k-token ones.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/constraint.h"
+#include "grammar/json_schema.h"
+
+namespace herd::model {
+class Tokenizer;
+}
+
+namespace herd::grammar {
+
+class JsonConstraint : public engine::TokenConstraint {
+ public:
+  // The tokenizer's pieces are read once, here.
+  JsonConstraint(Schema schema, const model::Tokenizer& tokenizer);
+
+  std::unique_ptr<engine::ConstraintState> start() const override;
+
+  const Schema& schema() const { return schema_; }
+
+ private:
+  friend class JsonConstraintState;
+  Schema schema_;
+  std::vector<std::string> pieces_;  // per token: its bytes; empty for control tokens
+  std::vector<bool> ends_;           // per token: end of generation
+  std::int32_t eos_ = -1;
+};
+
+}  // namespace herd::grammar
