@@ -17,6 +17,7 @@
 #include "engine/pipeline.h"
 #include "engine/scheduler.h"
 #include "engine/ticket.h"
+#include "grammar/json_constraint.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 
@@ -41,6 +42,10 @@ class Backend {
   // client goes away). ApiError 429 with retry_after_s when the queue is full.
   virtual std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
                                                  const engine::GenerationParams& params) = 0;
+  // What makes an answer a JSON document of `schema` (constrained sampling). ApiError 400 where
+  // the backend cannot constrain.
+  virtual std::shared_ptr<const engine::TokenConstraint> json_constraint(
+      const grammar::Schema& schema);
   // Queue, batches and latencies, once a scheduler runs.
   virtual std::optional<engine::SchedulerMetrics> scheduler_metrics() const { return {}; }
   // Stops generating (what runs or waits fails); call before the pipeline goes away.
@@ -68,6 +73,8 @@ class PipelineBackend : public Backend {
   std::vector<std::int32_t> prepare(const CompletionRequest& request) override;
   std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
                                          const engine::GenerationParams& params) override;
+  std::shared_ptr<const engine::TokenConstraint> json_constraint(
+      const grammar::Schema& schema) override;
   std::optional<engine::SchedulerMetrics> scheduler_metrics() const override {
     return scheduler_.metrics();
   }
@@ -85,6 +92,8 @@ class PipelineBackend : public Backend {
   engine::Pipeline& pipeline_;
   std::function<nlohmann::json()> cluster_view_;
   std::function<std::vector<StageTiming>()> stage_timings_;
+  std::once_flag pieces_once_;
+  std::shared_ptr<const grammar::TokenPieces> pieces_;  // the vocabulary as bytes, read once
   engine::Scheduler scheduler_;
 };
 

@@ -22,6 +22,10 @@ class NodeBackend : public Backend {
   std::vector<std::int32_t> prepare(const CompletionRequest& request) override;
   std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
                                          const engine::GenerationParams& params) override;
+  std::shared_ptr<const engine::TokenConstraint> json_constraint(
+      const grammar::Schema& schema) override {
+    return inner().json_constraint(schema);
+  }
   std::optional<engine::SchedulerMetrics> scheduler_metrics() const override;
   void stop() override;
   nlohmann::json cluster_view() const override { return node_.cluster_view(); }

@@ -1,5 +1,8 @@
 #include "api/openai_schema.h"
 
+#include "api/tool_calls.h"
+#include "util/error.h"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -8,6 +11,7 @@
 namespace herd::api {
 
 using nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
 namespace {
 
@@ -79,9 +83,113 @@ std::vector<model::ChatMessage> parse_messages(const json& body) {
     if (r != "system" && r != "user" && r != "assistant" && r != "tool")
       bad(fmt::format("messages[{}].role", i),
           fmt::format("messages[{}].role '{}' is not one of system, user, assistant, tool", i, r));
+    if (r == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null() &&
+        !m["tool_calls"].is_array())
+      bad(fmt::format("messages[{}].tool_calls", i),
+          fmt::format("messages[{}].tool_calls must be an array", i));
     out.push_back({r, message_content(m.value("content", json()), i)});
   }
   return out;
+}
+
+// The messages for templates: role and content as parsed, tool calls with their arguments as
+// objects (templates write them as JSON), tool results with their call's id.
+ojson messages_json(const ojson& body, const std::vector<model::ChatMessage>& parsed) {
+  ojson out = ojson::array();
+  const ojson& list = body["messages"];
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    const ojson& m = list[i];
+    ojson msg = {{"role", parsed[i].role}, {"content", parsed[i].content}};
+    if (m.contains("tool_calls") && m["tool_calls"].is_array()) {
+      ojson calls = ojson::array();
+      for (std::size_t k = 0; k < m["tool_calls"].size(); ++k) {
+        const ojson& c = m["tool_calls"][k];
+        const std::string where = fmt::format("messages[{}].tool_calls[{}]", i, k);
+        if (!c.is_object() || !c.contains("function") || !c["function"].is_object() ||
+            !c["function"].contains("name") || !c["function"]["name"].is_string())
+          bad(where, where + " must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}");
+        ojson args = c["function"].value("arguments", ojson::object());
+        if (args.is_string()) args = ojson::parse(args.get<std::string>(), nullptr, false);
+        if (!args.is_object())
+          bad(where + ".function.arguments", where + ".function.arguments must be a JSON object (as a string)");
+        calls.push_back({{"id", c.value("id", "")},
+                         {"type", "function"},
+                         {"function", {{"name", c["function"]["name"]}, {"arguments", args}}}});
+      }
+      msg["tool_calls"] = calls;
+    }
+    if (m.contains("tool_call_id") && m["tool_call_id"].is_string()) msg["tool_call_id"] = m["tool_call_id"];
+    if (m.contains("name") && m["name"].is_string()) msg["name"] = m["name"];
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+std::shared_ptr<const grammar::Schema> compiled(const ojson& schema, const std::string& param) {
+  try {
+    return std::make_shared<const grammar::Schema>(grammar::compile_schema(schema));
+  } catch (const InvalidArgument& e) {
+    bad(param, fmt::format("{}: {}", param, e.what()));
+  }
+}
+
+// tools, tool_choice and response_format (OpenAI's shapes).
+void parse_tools_and_format(const ojson& body, CompletionRequest& request) {
+  if (auto t = body.find("tools"); t != body.end() && !t->is_null()) {
+    if (!t->is_array()) bad("tools", "'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
+    for (std::size_t i = 0; i < t->size(); ++i) {
+      const ojson& tool = (*t)[i];
+      const std::string where = fmt::format("tools[{}]", i);
+      if (!tool.is_object() || tool.value("type", "") != "function" || !tool.contains("function") ||
+          !tool["function"].is_object())
+        bad(where, where + " must be {\"type\": \"function\", \"function\": {\"name\", \"parameters\"}}");
+      const ojson& f = tool["function"];
+      if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty() ||
+          f["name"].get<std::string>().size() > 64)
+        bad(where + ".function.name", where + ".function.name must be a name of 1 to 64 characters");
+      if (f.contains("parameters") && !f["parameters"].is_null())
+        compiled(f["parameters"], where + ".function.parameters");  // refused here, not later
+      request.tools.push_back(tool);
+    }
+  }
+  if (auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) {
+    if (c->is_string()) {
+      const std::string v = c->get<std::string>();
+      if (v == "auto") request.tool_choice = ToolChoice::kAuto;
+      else if (v == "none") request.tool_choice = ToolChoice::kNone;
+      else if (v == "required") request.tool_choice = ToolChoice::kRequired;
+      else bad("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}");
+    } else if (c->is_object() && c->contains("function") && (*c)["function"].is_object() &&
+               (*c)["function"].contains("name") && (*c)["function"]["name"].is_string()) {
+      request.tool_choice = ToolChoice::kNamed;
+      request.tool_name = (*c)["function"]["name"].get<std::string>();
+      bool found = false;
+      for (const auto& tool : request.tools) found = found || tool["function"]["name"] == request.tool_name;
+      if (!found)
+        bad("tool_choice", fmt::format("tool_choice names the function '{}', which is not among 'tools'", request.tool_name));
+    } else {
+      bad("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}");
+    }
+    if (request.tools.empty() && (request.tool_choice == ToolChoice::kRequired))
+      bad("tool_choice", "tool_choice \"required\" needs 'tools'");
+  }
+  if (request.forced_call()) {
+    request.output_schema = compiled(forced_call_schema(request.tools, request.tool_name), "tools");
+    return;  // the call's schema is the answer's
+  }
+  if (auto f = body.find("response_format"); f != body.end() && !f->is_null()) {
+    const std::string type = f->is_object() ? f->value("type", "") : "";
+    if (type == "json_object") {
+      request.output_schema = std::make_shared<const grammar::Schema>(grammar::any_object_schema());
+    } else if (type == "json_schema") {
+      const ojson& js = (*f)["json_schema"];
+      if (!js.is_object() || !js.contains("schema") || !js["schema"].is_object())
+        bad("response_format.json_schema", "response_format.json_schema must be {\"name\", \"schema\": {...}}");
+      request.output_schema = compiled(js["schema"], "response_format.json_schema.schema");
+    } else if (type != "text") {
+      bad("response_format", "response_format.type must be \"text\", \"json_object\" or \"json_schema\"");
+    }
+  }
 }
 
 void parse_prompt(const json& body, CompletionRequest& request) {
@@ -176,6 +284,10 @@ CompletionRequest parse_request(std::string_view body, RequestKind kind) {
   }
   if (kind == RequestKind::kChat) {
     request.messages = parse_messages(j);
+    // Again with the keys in the client's order: schemas and tools are written in it.
+    const ojson ordered = ojson::parse(body);
+    request.messages_json = messages_json(ordered, request.messages);
+    parse_tools_and_format(ordered, request);
   } else {
     parse_prompt(j, request);
   }
@@ -209,11 +321,41 @@ json usage_json(const engine::GenerationStats& stats) {
           {"prompt_tokens_details", {{"cached_tokens", stats.cached_prompt_tokens}}}};
 }
 
+json assistant_message(const CompletionRequest& request, const std::string& text,
+                       std::string& finish, const std::string& call_id_prefix) {
+  std::vector<ToolCall> calls;
+  std::string content = text;
+  if (request.forced_call()) {
+    if (auto call = read_forced_call(text)) {
+      calls.push_back(*call);
+      content.clear();
+    }
+  } else if (request.reads_calls()) {
+    calls = parse_tool_calls(text, request.tools, content);
+  }
+  if (calls.empty()) return {{"role", "assistant"}, {"content", text}};
+  json list = json::array();
+  for (std::size_t i = 0; i < calls.size(); ++i)
+    list.push_back({{"id", fmt::format("{}_{}", call_id_prefix, i)},
+                    {"type", "function"},
+                    {"function",
+                     {{"name", calls[i].name},
+                      {"arguments", calls[i].arguments.dump(-1, ' ', false,
+                                                            ojson::error_handler_t::replace)}}}});
+  finish = "tool_calls";
+  return {{"role", "assistant"},
+          {"content", content.empty() ? json(nullptr) : json(content)},
+          {"tool_calls", list}};
+}
+
 json completion_response(RequestKind kind, const ResponseIds& ids,
-                         const engine::GenerationResult& result) {
+                         const engine::GenerationResult& result, const CompletionRequest* request) {
   json choice = {{"index", 0}, {"finish_reason", finish_reason(result.stats)}};
   if (kind == RequestKind::kChat) {
-    choice["message"] = {{"role", "assistant"}, {"content", result.text}};
+    std::string finish = finish_reason(result.stats);
+    choice["message"] = request ? assistant_message(*request, result.text, finish, "call_" + ids.id)
+                                : json{{"role", "assistant"}, {"content", result.text}};
+    choice["finish_reason"] = finish;
   } else {
     choice["text"] = result.text;
     choice["logprobs"] = nullptr;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "engine/generator.h"
+#include "grammar/json_schema.h"
 #include "model/chat_template.h"
 
 namespace herd::api {
@@ -35,6 +37,10 @@ class ApiError : public std::runtime_error {
 
 enum class RequestKind { kChat, kCompletion };
 
+// tool_choice: auto (the model decides), none (no calls), required (one call of any tool), or a
+// named function (a call of it).
+enum class ToolChoice { kAuto, kNone, kRequired, kNamed };
+
 struct CompletionRequest {
   RequestKind kind = RequestKind::kChat;
   std::string model;                         // as sent; empty when absent
@@ -44,6 +50,21 @@ struct CompletionRequest {
   engine::GenerationParams params;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
+
+  // kChat: the messages as sent (assistant tool_calls and tool results included), for templates.
+  nlohmann::ordered_json messages_json;
+  nlohmann::ordered_json tools = nlohmann::ordered_json::array();  // OpenAI function tools
+  ToolChoice tool_choice = ToolChoice::kAuto;
+  std::string tool_name;  // kNamed
+  // The JSON schema the answer must match (response_format json_schema or json_object, or a
+  // forced tool call's {"name", "arguments"}); null: free text. Enforced by constrained sampling.
+  std::shared_ptr<const grammar::Schema> output_schema;
+  // A tool call is forced (required / named): the answer is the call.
+  bool forced_call() const {
+    return !tools.empty() && (tool_choice == ToolChoice::kRequired || tool_choice == ToolChoice::kNamed);
+  }
+  // The answer may hold calls to read back (tools given and not switched off).
+  bool reads_calls() const { return !tools.empty() && tool_choice != ToolChoice::kNone; }
 };
 
 // Parse and validate a body of POST /v1/chat/completions or /v1/completions. Throws ApiError(400)
@@ -64,9 +85,15 @@ struct ResponseIds {
 std::string finish_reason(const engine::GenerationStats& stats);
 nlohmann::json usage_json(const engine::GenerationStats& stats);
 
-// Non-streaming bodies.
+// Non-streaming bodies. With `request` reading calls, an answer holding tool calls comes back as
+// message.tool_calls with finish_reason "tool_calls".
 nlohmann::json completion_response(RequestKind kind, const ResponseIds& ids,
-                                   const engine::GenerationResult& result);
+                                   const engine::GenerationResult& result,
+                                   const CompletionRequest* request = nullptr);
+// The chat message of an answer: {"role", "content"} or, for calls, {"role", "content": text
+// or null, "tool_calls": [...]}; `finish` becomes "tool_calls" then.
+nlohmann::json assistant_message(const CompletionRequest& request, const std::string& text,
+                                 std::string& finish, const std::string& call_id_prefix);
 // One streamed chunk: text (delta) and/or a finish reason; `role_chunk` = the first chat chunk,
 // carrying {"role":"assistant"}.
 nlohmann::json stream_chunk(RequestKind kind, const ResponseIds& ids, std::string_view text,

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "api/backend.h"
+#include "api/tool_calls.h"
 #include "util/error.h"
 
 namespace herd::api {
@@ -21,11 +22,45 @@ PipelineBackend::PipelineBackend(std::string model_id, std::string model_file,
   scheduler_.start();
 }
 
+std::shared_ptr<const engine::TokenConstraint> Backend::json_constraint(const grammar::Schema&) {
+  throw ApiError(400, "this server cannot constrain answers to a JSON schema",
+                 "invalid_request_error", "response_format");
+}
+
+std::shared_ptr<const engine::TokenConstraint> PipelineBackend::json_constraint(
+    const grammar::Schema& schema) {
+  std::call_once(pieces_once_,
+                 [&] { pieces_ = std::make_shared<const grammar::TokenPieces>(tokenizer_); });
+  return std::make_shared<const grammar::JsonConstraint>(schema, pieces_);
+}
+
+namespace {
+
+// The chat prompt: with tools, or tool calls and results among the messages, the model's own
+// template is given them (Jinja), or the Hermes format tells a built-in format about them.
+std::string render_chat(const model::ChatTemplate& chat, const CompletionRequest& request) {
+  bool tooling = !request.tools.empty();
+  for (const auto& m : request.messages_json)
+    tooling = tooling || m.contains("tool_calls") || m.value("role", "") == "tool";
+  if (!tooling) return chat.render(request.messages, /*add_generation_prompt=*/true);
+  const nlohmann::ordered_json tools = request.tool_choice == ToolChoice::kNone
+                                           ? nlohmann::ordered_json::array()
+                                           : request.tools;
+  if (chat.uses_jinja()) {
+    nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+    if (!tools.empty()) extra["tools"] = tools;
+    return chat.render_json(request.messages_json, /*add_generation_prompt=*/true, &extra);
+  }
+  return chat.render(hermes_messages(request.messages_json, tools), /*add_generation_prompt=*/true);
+}
+
+}  // namespace
+
 std::vector<std::int32_t> PipelineBackend::prepare(const CompletionRequest& request) {
   std::vector<std::int32_t> ids;
   try {
     if (request.kind == RequestKind::kChat) {
-      const std::string text = chat_.render(request.messages, /*add_generation_prompt=*/true);
+      const std::string text = render_chat(chat_, request);
       ids = tokenizer_.encode(text, request.params.add_special, /*parse_special=*/true);
     } else if (!request.prompt_ids.empty()) {
       ids = request.prompt_ids;

@@ -119,6 +119,22 @@ void forward(const httplib::Request& req, httplib::Response& res, const std::str
   });
 }
 
+// The one delta of an answer held back for its tool calls: its text and/or its calls (each
+// with its index, as OpenAI streams them).
+json held_answer_chunk(const ResponseIds& ids, const CompletionRequest& request,
+                       const std::string& text, std::string& finish) {
+  json message = assistant_message(request, text, finish, "call_" + ids.id);
+  json chunk = stream_chunk(RequestKind::kChat, ids, "", "");
+  json delta = json::object();
+  if (message["content"].is_string()) delta["content"] = message["content"];
+  if (message.contains("tool_calls")) {
+    delta["tool_calls"] = message["tool_calls"];
+    for (std::size_t i = 0; i < delta["tool_calls"].size(); ++i) delta["tool_calls"][i]["index"] = i;
+  }
+  chunk["choices"][0]["delta"] = delta;
+  return chunk;
+}
+
 }  // namespace
 
 ApiServer::ApiServer(Backend& backend, ApiOptions options)
@@ -302,6 +318,17 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
                                request.model, backend_.model_id()),
                    "invalid_request_error", "model", "model_not_found");
   std::vector<std::int32_t> prompt = backend_.prepare(request);
+  if (request.output_schema) {
+    // Each byte of the shortest document may need a token of its own: fewer cannot be promised.
+    const int needed = request.output_schema->node(request.output_schema->root).min_chars;
+    if (request.params.max_tokens > 0 && request.params.max_tokens < needed)
+      throw ApiError(400,
+                     fmt::format("max_tokens is {}, but the shortest answer of the required JSON "
+                                 "form takes up to {} tokens: raise max_tokens",
+                                 request.params.max_tokens, needed),
+                     "invalid_request_error", "max_tokens");
+    request.params.constraint = backend_.json_constraint(*request.output_schema);
+  }
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   ResponseIds ids{
       fmt::format("{}-{:x}{:06x}", kind == RequestKind::kChat ? "chatcmpl" : "cmpl",
@@ -321,9 +348,9 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
     ticket->rethrow();
     const engine::GenerationResult& result = ticket->result();
     metrics_.record_generation(result.stats);
-    res.set_content(
-        completion_response(kind, ids, result).dump(-1, ' ', false, json::error_handler_t::replace),
-        "application/json");
+    res.set_content(completion_response(kind, ids, result, &request)
+                        .dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json");
     return;
   }
   res.set_header("Cache-Control", "no-cache");
@@ -332,11 +359,13 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
       [this, request, ticket, probe, ids, kind](std::size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
         bool open = kind != RequestKind::kChat || write(sse_event(stream_chunk(kind, ids, "", "", true)));
+        // Tool calls are read from the whole answer: it is sent once complete, as one delta.
+        const bool hold = kind == RequestKind::kChat && request.reads_calls();
         bool finished = false;
         while (open && !finished) {
           std::string piece;
           finished = ticket->wait(piece, std::chrono::milliseconds(100));
-          if (!piece.empty()) open = write(sse_event(stream_chunk(kind, ids, piece, "")));
+          if (!piece.empty() && !hold) open = write(sse_event(stream_chunk(kind, ids, piece, "")));
           if (probe->closed()) open = false;
         }
         if (!open) {
@@ -347,7 +376,9 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
           ticket->rethrow();
           const engine::GenerationResult& result = ticket->result();
           metrics_.record_generation(result.stats);
-          write(sse_event(stream_chunk(kind, ids, "", finish_reason(result.stats))));
+          std::string finish = finish_reason(result.stats);
+          if (hold) write(sse_event(held_answer_chunk(ids, request, result.text, finish)));
+          write(sse_event(stream_chunk(kind, ids, "", finish)));
           if (request.include_usage) {
             json usage = stream_chunk(kind, ids, "", "");
             usage["choices"] = json::array();

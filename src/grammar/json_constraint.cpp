@@ -19,11 +19,11 @@ class JsonConstraintState : public engine::ConstraintState {
     for (std::size_t id = 0; id < logits.size(); ++id) {
       if (logits[id] == kNever) continue;
       bool allowed = false;
-      if (id < c_.ends_.size() && c_.ends_[id]) {
+      if (id < c_.vocab_->ends.size() && c_.vocab_->ends[id]) {
         allowed = whole;
-      } else if (id < c_.pieces_.size() && !c_.pieces_[id].empty()) {
+      } else if (id < c_.vocab_->pieces.size() && !c_.vocab_->pieces[id].empty()) {
         JsonMatcher next = matcher_;
-        allowed = next.feed(c_.pieces_[id]) && next.min_remaining() <= tokens_left - 1;
+        allowed = next.feed(c_.vocab_->pieces[id]) && next.min_remaining() <= tokens_left - 1;
       }
       if (allowed)
         any = true;
@@ -32,14 +32,14 @@ class JsonConstraintState : public engine::ConstraintState {
     }
     // Nothing fits (the request left too few tokens for any document): end rather than write
     // what cannot be finished.
-    if (!any && c_.eos_ >= 0 && static_cast<std::size_t>(c_.eos_) < logits.size())
-      logits[static_cast<std::size_t>(c_.eos_)] = 0;
+    if (!any && c_.vocab_->eos >= 0 && static_cast<std::size_t>(c_.vocab_->eos) < logits.size())
+      logits[static_cast<std::size_t>(c_.vocab_->eos)] = 0;
   }
 
   void accept(std::int32_t token) override {
-    if (token < 0 || static_cast<std::size_t>(token) >= c_.pieces_.size()) return;
-    if (c_.ends_[static_cast<std::size_t>(token)]) return;
-    matcher_.feed(c_.pieces_[static_cast<std::size_t>(token)]);
+    if (token < 0 || static_cast<std::size_t>(token) >= c_.vocab_->pieces.size()) return;
+    if (c_.vocab_->ends[static_cast<std::size_t>(token)]) return;
+    matcher_.feed(c_.vocab_->pieces[static_cast<std::size_t>(token)]);
   }
 
   bool complete() const override { return matcher_.complete(); }
@@ -49,18 +49,20 @@ class JsonConstraintState : public engine::ConstraintState {
   JsonMatcher matcher_;
 };
 
-JsonConstraint::JsonConstraint(Schema schema, const model::Tokenizer& tokenizer)
-    : schema_(std::move(schema)) {
+TokenPieces::TokenPieces(const model::Tokenizer& tokenizer) {
   const auto n = static_cast<std::size_t>(tokenizer.n_vocab());
-  pieces_.resize(n);
-  ends_.resize(n);
+  pieces.resize(n);
+  ends.resize(n);
   for (std::size_t id = 0; id < n; ++id) {
     const auto token = static_cast<std::int32_t>(id);
-    ends_[id] = tokenizer.is_end_of_generation(token);
-    if (!tokenizer.is_control(token)) pieces_[id] = tokenizer.token_to_piece(token);
+    ends[id] = tokenizer.is_end_of_generation(token);
+    if (!tokenizer.is_control(token)) pieces[id] = tokenizer.token_to_piece(token);
   }
-  eos_ = tokenizer.eos();
+  eos = tokenizer.eos();
 }
+
+JsonConstraint::JsonConstraint(Schema schema, std::shared_ptr<const TokenPieces> vocabulary)
+    : schema_(std::move(schema)), vocab_(std::move(vocabulary)) {}
 
 std::unique_ptr<engine::ConstraintState> JsonConstraint::start() const {
   return std::make_unique<JsonConstraintState>(*this);

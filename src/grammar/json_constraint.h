@@ -23,10 +23,17 @@ class Tokenizer;
 
 namespace herd::grammar {
 
+// A vocabulary's tokens as bytes, read once per model and shared by every constraint.
+struct TokenPieces {
+  explicit TokenPieces(const model::Tokenizer& tokenizer);
+  std::vector<std::string> pieces;  // per token: its bytes; empty for control tokens
+  std::vector<bool> ends;           // per token: end of generation
+  std::int32_t eos = -1;
+};
+
 class JsonConstraint : public engine::TokenConstraint {
  public:
-  // The tokenizer's pieces are read once, here.
-  JsonConstraint(Schema schema, const model::Tokenizer& tokenizer);
+  JsonConstraint(Schema schema, std::shared_ptr<const TokenPieces> vocabulary);
 
   std::unique_ptr<engine::ConstraintState> start() const override;
 
@@ -35,9 +42,7 @@ class JsonConstraint : public engine::TokenConstraint {
  private:
   friend class JsonConstraintState;
   Schema schema_;
-  std::vector<std::string> pieces_;  // per token: its bytes; empty for control tokens
-  std::vector<bool> ends_;           // per token: end of generation
-  std::int32_t eos_ = -1;
+  std::shared_ptr<const TokenPieces> vocab_;
 };
 
 }  // namespace herd::grammar

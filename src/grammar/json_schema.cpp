@@ -10,7 +10,7 @@
 
 namespace herd::grammar {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
 
@@ -179,8 +179,8 @@ class Compiler {
         if (props.size() > kMaxProperties)
           refuse(child(path, "properties"),
                  fmt::format("more than {} properties are not supported", kMaxProperties));
-        // In the order nlohmann::json keeps keys (sorted): valid for the schema whatever order
-        // the client wrote them in.
+        // In the order the client wrote them (ordered_json keeps it): a model fills them in the
+        // order it was told about them.
         for (const auto& [key, value] : props.items()) {
           SchemaNode::Property p;
           p.key_json = json(key).dump(-1, ' ', false);

@@ -6,7 +6,7 @@
 // Anything else is refused with an error naming the keyword and where it is, so a schema is
 // never silently enforced only in part.
 //
-// What the sampler then writes is compact JSON (no whitespace), properties in sorted key order
+// What the sampler then writes is compact JSON (no whitespace), properties in the schema's order
 // (each optional one may be left out), numbers of at most 15 digits before and after the point
 // and 3 in the exponent.
 #pragma once
@@ -51,7 +51,7 @@ struct Schema {
 
 // Throws herd::InvalidArgument naming the keyword and its path (e.g. "properties.age.minimum")
 // for what the subset does not cover, or a malformed schema.
-Schema compile_schema(const nlohmann::json& schema);
+Schema compile_schema(const nlohmann::ordered_json& schema);
 
 // Any JSON object (OpenAI's response_format json_object, Ollama's format "json").
 Schema any_object_schema();

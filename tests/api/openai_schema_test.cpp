@@ -129,3 +129,83 @@ TEST(Metrics, RendersCountersAndHistogram) {
 
 }  // namespace
 }  // namespace herd::api
+
+namespace herd::api {
+namespace {
+
+TEST(ParseRequest, ToolsToolChoiceAndResponseFormatBecomeTheAnswersSchema) {
+  const std::string tools =
+      R"("tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object",
+         "properties":{"b":{"type":"integer"},"a":{"type":"string"}},"required":["b","a"]}}}])";
+  auto r = parse_request(R"({"messages":[{"role":"user","content":"x"}],)" + tools +
+                             R"(,"tool_choice":{"type":"function","function":{"name":"f"}}})",
+                         RequestKind::kChat);
+  EXPECT_TRUE(r.forced_call());
+  ASSERT_TRUE(r.output_schema);
+  // The call's schema keeps the client's property order: b before a.
+  const auto& args = r.output_schema->node(r.output_schema->node(r.output_schema->root).properties[1].node);
+  ASSERT_EQ(args.properties.size(), 2u);
+  EXPECT_EQ(args.properties[0].key_json, "\"b\"");
+
+  r = parse_request(R"({"messages":[{"role":"user","content":"x"}],)" + tools + "}", RequestKind::kChat);
+  EXPECT_FALSE(r.forced_call());
+  EXPECT_TRUE(r.reads_calls());
+  EXPECT_FALSE(r.output_schema);
+
+  r = parse_request(R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})",
+                    RequestKind::kChat);
+  ASSERT_TRUE(r.output_schema);
+  EXPECT_TRUE(r.output_schema->node(r.output_schema->root).free_properties);
+
+  // A conversation with a call and its result keeps them for the template.
+  r = parse_request(R"({"messages":[{"role":"user","content":"x"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+        "function":{"name":"f","arguments":"{\"a\":\"q\",\"b\":1}"}}]},
+      {"role":"tool","tool_call_id":"c1","content":"done"}]})",
+                    RequestKind::kChat);
+  EXPECT_EQ(r.messages_json[1]["tool_calls"][0]["function"]["arguments"]["b"], 1);
+  EXPECT_EQ(r.messages_json[2]["tool_call_id"], "c1");
+}
+
+TEST(ParseRequest, MalformedToolsAndFormatsAre400NamingTheField) {
+  auto param_of = [](const std::string& body) {
+    try {
+      parse_request(body, RequestKind::kChat);
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400);
+      return e.param;
+    }
+    return std::string("accepted");
+  };
+  const std::string m = R"({"messages":[{"role":"user","content":"x"}],)";
+  EXPECT_EQ(param_of(m + R"("tools":{}})"), "tools");
+  EXPECT_EQ(param_of(m + R"("tools":[{"type":"function","function":{"name":""}}]})"),
+            "tools[0].function.name");
+  EXPECT_EQ(param_of(m + R"("tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","patternProperties":{}}}}]})"),
+            "tools[0].function.parameters");
+  EXPECT_EQ(param_of(m + R"("tool_choice":"required"})"), "tool_choice");
+  EXPECT_EQ(param_of(m + R"("tool_choice":"sometimes"})"), "tool_choice");
+  EXPECT_EQ(param_of(m + R"("response_format":{"type":"json_schema"}})"),
+            "response_format.json_schema");
+  EXPECT_EQ(param_of(R"({"messages":[{"role":"assistant","content":"x","tool_calls":{}}]})"),
+            "messages[0].tool_calls");
+}
+
+TEST(Responses, ToolCallsComeBackAsOpenAIShapesThem) {
+  auto r = parse_request(
+      R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]})",
+      RequestKind::kChat);
+  engine::GenerationResult result;
+  result.text = "ok <tool_call>{\"name\":\"f\",\"arguments\":{\"k\":2}}</tool_call>";
+  result.stats.finish_reason = "stop";
+  const auto body = completion_response(RequestKind::kChat, {"chatcmpl-1", 0, "m"}, result, &r);
+  const auto& choice = body["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_EQ(choice["message"]["content"], "ok");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "f");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["arguments"], "{\"k\":2}");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["type"], "function");
+}
+
+}  // namespace
+}  // namespace herd::api

@@ -48,7 +48,8 @@ TEST(JsonConstraint, RandomLogitsAlwaysGiveAValidDocumentWithinMaxTokens) {
     "properties": {"city": {"type": "string", "maxLength": 20}, "days": {"type": "integer"},
                    "unit": {"enum": ["celsius", "fahrenheit"]}},
     "required": ["city", "days", "unit"], "additionalProperties": false})");
-  const JsonConstraint c(compile_schema(schema), *tok);
+  const auto vocab = std::make_shared<const TokenPieces>(*tok);
+  const JsonConstraint c(compile_schema(schema), vocab);
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     const std::string text = sample_constrained(c, *tok, 48, seed);
     const json doc = json::parse(text, nullptr, false);
@@ -58,7 +59,7 @@ TEST(JsonConstraint, RandomLogitsAlwaysGiveAValidDocumentWithinMaxTokens) {
     EXPECT_TRUE(doc["unit"] == "celsius" || doc["unit"] == "fahrenheit") << text;
   }
   // Free JSON objects too, in a budget a rambling model would overrun.
-  const JsonConstraint any(any_object_schema(), *tok);
+  const JsonConstraint any(any_object_schema(), vocab);
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     const std::string text = sample_constrained(any, *tok, 24, seed);
     const json doc = json::parse(text, nullptr, false);
