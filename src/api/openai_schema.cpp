@@ -321,41 +321,31 @@ json usage_json(const engine::GenerationStats& stats) {
           {"prompt_tokens_details", {{"cached_tokens", stats.cached_prompt_tokens}}}};
 }
 
-json assistant_message(const CompletionRequest& request, const std::string& text,
-                       std::string& finish, const std::string& call_id_prefix) {
-  std::vector<ToolCall> calls;
-  std::string content = text;
-  if (request.forced_call()) {
-    if (auto call = read_forced_call(text)) {
-      calls.push_back(*call);
-      content.clear();
-    }
-  } else if (request.reads_calls()) {
-    calls = parse_tool_calls(text, request.tools, content);
-  }
-  if (calls.empty()) return {{"role", "assistant"}, {"content", text}};
+json openai_message(const Answer& answer, const std::string& call_id_prefix) {
+  if (answer.calls.empty()) return {{"role", "assistant"}, {"content", answer.text}};
   json list = json::array();
-  for (std::size_t i = 0; i < calls.size(); ++i)
+  for (std::size_t i = 0; i < answer.calls.size(); ++i)
     list.push_back({{"id", fmt::format("{}_{}", call_id_prefix, i)},
                     {"type", "function"},
                     {"function",
-                     {{"name", calls[i].name},
-                      {"arguments", calls[i].arguments.dump(-1, ' ', false,
-                                                            ojson::error_handler_t::replace)}}}});
-  finish = "tool_calls";
+                     {{"name", answer.calls[i].name},
+                      {"arguments", answer.calls[i].arguments.dump(
+                                        -1, ' ', false, ojson::error_handler_t::replace)}}}});
   return {{"role", "assistant"},
-          {"content", content.empty() ? json(nullptr) : json(content)},
+          {"content", answer.text.empty() ? json(nullptr) : json(answer.text)},
           {"tool_calls", list}};
 }
 
 json completion_response(RequestKind kind, const ResponseIds& ids,
-                         const engine::GenerationResult& result, const CompletionRequest* request) {
+                         const engine::GenerationResult& result, const Answer* answer) {
   json choice = {{"index", 0}, {"finish_reason", finish_reason(result.stats)}};
   if (kind == RequestKind::kChat) {
-    std::string finish = finish_reason(result.stats);
-    choice["message"] = request ? assistant_message(*request, result.text, finish, "call_" + ids.id)
-                                : json{{"role", "assistant"}, {"content", result.text}};
-    choice["finish_reason"] = finish;
+    if (answer) {
+      choice["message"] = openai_message(*answer, "call_" + ids.id);
+      choice["finish_reason"] = answer->finish;
+    } else {
+      choice["message"] = {{"role", "assistant"}, {"content", result.text}};
+    }
   } else {
     choice["text"] = result.text;
     choice["logprobs"] = nullptr;

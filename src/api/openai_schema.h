@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/generator.h"
+#include "api/tool_calls.h"
 #include "grammar/json_schema.h"
 #include "model/chat_template.h"
 
@@ -85,15 +86,14 @@ struct ResponseIds {
 std::string finish_reason(const engine::GenerationStats& stats);
 nlohmann::json usage_json(const engine::GenerationStats& stats);
 
-// Non-streaming bodies. With `request` reading calls, an answer holding tool calls comes back as
+// Non-streaming bodies. With `answer` (read_answer), a chat answer's tool calls come back as
 // message.tool_calls with finish_reason "tool_calls".
 nlohmann::json completion_response(RequestKind kind, const ResponseIds& ids,
                                    const engine::GenerationResult& result,
-                                   const CompletionRequest* request = nullptr);
-// The chat message of an answer: {"role", "content"} or, for calls, {"role", "content": text
-// or null, "tool_calls": [...]}; `finish` becomes "tool_calls" then.
-nlohmann::json assistant_message(const CompletionRequest& request, const std::string& text,
-                                 std::string& finish, const std::string& call_id_prefix);
+                                   const Answer* answer = nullptr);
+// A chat answer as OpenAI's message: {"role", "content"} and, with calls, "tool_calls" (ids
+// `call_id_prefix`_0, _1 ...; content null when there is no text).
+nlohmann::json openai_message(const Answer& answer, const std::string& call_id_prefix);
 // One streamed chunk: text (delta) and/or a finish reason; `role_chunk` = the first chat chunk,
 // carrying {"role":"assistant"}.
 nlohmann::json stream_chunk(RequestKind kind, const ResponseIds& ids, std::string_view text,

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "api/openai_format.h"
 #include "api/sockets.h"
 #include "cluster/control/auth.h"
 #include "util/error.h"
@@ -20,11 +21,13 @@ namespace {
 // Connections the kernel holds for us before accept (nginx's default).
 constexpr int kListenBacklog = 511;
 
-void send_error(httplib::Response& res, int status, std::string_view message, std::string_view type,
-                std::string_view param = "", std::string_view code = "", int retry_after_s = 0) {
+void send_error(httplib::Response& res, ErrorStyle style, int status, std::string_view message,
+                std::string_view type, std::string_view param = "", std::string_view code = "",
+                int retry_after_s = 0) {
   res.status = status;
   if (retry_after_s > 0) res.set_header("Retry-After", std::to_string(retry_after_s));
-  res.set_content(error_body(message, type, param, code).dump(), "application/json");
+  res.set_content(error_json(style, status, message, type, param, code).dump(),
+                  "application/json");
 }
 
 const char* error_type(int status) {
@@ -34,19 +37,24 @@ const char* error_type(int status) {
   return status >= 500 ? "server_error" : "invalid_request_error";
 }
 
-// Runs a handler, turning every exception into an OpenAI error response.
+// Runs a handler, turning every exception into an error response in the API's own shape.
 template <typename Fn>
-void guarded(httplib::Response& res, Fn&& fn) {
+void guarded(httplib::Response& res, ErrorStyle style, Fn&& fn) {
   try {
     fn();
   } catch (const ApiError& e) {
-    send_error(res, e.status, e.what(), e.type, e.param, e.code, e.retry_after_s);
+    send_error(res, style, e.status, e.what(), e.type, e.param, e.code, e.retry_after_s);
   } catch (const InvalidArgument& e) {
-    send_error(res, 400, e.what(), "invalid_request_error");
+    send_error(res, style, 400, e.what(), "invalid_request_error");
   } catch (const std::exception& e) {
     log::error("api: request failed: {}", e.what());
-    send_error(res, 500, e.what(), "server_error");
+    send_error(res, style, 500, e.what(), "server_error");
   }
+}
+
+template <typename Fn>
+void guarded(httplib::Response& res, Fn&& fn) {
+  guarded(res, ErrorStyle::kOpenAI, std::forward<Fn>(fn));
 }
 
 std::string metric_endpoint(const std::string& path) {
@@ -119,22 +127,6 @@ void forward(const httplib::Request& req, httplib::Response& res, const std::str
   });
 }
 
-// The one delta of an answer held back for its tool calls: its text and/or its calls (each
-// with its index, as OpenAI streams them).
-json held_answer_chunk(const ResponseIds& ids, const CompletionRequest& request,
-                       const std::string& text, std::string& finish) {
-  json message = assistant_message(request, text, finish, "call_" + ids.id);
-  json chunk = stream_chunk(RequestKind::kChat, ids, "", "");
-  json delta = json::object();
-  if (message["content"].is_string()) delta["content"] = message["content"];
-  if (message.contains("tool_calls")) {
-    delta["tool_calls"] = message["tool_calls"];
-    for (std::size_t i = 0; i < delta["tool_calls"].size(); ++i) delta["tool_calls"][i]["index"] = i;
-  }
-  chunk["choices"][0]["delta"] = delta;
-  return chunk;
-}
-
 }  // namespace
 
 ApiServer::ApiServer(Backend& backend, ApiOptions options)
@@ -176,10 +168,13 @@ void ApiServer::install_routes() {
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (options_.api_key.empty() || req.path == "/" || req.path == "/health")
       return httplib::Server::HandlerResponse::Unhandled;
+    // OpenAI and Ollama clients send "Authorization: Bearer KEY", Anthropic's "x-api-key: KEY".
     const std::string expected = "Bearer " + options_.api_key;
-    if (!cluster::constant_time_equal(req.get_header_value("Authorization"), expected)) {
-      send_error(res, 401,
-                 "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+    if (!cluster::constant_time_equal(req.get_header_value("Authorization"), expected) &&
+        !cluster::constant_time_equal(req.get_header_value("x-api-key"), options_.api_key)) {
+      send_error(res, error_style_of(req.path), 401,
+                 "missing or wrong API key: send the header 'Authorization: Bearer <key>' (or "
+                 "'x-api-key: <key>')",
                  "authentication_error", "", "invalid_api_key");
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -190,10 +185,10 @@ void ApiServer::install_routes() {
   });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    send_error(res, res.status,
+    send_error(res, error_style_of(req.path), res.status,
                res.status == 404
-                   ? fmt::format("no route {} {}: see /v1/models, /v1/chat/completions, "
-                                 "/v1/completions, /health, /v1/cluster, /metrics",
+                   ? fmt::format("no route {} {}: see README's list of endpoints (OpenAI /v1/..., "
+                                 "Anthropic /v1/messages, Ollama /api/...)",
                                  req.method, req.path)
                    : fmt::format("HTTP {}", res.status),
                error_type(res.status));
@@ -302,21 +297,45 @@ void ApiServer::add_activity(json& view) const {
   }
 }
 
-void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind,
-                                  httplib::Response& res) {
-  const std::string& body = http.body;
+void ApiServer::check_model(const std::string& model) const {
   if (!backend_.ready())
     throw ApiError(
         503, fmt::format("the model is not ready yet ({}); retry shortly", backend_.status_text()),
         "service_unavailable");
-  CompletionRequest request = parse_request(body, kind);
-  if (!request.model.empty() && request.model != backend_.model_id() &&
-      request.model != backend_.model_file())
-    throw ApiError(404,
-                   fmt::format("the model '{}' does not exist here; this server has '{}' "
-                               "(GET /v1/models)",
-                               request.model, backend_.model_id()),
-                   "invalid_request_error", "model", "model_not_found");
+  const std::string id = backend_.model_id();
+  // Ollama clients name a model "name:tag".
+  if (model.empty() || model == id || model == backend_.model_file() ||
+      (model.size() > id.size() && model.compare(0, id.size(), id) == 0 && model[id.size()] == ':'))
+    return;
+  throw ApiError(404,
+                 fmt::format("the model '{}' does not exist here; this server has '{}' "
+                             "(GET /v1/models)",
+                             model, id),
+                 "invalid_request_error", "model", "model_not_found");
+}
+
+std::string ApiServer::next_id(std::string_view prefix) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return fmt::format("{}{:x}{:06x}", prefix,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(now).count(),
+                     next_id_++);
+}
+
+void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind,
+                                  httplib::Response& res) {
+  CompletionRequest request = parse_request(http.body, kind);
+  ResponseIds ids{next_id(kind == RequestKind::kChat ? "chatcmpl-" : "cmpl-"),
+                  std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count(),
+                  backend_.model_id()};
+  auto format = std::make_shared<OpenAIFormat>(kind, ids, request.include_usage);
+  serve_generation(http, std::move(request), std::move(format), res);
+}
+
+void ApiServer::serve_generation(const httplib::Request& http, CompletionRequest request,
+                                 std::shared_ptr<AnswerFormat> format, httplib::Response& res) {
+  check_model(request.model);
   std::vector<std::int32_t> prompt = backend_.prepare(request);
   if (request.output_schema) {
     // Each byte of the shortest document may need a token of its own: fewer cannot be promised.
@@ -329,11 +348,6 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
                      "invalid_request_error", "max_tokens");
     request.params.constraint = backend_.json_constraint(*request.output_schema);
   }
-  const auto now = std::chrono::system_clock::now().time_since_epoch();
-  ResponseIds ids{
-      fmt::format("{}-{:x}{:06x}", kind == RequestKind::kChat ? "chatcmpl" : "cmpl",
-                  std::chrono::duration_cast<std::chrono::milliseconds>(now).count(), next_id_++),
-      std::chrono::duration_cast<std::chrono::seconds>(now).count(), backend_.model_id()};
   // Queued now, so that a full queue is a 429 before any response starts.
   std::shared_ptr<engine::Ticket> ticket = backend_.submit(prompt, request.params);
   auto probe = std::make_shared<ConnectionProbe>(http.local_addr, http.local_port,
@@ -348,24 +362,26 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
     ticket->rethrow();
     const engine::GenerationResult& result = ticket->result();
     metrics_.record_generation(result.stats);
-    res.set_content(completion_response(kind, ids, result, &request)
+    res.set_content(format->whole(read_answer(request, result), result.stats)
                         .dump(-1, ' ', false, json::error_handler_t::replace),
                     "application/json");
     return;
   }
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, request, ticket, probe, ids, kind](std::size_t, httplib::DataSink& sink) {
-        auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
-        bool open = kind != RequestKind::kChat || write(sse_event(stream_chunk(kind, ids, "", "", true)));
-        // Tool calls are read from the whole answer: it is sent once complete, as one delta.
-        const bool hold = kind == RequestKind::kChat && request.reads_calls();
+      format->stream_content_type(),
+      [this, request, format, ticket, probe](std::size_t, httplib::DataSink& sink) {
+        auto write = [&](const std::string& text) {
+          return text.empty() || sink.write(text.data(), text.size());
+        };
+        bool open = write(format->start());
+        // Tool calls are read from the whole answer: it is written once complete.
+        const bool hold = request.reads_calls();
         bool finished = false;
         while (open && !finished) {
           std::string piece;
           finished = ticket->wait(piece, std::chrono::milliseconds(100));
-          if (!piece.empty() && !hold) open = write(sse_event(stream_chunk(kind, ids, piece, "")));
+          if (!piece.empty() && !hold) open = write(format->piece(piece));
           if (probe->closed()) open = false;
         }
         if (!open) {
@@ -376,20 +392,11 @@ void ApiServer::handle_completion(const httplib::Request& http, RequestKind kind
           ticket->rethrow();
           const engine::GenerationResult& result = ticket->result();
           metrics_.record_generation(result.stats);
-          std::string finish = finish_reason(result.stats);
-          if (hold) write(sse_event(held_answer_chunk(ids, request, result.text, finish)));
-          write(sse_event(stream_chunk(kind, ids, "", finish)));
-          if (request.include_usage) {
-            json usage = stream_chunk(kind, ids, "", "");
-            usage["choices"] = json::array();
-            usage["usage"] = usage_json(result.stats);
-            write(sse_event(usage));
-          }
+          write(format->end(read_answer(request, result), result.stats, hold));
         } catch (const std::exception& e) {
           log::error("api: generation failed: {}", e.what());
-          write(sse_event(error_body(e.what(), "server_error")));
+          write(format->stream_error(e.what()));
         }
-        write(std::string(kSseDone));
         sink.done();
         return true;
       },

@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "api/answer_format.h"
 #include "api/backend.h"
 #include "api/metrics.h"
 
@@ -59,6 +60,13 @@ class ApiServer {
  private:
   void install_routes();
   void handle_completion(const httplib::Request& http, RequestKind kind, httplib::Response& res);
+  // Runs `request` and answers in `format`: the one way every API's generation goes (queue,
+  // stream or wait, cancel when the client leaves).
+  void serve_generation(const httplib::Request& http, CompletionRequest request,
+                        std::shared_ptr<AnswerFormat> format, httplib::Response& res);
+  // 503 while the model is not ready; 404 for a model this server does not have.
+  void check_model(const std::string& model) const;
+  std::string next_id(std::string_view prefix);
   // GET /v1/cluster's "activity" (tokens/s now and over the last minute), "serving" (queue,
   // latencies) and the power's joules per token.
   void add_activity(nlohmann::json& view) const;

@@ -23,6 +23,14 @@ struct ToolCall {
   nlohmann::ordered_json arguments;  // an object
 };
 
+// A finished generation as every API reports it: the text, the tool calls read from it (when
+// the request offered tools), and why it ended: "stop", "length" or "tool_calls".
+struct Answer {
+  std::string text;  // without the calls
+  std::vector<ToolCall> calls;
+  std::string finish;
+};
+
 // The Hermes system-prompt section that describes `tools` (OpenAI function tools).
 std::string hermes_tools_prompt(const nlohmann::ordered_json& tools);
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "api/answer_format.h"
 #include "api/metrics.h"
 
 namespace herd::api {
@@ -198,7 +199,8 @@ TEST(Responses, ToolCallsComeBackAsOpenAIShapesThem) {
   engine::GenerationResult result;
   result.text = "ok <tool_call>{\"name\":\"f\",\"arguments\":{\"k\":2}}</tool_call>";
   result.stats.finish_reason = "stop";
-  const auto body = completion_response(RequestKind::kChat, {"chatcmpl-1", 0, "m"}, result, &r);
+  const Answer answer = read_answer(r, result);
+  const auto body = completion_response(RequestKind::kChat, {"chatcmpl-1", 0, "m"}, result, &answer);
   const auto& choice = body["choices"][0];
   EXPECT_EQ(choice["finish_reason"], "tool_calls");
   EXPECT_EQ(choice["message"]["content"], "ok");

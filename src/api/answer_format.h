@@ -1,0 +1,50 @@
+// The seam between the one way herd runs a generation and the several APIs that ask for one
+// (OpenAI chat/completions and Responses, Ollama, Anthropic Messages): each API parses its
+// request into a CompletionRequest and gives an AnswerFormat that writes the answer in its
+// shapes; the server (server.cpp) queues, waits, streams and cancels the same way for all.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/openai_schema.h"
+#include "api/tool_calls.h"
+#include "engine/generator.h"
+
+namespace herd::api {
+
+// The Answer (tool_calls.h) of a finished generation of `request`.
+Answer read_answer(const CompletionRequest& request, const engine::GenerationResult& result);
+
+class AnswerFormat {
+ public:
+  virtual ~AnswerFormat() = default;
+
+  // Streamed answers.
+  virtual const char* stream_content_type() const { return "text/event-stream"; }
+  virtual std::string start() { return ""; }
+  virtual std::string piece(std::string_view text) = 0;
+  // `held`: no piece was sent (tool calls are read from the whole answer), so the end writes
+  // the answer's text too.
+  virtual std::string end(const Answer& answer, const engine::GenerationStats& stats,
+                          bool held) = 0;
+  virtual std::string stream_error(std::string_view message) = 0;
+
+  // Answers that are not streamed: the whole body.
+  virtual nlohmann::json whole(const Answer& answer, const engine::GenerationStats& stats) = 0;
+};
+
+// Each API's error body.
+enum class ErrorStyle { kOpenAI, kOllama, kAnthropic };
+nlohmann::json error_json(ErrorStyle style, int status, std::string_view message,
+                          std::string_view type = "invalid_request_error",
+                          std::string_view param = "", std::string_view code = "");
+// The style of the API a path belongs to.
+ErrorStyle error_style_of(std::string_view path);
+
+// Server-sent event with a name (Anthropic and Responses name theirs).
+std::string named_event(std::string_view name, const nlohmann::json& data);
+
+}  // namespace herd::api
