@@ -24,7 +24,7 @@ ninja -C build -j"$jobs"
 # Untrusted-input parsers under sanitizers: a crash here is a bug even if the Release run passed.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERD_SANITIZE=ON -DHERD_BUILD_BENCH=OFF >/dev/null
 ninja -C build-asan -j"$jobs" herd_gguf_tests herd_tensor_tests herd_kernels_tests herd_engine_tests \
-  herd_api_tests
+  herd_grammar_tests herd_api_tests
 (cd build-asan && ctest --output-on-failure -R '^Gguf' -j"$jobs" --timeout 900)
 # The quantizers and kernels, on rows that are not vector-aligned (tests/kernels: kMisalign).
 build-asan/tests/herd_tensor_tests --gtest_brief=1
@@ -32,6 +32,8 @@ build-asan/tests/herd_kernels_tests --gtest_brief=1
 # The scheduler and the API: threads sharing sequences, tickets and sockets.
 build-asan/tests/herd_engine_tests --gtest_brief=1 --gtest_filter='Scheduler*:Batch*:KvSlots*:*Chunked*'
 build-asan/tests/herd_api_tests --gtest_brief=1
+# JSON schemas from clients, and the matcher that enforces them.
+build-asan/tests/herd_grammar_tests --gtest_brief=1
 
 # The NEON kernels cannot run on this CPU: cross-compiled and run under qemu-user.
 if scripts/test-arm.sh --check; then

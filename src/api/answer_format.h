@@ -24,7 +24,10 @@ class AnswerFormat {
 
   // Streamed answers.
   virtual const char* stream_content_type() const { return "text/event-stream"; }
-  virtual std::string start() { return ""; }
+  // The request's prompt, in tokens, once known (before start()).
+  virtual void set_prompt_tokens(int) {}
+  // `held`: the text will not come piece by piece (see end()).
+  virtual std::string start(bool /*held*/) { return ""; }
   virtual std::string piece(std::string_view text) = 0;
   // `held`: no piece was sent (tool calls are read from the whole answer), so the end writes
   // the answer's text too.

@@ -30,6 +30,8 @@ class Backend {
   virtual std::string model_id() const = 0;
   // The model's file name: also accepted as the request's "model".
   virtual std::string model_file() const { return ""; }
+  // {"architecture", "name", "file_bytes"} of the model, as far as known (Ollama's /api/tags).
+  virtual nlohmann::json model_details() const { return nlohmann::json::object(); }
   virtual std::int32_t n_ctx() const = 0;
   // False while the cluster is still forming (the API answers 503 meanwhile).
   virtual bool ready() const { return true; }

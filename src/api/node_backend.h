@@ -16,6 +16,7 @@ class NodeBackend : public Backend {
 
   std::string model_id() const override { return node_.model_id(); }
   std::string model_file() const override { return node_.model_file_name(); }
+  nlohmann::json model_details() const override { return node_.model_details(); }
   std::int32_t n_ctx() const override;
   bool ready() const override { return node_.ready(); }
   std::string status_text() const override { return node_.status(); }

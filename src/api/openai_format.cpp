@@ -4,7 +4,7 @@ namespace herd::api {
 
 using nlohmann::json;
 
-std::string OpenAIFormat::start() {
+std::string OpenAIFormat::start(bool) {
   return kind_ == RequestKind::kChat ? sse_event(stream_chunk(kind_, ids_, "", "", true)) : "";
 }
 

@@ -11,7 +11,7 @@ class OpenAIFormat : public AnswerFormat {
   OpenAIFormat(RequestKind kind, ResponseIds ids, bool include_usage)
       : kind_(kind), ids_(std::move(ids)), include_usage_(include_usage) {}
 
-  std::string start() override;
+  std::string start(bool held) override;
   std::string piece(std::string_view text) override;
   std::string end(const Answer& answer, const engine::GenerationStats& stats, bool held) override;
   std::string stream_error(std::string_view message) override;

@@ -5,6 +5,9 @@
 
 #include <chrono>
 
+#include "api/anthropic_api.h"
+#include "api/ollama_api.h"
+#include "api/responses_api.h"
 #include "api/openai_format.h"
 #include "api/sockets.h"
 #include "cluster/control/auth.h"
@@ -58,8 +61,10 @@ void guarded(httplib::Response& res, Fn&& fn) {
 }
 
 std::string metric_endpoint(const std::string& path) {
-  for (const char* known : {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                            "/v1/cluster", "/metrics", "/"}) {
+  for (const char* known :
+       {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/v1/cluster",
+        "/metrics", "/", "/v1/messages", "/v1/responses", "/api/chat", "/api/generate",
+        "/api/tags", "/api/show", "/api/version"}) {
     if (path == known) return path;
   }
   return "other";
@@ -209,6 +214,32 @@ void ApiServer::install_routes() {
   s.Post("/v1/chat/completions", completion(RequestKind::kChat));
   s.Post("/v1/completions", completion(RequestKind::kCompletion));
 
+  install_ollama_routes();
+  // Anthropic Messages and OpenAI Responses: the same generation in their shapes.
+  s.Post("/v1/messages", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, ErrorStyle::kAnthropic, [&] {
+      if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
+        return forward(req, res, *up);
+      CompletionRequest request = parse_anthropic_messages(req.body);
+      auto format = std::make_shared<AnthropicFormat>(
+          next_id("msg_"), request.model.empty() ? backend_.model_id() : request.model);
+      serve_generation(req, std::move(request), std::move(format), res);
+    });
+  });
+  s.Post("/v1/responses", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&] {
+      if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
+        return forward(req, res, *up);
+      CompletionRequest request = parse_responses_request(req.body);
+      auto format = std::make_shared<ResponsesFormat>(
+          next_id(""), backend_.model_id(),
+          std::chrono::duration_cast<std::chrono::seconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count());
+      serve_generation(req, std::move(request), std::move(format), res);
+    });
+  });
+
   s.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     guarded(res, [&] {
       if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
@@ -297,6 +328,62 @@ void ApiServer::add_activity(json& view) const {
   }
 }
 
+void ApiServer::install_ollama_routes() {
+  auto& s = *server_;
+  auto generation = [this](bool chat) {
+    return [this, chat](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, ErrorStyle::kOllama, [&] {
+        if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
+          return forward(req, res, *up);
+        if (!chat && ollama_is_load_only(req.body)) {
+          // No prompt: Ollama loads the model and says so; here it is loaded already.
+          check_model(json::parse(req.body).value("model", ""));
+          res.set_content(json{{"model", backend_.model_id()},
+                               {"created_at", ""},
+                               {"response", ""},
+                               {"done", true},
+                               {"done_reason", "load"}}
+                              .dump(),
+                          "application/json");
+          return;
+        }
+        CompletionRequest request = chat ? parse_ollama_chat(req.body) : parse_ollama_generate(req.body);
+        auto format = std::make_shared<OllamaFormat>(
+            chat, request.model.empty() ? backend_.model_id() : request.model);
+        serve_generation(req, std::move(request), std::move(format), res);
+      });
+    };
+  };
+  s.Post("/api/chat", generation(true));
+  s.Post("/api/generate", generation(false));
+  s.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(json{{"version", HERD_VERSION}}.dump(), "application/json");
+  });
+  s.Get("/api/tags", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, ErrorStyle::kOllama, [&] {
+      if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
+        return forward(req, res, *up);
+      res.set_content(ollama_tags(backend_.model_id(), backend_.model_details()).dump(),
+                      "application/json");
+    });
+  });
+  s.Post("/api/show", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, ErrorStyle::kOllama, [&] {
+      if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
+        return forward(req, res, *up);
+      const json body = json::parse(req.body, nullptr, false);
+      if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+      std::string model;
+      for (const char* key : {"model", "name"})
+        if (body.contains(key) && body[key].is_string()) model = body[key].get<std::string>();
+      check_model(model);
+      res.set_content(
+          ollama_show(backend_.model_id(), backend_.model_details(), backend_.n_ctx()).dump(),
+          "application/json");
+    });
+  });
+}
+
 void ApiServer::check_model(const std::string& model) const {
   if (!backend_.ready())
     throw ApiError(
@@ -337,6 +424,7 @@ void ApiServer::serve_generation(const httplib::Request& http, CompletionRequest
                                  std::shared_ptr<AnswerFormat> format, httplib::Response& res) {
   check_model(request.model);
   std::vector<std::int32_t> prompt = backend_.prepare(request);
+  format->set_prompt_tokens(static_cast<int>(prompt.size()));
   if (request.output_schema) {
     // Each byte of the shortest document may need a token of its own: fewer cannot be promised.
     const int needed = request.output_schema->node(request.output_schema->root).min_chars;
@@ -374,9 +462,9 @@ void ApiServer::serve_generation(const httplib::Request& http, CompletionRequest
         auto write = [&](const std::string& text) {
           return text.empty() || sink.write(text.data(), text.size());
         };
-        bool open = write(format->start());
         // Tool calls are read from the whole answer: it is written once complete.
         const bool hold = request.reads_calls();
+        bool open = write(format->start(hold));
         bool finished = false;
         while (open && !finished) {
           std::string piece;

@@ -59,6 +59,7 @@ class ApiServer {
 
  private:
   void install_routes();
+  void install_ollama_routes();  // /api/*
   void handle_completion(const httplib::Request& http, RequestKind kind, httplib::Response& res);
   // Runs `request` and answers in `format`: the one way every API's generation goes (queue,
   // stream or wait, cancel when the client leaves).

@@ -193,6 +193,14 @@ std::string Node::model_id() const {
   return std::filesystem::path(options_.model_path).stem().string();
 }
 
+nlohmann::json Node::model_details() const {
+  if (!file_) return nlohmann::json::object();
+  const auto& meta = file_->metadata();
+  return {{"architecture", meta.get_string("general.architecture").value_or("")},
+          {"name", meta.get_string("general.name").value_or(model_id())},
+          {"file_bytes", file_->mapping() ? file_->mapping()->size() : 0}};
+}
+
 std::string Node::model_file_name() const {
   return std::filesystem::path(options_.model_path).filename().string();
 }

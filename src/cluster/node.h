@@ -106,6 +106,8 @@ class Node {
   const model::ChatTemplate& chat_template() const { return *chat_; }
   std::string model_id() const;
   std::string model_file_name() const;
+  // The coordinator's model file: {"architecture", "file_bytes", "name"} (empty on a worker).
+  nlohmann::json model_details() const;
 
   // Public for the implementation files (node_*.cpp).
   struct Impl;
