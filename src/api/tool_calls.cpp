@@ -129,6 +129,32 @@ std::vector<ToolCall> parse_tool_calls(std::string_view text, const ojson& tools
     }
   }
   if (calls.empty()) {
+    // DeepSeek V3/R1: <｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\n{...}\n```<｜tool▁call▁end｜>
+    constexpr std::string_view begin = "<｜tool▁call▁begin｜>", sep = "<｜tool▁sep｜>",
+                               end = "<｜tool▁call▁end｜>", calls_begin = "<｜tool▁calls▁begin｜>";
+    std::size_t at = text.find(begin);
+    const std::size_t first = text.find(calls_begin) != std::string_view::npos ? text.find(calls_begin) : at;
+    while (at != std::string_view::npos) {
+      const std::size_t body = at + begin.size();
+      const std::size_t stop = text.find(end, body);
+      const std::string_view call = text.substr(body, stop == std::string_view::npos ? text.npos : stop - body);
+      const std::size_t s = call.find(sep);
+      if (s != std::string_view::npos) {
+        const std::string_view rest_of = call.substr(s + sep.size());
+        const std::size_t nl = rest_of.find('\n');
+        std::string name = trim(rest_of.substr(0, nl));
+        std::string args = nl == std::string_view::npos ? "{}" : trim(rest_of.substr(nl + 1));
+        if (args.rfind("```json", 0) == 0) args = args.substr(7);
+        if (args.size() >= 3 && args.compare(args.size() - 3, 3, "```") == 0) args.resize(args.size() - 3);
+        if (auto c = call_of(ojson{{"name", name}, {"arguments", ojson::parse(trim(args), nullptr, false)}}, tools))
+          calls.push_back(*c);
+      }
+      if (stop == std::string_view::npos) break;
+      at = text.find(begin, stop + end.size());
+    }
+    if (!calls.empty()) rest = std::string(text.substr(0, first));
+  }
+  if (calls.empty()) {
     // Llama 3.1: the whole answer is one call, after <|python_tag|> or not.
     std::string whole = trim(text);
     constexpr std::string_view tag = "<|python_tag|>";

@@ -40,8 +40,9 @@ std::vector<model::ChatMessage> hermes_messages(const nlohmann::ordered_json& me
                                                 const nlohmann::ordered_json& tools);
 
 // The calls in an answer: Hermes <tool_call>{"name", "arguments"}</tool_call> blocks, Mistral's
-// [TOOL_CALLS] followed by a JSON array, or an answer that is one {"name", "arguments" or
-// "parameters"} object (Llama 3.1, with or without <|python_tag|>). `content` gets the text
+// [TOOL_CALLS] followed by a JSON array, DeepSeek's <｜tool▁call▁begin｜> blocks, or an answer
+// that is one {"name", "arguments" or "parameters"} object (Llama 3.1, with or without
+// <|python_tag|>). `content` gets the text
 // outside the calls, trimmed. Calls of tools not in `tools` are left as text.
 std::vector<ToolCall> parse_tool_calls(std::string_view text, const nlohmann::ordered_json& tools,
                                        std::string& content);

@@ -29,6 +29,7 @@ constexpr std::size_t kMaxLiterals = 64;
 constexpr std::size_t kMaxProperties = 64;
 constexpr int kMaxNodes = 4096;
 constexpr int kMaxRefDepth = 32;
+constexpr int kMaxNesting = 64;  // schemas inside schemas: a bound on the compiler's recursion
 
 class Compiler {
  public:
@@ -80,6 +81,12 @@ class Compiler {
   }
 
   int compile(const json& s, const std::string& path, int ref_depth) {
+    struct Nesting {  // counts how deep compile() recurses
+      explicit Nesting(int& d) : depth(++d) {}
+      ~Nesting() { --depth; }
+      int& depth;
+    } nesting(nesting_);
+    if (nesting_ > kMaxNesting) refuse(path, fmt::format("nests deeper than {} levels", kMaxNesting));
     if (s.is_boolean()) {
       if (!s.get<bool>()) refuse(path, "the schema false allows nothing");
       return add({});
@@ -248,6 +255,7 @@ class Compiler {
 
   const json& root_;
   Schema* schema_ = nullptr;
+  int nesting_ = 0;
 };
 
 }  // namespace

@@ -40,6 +40,18 @@ TEST(ToolCalls, ReadsMistralAndLlamaFormats) {
   EXPECT_EQ(content, "");
 }
 
+TEST(ToolCalls, ReadsDeepSeekFormat) {
+  std::string content;
+  const auto calls = parse_tool_calls(
+      "Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n"
+      "```json\n{\"city\": \"Kyiv\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+      kTools, content);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].name, "get_weather");
+  EXPECT_EQ(calls[0].arguments["city"], "Kyiv");
+  EXPECT_EQ(content, "Checking.");
+}
+
 TEST(ToolCalls, TextThatIsNoCallOfAKnownToolStaysText) {
   std::string content;
   EXPECT_TRUE(parse_tool_calls("It is sunny.", kTools, content).empty());
