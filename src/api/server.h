@@ -1,14 +1,19 @@
-// The HTTP API of a node (cpp-httplib): OpenAI-compatible completions (streamed as server-sent
-// events or not), models, health, the cluster view, Prometheus metrics and the dashboard page.
+// The HTTP API of a node (cpp-httplib), one generation flow behind several APIs:
 //
-//   POST /v1/chat/completions, POST /v1/completions   queued to the Backend's scheduler (many at
-//                                                     once; 429 + Retry-After when it is full)
-//   GET  /v1/models, /health, /v1/cluster, /metrics, /
+//   POST /v1/chat/completions, /v1/completions, /v1/responses   OpenAI
+//   POST /v1/messages                                            Anthropic Messages
+//   POST /api/chat, /api/generate; GET /api/tags, /api/version;  Ollama
+//   POST /api/show
+//   GET  /v1/models, /health, /v1/cluster, /metrics, /          models, health, cluster view,
+//                                                                Prometheus, the dashboard
 //
-// Errors are OpenAI's {"error":{...}} with a 4xx/5xx status; a bad request never stops the server.
-// With an API key set, every route but / and /health needs "Authorization: Bearer <key>".
-// A node that is not the coordinator forwards completions and /v1/models to the coordinator's API
-// (`upstream`) and answers the rest itself.
+// Generations are queued to the Backend's scheduler (many at once; 429 + Retry-After when it
+// is full). Errors come in each API's own shape with a 4xx/5xx status; a bad request never stops
+// the server. With an API key set, every route but / and /health needs "Authorization: Bearer
+// <key>" or "x-api-key: <key>". A node that is not the coordinator forwards generations,
+// /v1/models and /v1/cluster to the coordinator's API (`upstream`) and answers the rest itself.
+// Files: server.cpp (lifecycle, routes), server_generation.cpp (the generation flow),
+// server_ollama.cpp (/api/*), http_handling (errors, forwarding).
 #pragma once
 
 #include <atomic>

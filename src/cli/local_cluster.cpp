@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "cluster/transport/free_port.h"
 #include "util/error.h"
 
 namespace herd::cli {
@@ -31,24 +32,6 @@ std::uint64_t split_memory_limit(const model::Model& model, int n_ctx, int nodes
   return static_cast<std::uint64_t>(0.95 * bytes / (nodes - 1));
 }
 
-int free_local_port() {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int t = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    const bool tcp_bound = bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-                           getsockname(t, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-    int u = socket(AF_INET, SOCK_DGRAM, 0);
-    const bool udp_free = tcp_bound && bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    const int port = ntohs(a.sin_port);
-    close(t);
-    close(u);
-    if (udp_free) return port;
-  }
-  fail("no port on 127.0.0.1 is free for both TCP and UDP");
-}
 
 namespace {
 
@@ -109,8 +92,8 @@ fs::path LocalCluster::log_path(int node) const {
 void LocalCluster::start(const fs::path& model) {
   const int n = options_.nodes;
   for (int i = 0; i < n; ++i) {
-    api_ports_.push_back(free_local_port());
-    cluster_ports_.push_back(free_local_port());
+    api_ports_.push_back(cluster::free_local_port());
+    cluster_ports_.push_back(cluster::free_local_port());
   }
   for (int i = 0; i < n; ++i) {
     std::vector<std::string> args = {"herd",

@@ -24,26 +24,13 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/transport/free_port.h"
 #include "support/test_data.h"
 
 namespace herd::testing {
 
-inline int free_port() {
-  for (;;) {
-    int t = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    getsockname(t, reinterpret_cast<sockaddr*>(&a), &len);
-    int u = socket(AF_INET, SOCK_DGRAM, 0);
-    const bool ok = bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    close(t);
-    close(u);
-    if (ok) return ntohs(a.sin_port);
-  }
-}
+// A port free for TCP and UDP, below the ephemeral range (see cluster/transport/free_port.h).
+inline int free_port() { return cluster::free_local_port(); }
 
 // Owns the processes of one test; the destructor kills whatever is still running.
 class ProcessCluster {

@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { createSocket } from "node:dgram";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,15 +20,27 @@ export function missingFiles(...files) {
   return "";
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+// A port free for TCP and UDP on 127.0.0.1, at random below the kernel's ephemeral range
+// (32768 up): a port from listen(0) could be handed to another test's listen(0) before the
+// process we start binds it.
+function bindable(port) {
+  return new Promise((resolve) => {
+    const tcp = createServer();
+    tcp.once("error", () => resolve(false));
+    tcp.listen(port, "127.0.0.1", () => {
+      const udp = createSocket("udp4");
+      udp.once("error", () => tcp.close(() => resolve(false)));
+      udp.bind(port, "127.0.0.1", () => udp.close(() => tcp.close(() => resolve(true))));
     });
   });
+}
+
+export async function freePort() {
+  for (let attempt = 0; attempt < 200; ++attempt) {
+    const port = 20768 + Math.floor(Math.random() * 12000);
+    if (await bindable(port)) return port;
+  }
+  throw new Error("no free port on 127.0.0.1");
 }
 
 const children = [];
