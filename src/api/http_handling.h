@@ -4,6 +4,8 @@
 
 #include <httplib.h>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <string_view>
 
@@ -29,6 +31,12 @@ void guarded(httplib::Response& res, ErrorStyle style, Fn&& fn) {
     send_error(res, style, e.status, e.what(), e.type, e.param, e.code, e.retry_after_s);
   } catch (const InvalidArgument& e) {
     send_error(res, style, 400, e.what(), "invalid_request_error");
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the request with another JSON type than the API has (read with .value() or
+    // .get<>() in an adapter): the client's mistake, not the server's.
+    send_error(res, style, 400,
+               std::string("a field of the request has the wrong JSON type: ") + e.what(),
+               "invalid_request_error");
   } catch (const std::exception& e) {
     log::error("api: request failed: {}", e.what());
     send_error(res, style, 500, e.what(), "server_error");

@@ -303,3 +303,87 @@ TEST(ApiBatching, NextTurnReportsCachedTokensAndReusesThem) {
 
 }  // namespace
 }  // namespace herd::api
+
+namespace herd::api {
+namespace {
+
+// Every field of a valid request of each API replaced, one at a time, by values of every other
+// JSON type: each answer is a 4xx in that API's error shape (or a 200 where the value happens to
+// be valid), never a 5xx; then a valid request is still answered.
+TEST(ApiServer, MalformedFieldsOfEveryApiGetItsOwn4xxShape) {
+  EchoBackend backend;
+  ApiOptions options;
+  options.port = 0;
+  ApiServer server(backend, options);
+  const int port = server.start();
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(10, 0);
+  const std::vector<std::pair<std::string, json>> valid = {
+      {"/v1/chat/completions",
+       json::parse(R"({"model":"echo","messages":[{"role":"user","content":"a"}],"max_tokens":2,
+                      "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]})")},
+      {"/v1/completions", json::parse(R"({"prompt":[1,2],"max_tokens":2,"stop":["x"]})")},
+      {"/v1/responses",
+       json::parse(R"({"input":[{"role":"user","content":"a"}],"instructions":"i","max_output_tokens":2,
+                      "text":{"format":{"type":"text"}}})")},
+      {"/v1/messages",
+       json::parse(R"({"max_tokens":2,"system":"s","messages":[{"role":"user","content":[{"type":"text","text":"a"}]}],
+                      "tool_choice":{"type":"auto"}})")},
+      {"/api/chat",
+       json::parse(R"({"model":"echo","messages":[{"role":"user","content":"a"}],"stream":false,
+                      "options":{"num_predict":2,"temperature":0.5}})")},
+      {"/api/generate", json::parse(R"({"model":"echo","prompt":"a","stream":false,"system":"s","options":{"num_predict":2}})")},
+      {"/api/show", json::parse(R"({"model":"echo"})")},
+  };
+  const std::vector<json> wrong = {json(12345), json("text"), json(nullptr), json::array(),
+                                   json::object(), json(true), json(-1), json(1e308),
+                                   json::array({json::object()})};
+  int requests = 0;
+  for (const auto& [path, body] : valid) {
+    // Every path to a value in the body: top-level keys, and one level into objects and arrays.
+    std::vector<json::json_pointer> paths;
+    const json flat_body = body.flatten();
+    for (const auto& flat : flat_body.items()) {
+      json::json_pointer p(flat.key());
+      for (; !p.empty(); p = p.parent_pointer()) paths.push_back(p);
+    }
+    const ErrorStyle style = error_style_of(path);
+    for (const auto& p : paths) {
+      for (const json& value : wrong) {
+        json mutated = body;
+        mutated[p] = value;
+        auto r = c.Post(path, mutated.dump(), "application/json");
+        ++requests;
+        ASSERT_TRUE(r) << path << " " << p.to_string();
+        ASSERT_LT(r->status, 500) << path << " " << p.to_string() << " = " << value.dump() << ": "
+                                  << r->body;
+        if (r->status < 400) continue;
+        const json e = json::parse(r->body, nullptr, false);
+        ASSERT_TRUE(e.is_object()) << r->body;
+        if (style == ErrorStyle::kOllama) {
+          EXPECT_TRUE(e["error"].is_string()) << r->body;
+        } else if (style == ErrorStyle::kAnthropic) {
+          EXPECT_EQ(e.value("type", ""), "error") << r->body;
+        } else {
+          EXPECT_TRUE(e["error"].is_object()) << r->body;
+        }
+      }
+    }
+    for (const char* garbage : {"", "{", "[]", "null", "{\"a\":", "\xff\xfe"}) {
+      auto r = c.Post(path, garbage, "application/json");
+      ++requests;
+      ASSERT_TRUE(r);
+      EXPECT_GE(r->status, 400) << path << " " << garbage;
+      EXPECT_LT(r->status, 500) << path << " " << garbage << ": " << r->body;
+    }
+  }
+  EXPECT_GT(requests, 400);
+  auto ok = c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"a"}]})",
+                   "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  server.stop();
+}
+
+}  // namespace
+}  // namespace herd::api
