@@ -182,7 +182,7 @@ void parse_tools_and_format(const ojson& body, CompletionRequest& request) {
     if (type == "json_object") {
       request.output_schema = std::make_shared<const grammar::Schema>(grammar::any_object_schema());
     } else if (type == "json_schema") {
-      const ojson& js = (*f)["json_schema"];
+      const ojson js = f->value("json_schema", ojson());
       if (!js.is_object() || !js.contains("schema") || !js["schema"].is_object())
         bad("response_format.json_schema", "response_format.json_schema must be {\"name\", \"schema\": {...}}");
       request.output_schema = compiled(js["schema"], "response_format.json_schema.schema");

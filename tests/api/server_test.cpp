@@ -49,13 +49,27 @@ class EchoBackend : public Backend {
   json cluster_view() const override { return {{"self", "n1"}, {"members", json::array()}}; }
 };
 
-TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
+// An API server over an EchoBackend on a free port of 127.0.0.1, and a client of it.
+struct EchoServer {
+  explicit EchoServer(std::string api_key = "")
+      : server(backend, options(std::move(api_key))), client("127.0.0.1", server.start()) {
+    client.set_read_timeout(10, 0);
+  }
+  ~EchoServer() { server.stop(); }
+  static ApiOptions options(std::string api_key) {
+    ApiOptions o;
+    o.port = 0;
+    o.api_key = std::move(api_key);
+    return o;
+  }
   EchoBackend backend;
-  ApiOptions options;
-  options.port = 0;
-  ApiServer server(backend, options);
-  const int port = server.start();
-  httplib::Client c("127.0.0.1", port);
+  ApiServer server;
+  httplib::Client client;
+};
+
+TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
+  EchoServer echo;
+  httplib::Client& c = echo.client;
 
   auto health = c.Get("/health");
   ASSERT_TRUE(health);
@@ -125,17 +139,11 @@ TEST(ApiServer, ServesEveryEndpointAndSurvivesBadRequests) {
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
   EXPECT_TRUE(json::parse(missing->body).contains("error"));
-  server.stop();
 }
 
 TEST(ApiServer, RequiresTheApiKeyWhenSet) {
-  EchoBackend backend;
-  ApiOptions options;
-  options.port = 0;
-  options.api_key = "sesame";
-  ApiServer server(backend, options);
-  const int port = server.start();
-  httplib::Client c("127.0.0.1", port);
+  EchoServer echo("sesame");
+  httplib::Client& c = echo.client;
   auto denied = c.Get("/v1/models");
   ASSERT_TRUE(denied);
   EXPECT_EQ(denied->status, 401);
@@ -146,6 +154,14 @@ TEST(ApiServer, RequiresTheApiKeyWhenSet) {
   auto allowed = c.Get("/v1/models", {{"Authorization", "Bearer sesame"}});
   ASSERT_TRUE(allowed);
   EXPECT_EQ(allowed->status, 200);
+  auto anthropic_style = c.Get("/v1/models", {{"x-api-key", "sesame"}});
+  ASSERT_TRUE(anthropic_style);
+  EXPECT_EQ(anthropic_style->status, 200);
+  // Each API's own shape for the 401.
+  auto ollama = c.Get("/api/tags");
+  ASSERT_TRUE(ollama);
+  EXPECT_EQ(ollama->status, 401);
+  EXPECT_TRUE(json::parse(ollama->body)["error"].is_string());
   EXPECT_EQ(c.Get("/health")->status, 200);
 }
 
@@ -311,13 +327,8 @@ namespace {
 // JSON type: each answer is a 4xx in that API's error shape (or a 200 where the value happens to
 // be valid), never a 5xx; then a valid request is still answered.
 TEST(ApiServer, MalformedFieldsOfEveryApiGetItsOwn4xxShape) {
-  EchoBackend backend;
-  ApiOptions options;
-  options.port = 0;
-  ApiServer server(backend, options);
-  const int port = server.start();
-  httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(10, 0);
+  EchoServer echo;
+  httplib::Client& c = echo.client;
   const std::vector<std::pair<std::string, json>> valid = {
       {"/v1/chat/completions",
        json::parse(R"({"model":"echo","messages":[{"role":"user","content":"a"}],"max_tokens":2,
@@ -382,7 +393,6 @@ TEST(ApiServer, MalformedFieldsOfEveryApiGetItsOwn4xxShape) {
                    "application/json");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
-  server.stop();
 }
 
 }  // namespace
