@@ -73,9 +73,11 @@ class Compiler {
       const std::string p = prefix;
       if (ref.rfind(p, 0) != 0) continue;
       const std::string name = ref.substr(p.size());
-      const json& defs = root_[p.substr(2, p.size() - 3)];
-      if (!defs.is_object() || !defs.contains(name)) refuse(path, "$ref " + ref + " not found");
-      return defs[name];
+      const std::string section = p.substr(2, p.size() - 3);  // "$defs" or "definitions"
+      if (!root_.is_object() || !root_.contains(section) || !root_[section].is_object() ||
+          !root_[section].contains(name))
+        refuse(path, "$ref " + ref + " not found");
+      return root_[section][name];
     }
     refuse(path, "$ref " + ref + ": only #/$defs/NAME and #/definitions/NAME are supported");
   }
