@@ -1,5 +1,9 @@
 #include "api/answer_format.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+
 namespace herd::api {
 
 using nlohmann::json;
@@ -53,6 +57,34 @@ ErrorStyle error_style_of(std::string_view path) {
   if (path.rfind("/api/", 0) == 0) return ErrorStyle::kOllama;
   if (path.rfind("/v1/messages", 0) == 0) return ErrorStyle::kAnthropic;
   return ErrorStyle::kOpenAI;
+}
+
+int json_nesting_depth(std::string_view body, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+void check_json_depth(std::string_view body) {
+  if (json_nesting_depth(body, kMaxJsonDepth) > kMaxJsonDepth)
+    throw ApiError(400, fmt::format("the request's JSON nests deeper than {} levels", kMaxJsonDepth),
+                   "invalid_request_error");
 }
 
 std::string named_event(std::string_view name, const json& data) {

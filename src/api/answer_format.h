@@ -47,6 +47,16 @@ nlohmann::json error_json(ErrorStyle style, int status, std::string_view message
 // The style of the API a path belongs to.
 ErrorStyle error_style_of(std::string_view path);
 
+// How deeply a request's JSON may nest. Deeper bodies are refused before they are parsed:
+// copying and comparing JSON values recurses, so a body nested 10^5 deep would overflow a
+// thread's stack. Every API's parser calls check_json_depth first.
+inline constexpr int kMaxJsonDepth = 128;
+// The deepest nesting of arrays and objects in `body` (strings and escapes skipped); counting
+// stops past `limit`.
+int json_nesting_depth(std::string_view body, int limit);
+// ApiError(400) when `body` nests deeper than kMaxJsonDepth.
+void check_json_depth(std::string_view body);
+
 // Server-sent event with a name (Anthropic and Responses name theirs).
 std::string named_event(std::string_view name, const nlohmann::json& data);
 

@@ -35,6 +35,7 @@ const char* stop_reason(const std::string& finish) {
 }  // namespace
 
 CompletionRequest parse_anthropic_messages(std::string_view body) {
+  check_json_depth(body);
   const ojson in = ojson::parse(body, nullptr, false);
   if (in.is_discarded() || !in.is_object()) bad("the request body must be a JSON object");
   if (!in.contains("max_tokens") || !in["max_tokens"].is_number_integer() ||

@@ -15,6 +15,7 @@ namespace {
 }
 
 ojson body_of(std::string_view body) {
+  check_json_depth(body);
   ojson j = ojson::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) bad("the request body must be a JSON object");
   return j;
@@ -117,6 +118,7 @@ CompletionRequest parse_ollama_chat(std::string_view text) {
 }
 
 bool ollama_is_load_only(std::string_view text) {
+  if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) return false;  // refused later
   const ojson in = ojson::parse(text, nullptr, false);
   return in.is_object() && (!in.contains("prompt") ||
                             (in["prompt"].is_string() && in["prompt"].get<std::string>().empty()));

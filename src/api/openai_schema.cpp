@@ -1,5 +1,6 @@
 #include "api/openai_schema.h"
 
+#include "api/answer_format.h"
 #include "api/tool_calls.h"
 #include "util/error.h"
 
@@ -269,6 +270,7 @@ void parse_sampling(const json& body, CompletionRequest& request) {
 }  // namespace
 
 CompletionRequest parse_request(std::string_view body, RequestKind kind) {
+  check_json_depth(body);
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded())
     bad("",

@@ -31,6 +31,7 @@ std::string text_of(const ojson& content, const std::string& where) {
 }  // namespace
 
 CompletionRequest parse_responses_request(std::string_view body) {
+  check_json_depth(body);
   const ojson in = ojson::parse(body, nullptr, false);
   if (in.is_discarded() || !in.is_object()) bad("", "the request body must be a JSON object");
   if (in.contains("previous_response_id") && !in["previous_response_id"].is_null())

@@ -52,6 +52,7 @@ void ApiServer::install_ollama_routes() {
     guarded(res, ErrorStyle::kOllama, [&] {
       if (auto up = options_.upstream ? options_.upstream() : std::nullopt)
         return forward(req, res, *up);
+      check_json_depth(req.body);
       const json body = json::parse(req.body, nullptr, false);
       if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
       std::string model;

@@ -389,6 +389,14 @@ TEST(ApiServer, MalformedFieldsOfEveryApiGetItsOwn4xxShape) {
     }
   }
   EXPECT_GT(requests, 400);
+  // Nested far too deep for any API: refused before parsing, in the API's shape.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const char* path : {"/v1/chat/completions", "/v1/messages", "/api/chat"}) {
+    auto r = c.Post(path, deep, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << path;
+    EXPECT_NE(r->body.find("nests deeper"), std::string::npos) << r->body;
+  }
   auto ok = c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"a"}]})",
                    "application/json");
   ASSERT_TRUE(ok);
