@@ -121,6 +121,36 @@ void partitions(int n, const std::function<void(const std::vector<int>&)>& visit
   rec(1, 0);
 }
 
+// Shares in proportion to `weights`, but none above its `caps` (what its node's memory holds):
+// what a capped rank cannot take goes to the others in proportion to theirs (water-filling).
+// nullopt when even all the caps together are less than the whole.
+std::optional<std::vector<double>> capped_shares(const std::vector<double>& weights,
+                                                 const std::vector<double>& caps) {
+  const std::size_t n = weights.size();
+  std::vector<double> share(n, 0);
+  std::vector<bool> fixed(n, false);
+  double remaining = 1.0;
+  for (std::size_t round = 0; round <= n; ++round) {
+    double sum = 0;
+    for (std::size_t r = 0; r < n; ++r)
+      if (!fixed[r]) sum += weights[r];
+    if (sum <= 0) break;
+    bool capped = false;
+    for (std::size_t r = 0; r < n; ++r) {
+      if (fixed[r] || remaining * weights[r] / sum <= caps[r]) continue;
+      share[r] = std::max(0.0, caps[r]);
+      fixed[r] = true;
+      remaining -= share[r];
+      capped = true;
+    }
+    if (capped) continue;
+    for (std::size_t r = 0; r < n; ++r)
+      if (!fixed[r]) share[r] = remaining * weights[r] / sum;
+    return share;
+  }
+  return std::nullopt;  // every rank capped: their memory together holds less than the whole
+}
+
 // A plan for groups in this order (group 0 holds the leader, first), layers in proportion to each
 // group's bandwidth; nullopt when a rank cannot hold its share (then `why`, when given, says which
 // and by how much).
@@ -164,6 +194,23 @@ std::optional<Plan> grouped_plan(const ModelShape& model, const std::vector<Plac
     const std::uint64_t kv = model.kv_bytes_per_token_per_layer * static_cast<std::uint64_t>(b - a) *
                              static_cast<std::uint64_t>(std::max<std::int64_t>(model.n_ctx, 0));
     any_group = any_group || groups[g].size() > 1;
+    // Each rank's share follows its bandwidth, but never beyond what its memory holds (a node
+    // that measured fast on a busy machine must not be given more than it can keep).
+    auto extra_of = [&](std::size_t r) {
+      std::uint64_t extra = options.per_node_overhead_bytes;
+      if (r == 0 && a == 0) extra += model.embedding_bytes;
+      if (r == 0 && b == n_layer) extra += model.head_bytes;
+      return extra;
+    };
+    std::vector<double> caps;
+    for (std::size_t r = 0; r < groups[g].size(); ++r) {
+      const std::uint64_t usable = members[groups[g][r]].usable_memory_bytes;
+      const std::uint64_t extra = extra_of(r);
+      caps.push_back(usable > extra && layers + kv > 0
+                         ? static_cast<double>(usable - extra) / static_cast<double>(layers + kv)
+                         : 0.0);
+    }
+    const auto shares = capped_shares(weight[g], caps);
     for (std::size_t r = 0; r < groups[g].size(); ++r) {
       const PlacementMember& m = members[groups[g][r]];
       Stage s;
@@ -171,7 +218,8 @@ std::optional<Plan> grouped_plan(const ModelShape& model, const std::vector<Plac
       s.first_layer = a;
       s.last_layer = b;
       s.group = static_cast<int>(g);
-      s.share = weight[g][r] / std::accumulate(weight[g].begin(), weight[g].end(), 0.0);
+      s.share = shares ? (*shares)[r]
+                       : weight[g][r] / std::accumulate(weight[g].begin(), weight[g].end(), 0.0);
       s.weight_bytes = static_cast<std::uint64_t>(static_cast<double>(layers) * s.share);
       if (r == 0 && a == 0) s.weight_bytes += model.embedding_bytes;
       if (r == 0 && b == n_layer) s.weight_bytes += model.head_bytes;

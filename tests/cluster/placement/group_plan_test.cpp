@@ -170,14 +170,37 @@ TEST(PlanTensor, OneGroupLeaderFirstWithSharesAndAClearErrorWhenANodeIsTooSmall)
   EXPECT_EQ(p.stages[0].node_id, "b");  // the leader, then the others by id
   EXPECT_EQ(p.stages[1].node_id, "a");
   EXPECT_EQ(p.stages[2].node_id, "c");
-  const std::vector<PlacementMember> small = {node("a"), node("b", 64 * kMiB)};
+  // Both too small together (~560 MiB of weights against 264 MiB): a clear error.
+  const std::vector<PlacementMember> small = {node("a", 200 * kMiB), node("b", 64 * kMiB)};
   try {
     plan_tensor(m, small, "a");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("node 'b'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("node '"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("but offers"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("--parallel-mode pipeline"), std::string::npos);
   }
+}
+
+TEST(PlanTensor, ASharePastWhatANodesMemoryHoldsGoesToTheOthers) {
+  // b measured twice as fast (a busy machine's noise, or a faster node) but holds only ~250 MiB
+  // beyond the per-node overhead: its share stops there, and a and c take the rest in proportion
+  // to their speed.
+  const ModelShape m = small_model();
+  const std::uint64_t b_memory = PlacementOptions{}.per_node_overhead_bytes + 250 * kMiB;
+  const std::vector<PlacementMember> members = {node("a"), node("b", b_memory, 30), node("c")};
+  const Plan p = plan_tensor(m, members, "a");
+  expect_valid(m, p);
+  double total = 0;
+  for (const Stage& s : p.stages) {
+    total += s.share;
+    EXPECT_LE(s.total_bytes, s.usable_bytes) << s.node_id;
+  }
+  EXPECT_NEAR(total, 1.0, 1e-9);
+  ASSERT_EQ(p.stages[1].node_id, "b");
+  EXPECT_LT(p.stages[1].share, 0.5);  // its speed alone would give it half
+  EXPECT_GT(p.stages[1].share, 0.2);  // but it still takes what it can hold
+  EXPECT_NEAR(p.stages[0].share, p.stages[2].share, 1e-9);
 }
 
 TEST(PlanAuto, NothingFitsIsAClearError) {
