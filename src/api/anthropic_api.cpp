@@ -9,18 +9,14 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-[[noreturn]] void bad(const std::string& message) {
-  throw ApiError(400, message, "invalid_request_error");
-}
-
 // A string, or text blocks joined; other blocks are refused by name.
 std::string text_of(const ojson& content, const std::string& where) {
   if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) bad(where + " must be a string or an array of content blocks");
+  if (!content.is_array()) bad_request(where + " must be a string or an array of content blocks");
   std::string text;
   for (const auto& b : content) {
     if (!b.is_object() || b.value("type", "") != "text" || !b.contains("text") || !b["text"].is_string())
-      bad(where + ": only text blocks are supported here (this server has no image or document input)");
+      bad_request(where + ": only text blocks are supported here (this server has no image or document input)");
     text += b["text"].get<std::string>();
   }
   return text;
@@ -37,18 +33,18 @@ const char* stop_reason(const std::string& finish) {
 CompletionRequest parse_anthropic_messages(std::string_view body) {
   check_json_depth(body);
   const ojson in = ojson::parse(body, nullptr, false);
-  if (in.is_discarded() || !in.is_object()) bad("the request body must be a JSON object");
+  if (in.is_discarded() || !in.is_object()) bad_request("the request body must be a JSON object");
   if (!in.contains("max_tokens") || !in["max_tokens"].is_number_integer() ||
       in["max_tokens"].get<std::int64_t>() < 1)
-    bad("max_tokens: a positive integer is required");
+    bad_request("max_tokens: a positive integer is required");
   if (!in.contains("messages") || !in["messages"].is_array() || in["messages"].empty())
-    bad("messages: a non-empty array of {\"role\", \"content\"} is required");
+    bad_request("messages: a non-empty array of {\"role\", \"content\"} is required");
   ojson out = {{"max_tokens", in["max_tokens"]}, {"stream", in.value("stream", false)}};
   if (in.contains("model")) out["model"] = in["model"];
   for (const char* key : {"temperature", "top_p", "top_k"})
     if (in.contains(key)) out[key] = in[key];
   if (in.contains("temperature") && in["temperature"].is_number() && in["temperature"].get<double>() > 1)
-    bad("temperature: must be between 0 and 1");
+    bad_request("temperature: must be between 0 and 1");
   if (in.contains("stop_sequences")) out["stop"] = in["stop_sequences"];
 
   ojson messages = ojson::array();
@@ -57,15 +53,15 @@ CompletionRequest parse_anthropic_messages(std::string_view body) {
   for (std::size_t i = 0; i < in["messages"].size(); ++i) {
     const ojson& m = in["messages"][i];
     const std::string where = fmt::format("messages.{}", i);
-    if (!m.is_object() || !m.contains("content")) bad(where + ": {\"role\", \"content\"} is required");
+    if (!m.is_object() || !m.contains("content")) bad_request(where + ": {\"role\", \"content\"} is required");
     const std::string role = m.value("role", "");
-    if (role != "user" && role != "assistant") bad(where + ".role: must be \"user\" or \"assistant\"");
+    if (role != "user" && role != "assistant") bad_request(where + ".role: must be \"user\" or \"assistant\"");
     const ojson& content = m["content"];
     if (content.is_string()) {
       messages.push_back({{"role", role}, {"content", content}});
       continue;
     }
-    if (!content.is_array()) bad(where + ".content: must be a string or an array of content blocks");
+    if (!content.is_array()) bad_request(where + ".content: must be a string or an array of content blocks");
     std::string text;
     ojson calls = ojson::array();
     for (std::size_t k = 0; k < content.size(); ++k) {
@@ -76,18 +72,18 @@ CompletionRequest parse_anthropic_messages(std::string_view body) {
         text += b["text"].get<std::string>();
       } else if (type == "tool_use" && role == "assistant") {
         if (!b.contains("name") || !b["name"].is_string() || !b.contains("input") || !b["input"].is_object())
-          bad(at + ": a tool_use block needs \"id\", \"name\" and an \"input\" object");
+          bad_request(at + ": a tool_use block needs \"id\", \"name\" and an \"input\" object");
         calls.push_back({{"id", b.value("id", "")},
                          {"type", "function"},
                          {"function", {{"name", b["name"]}, {"arguments", b["input"]}}}});
       } else if (type == "tool_result" && role == "user") {
         if (!b.contains("tool_use_id") || !b["tool_use_id"].is_string())
-          bad(at + ": a tool_result block needs \"tool_use_id\"");
+          bad_request(at + ": a tool_result block needs \"tool_use_id\"");
         std::string result = b.contains("content") ? text_of(b["content"], at + ".content") : "";
         if (b.value("is_error", false)) result = "Error: " + result;
         messages.push_back({{"role", "tool"}, {"tool_call_id", b["tool_use_id"]}, {"content", result}});
       } else {
-        bad(at + ": block type '" + type + "' is not supported in a " + role + " message");
+        bad_request(at + ": block type '" + type + "' is not supported in a " + role + " message");
       }
     }
     if (role == "assistant") {
@@ -101,13 +97,13 @@ CompletionRequest parse_anthropic_messages(std::string_view body) {
   out["messages"] = messages;
 
   if (in.contains("tools") && !in["tools"].is_null()) {
-    if (!in["tools"].is_array()) bad("tools: must be an array");
+    if (!in["tools"].is_array()) bad_request("tools: must be an array");
     ojson tools = ojson::array();
     for (std::size_t i = 0; i < in["tools"].size(); ++i) {
       const ojson& t = in["tools"][i];
       if (!t.is_object() || !t.contains("name") || !t.contains("input_schema") ||
           (t.contains("type") && t["type"] != "custom"))
-        bad(fmt::format("tools.{}: a tool needs \"name\" and \"input_schema\" (server tools are not supported)", i));
+        bad_request(fmt::format("tools.{}: a tool needs \"name\" and \"input_schema\" (server tools are not supported)", i));
       ojson f = {{"name", t["name"]}, {"parameters", t["input_schema"]}};
       if (t.contains("description")) f["description"] = t["description"];
       tools.push_back({{"type", "function"}, {"function", f}});
@@ -122,9 +118,9 @@ CompletionRequest parse_anthropic_messages(std::string_view body) {
     else if (type == "none") out["tool_choice"] = "none";
     else if (type == "tool" && c.contains("name"))
       out["tool_choice"] = {{"type", "function"}, {"function", {{"name", c["name"]}}}};
-    else bad("tool_choice: must be {\"type\": \"auto\" | \"any\" | \"none\"} or {\"type\": \"tool\", \"name\"}");
+    else bad_request("tool_choice: must be {\"type\": \"auto\" | \"any\" | \"none\"} or {\"type\": \"tool\", \"name\"}");
   }
-  return parse_request(out.dump(), RequestKind::kChat);
+  return request_from_json(out, RequestKind::kChat);
 }
 
 json AnthropicFormat::message(const Answer* answer, const engine::GenerationStats* stats) const {

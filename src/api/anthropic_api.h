@@ -4,7 +4,7 @@
 // tool_choice (auto, any, tool, none), and streaming as Anthropic's named events
 // (message_start, content_block_start, content_block_delta, content_block_stop, message_delta,
 // message_stop). The key may come as "x-api-key". Requests are turned into the OpenAI chat shape
-// and read by parse_request; errors are {"type": "error", "error": {"type", "message"}}.
+// and read by request_from_json; errors are {"type": "error", "error": {"type", "message"}}.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -10,14 +10,10 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-[[noreturn]] void bad(const std::string& message) {
-  throw ApiError(400, message, "invalid_request_error");
-}
-
 ojson body_of(std::string_view body) {
   check_json_depth(body);
   ojson j = ojson::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) bad("the request body must be a JSON object");
+  if (j.is_discarded() || !j.is_object()) bad_request("the request body must be a JSON object");
   return j;
 }
 
@@ -27,7 +23,7 @@ void map_options(const ojson& in, ojson& out) {
   out["stream"] = in.value("stream", true);  // Ollama streams unless told not to
   if (in.contains("options") && !in["options"].is_null()) {
     const ojson& o = in["options"];
-    if (!o.is_object()) bad("'options' must be an object");
+    if (!o.is_object()) bad_request("'options' must be an object");
     for (const char* key : {"temperature", "top_p", "top_k", "min_p", "seed", "stop",
                             "repeat_penalty", "repeat_last_n", "presence_penalty",
                             "frequency_penalty"})
@@ -37,7 +33,7 @@ void map_options(const ojson& in, ojson& out) {
         o["num_predict"].get<std::int64_t>() > 0)
       out["max_tokens"] = o["num_predict"];
     else if (o.contains("num_predict") && !o["num_predict"].is_number_integer())
-      bad("'options.num_predict' must be an integer");
+      bad_request("'options.num_predict' must be an integer");
   }
   if (in.contains("format") && !in["format"].is_null()) {
     const ojson& f = in["format"];
@@ -47,13 +43,13 @@ void map_options(const ojson& in, ojson& out) {
       out["response_format"] = {{"type", "json_schema"},
                                 {"json_schema", {{"name", "format"}, {"schema", f}}}};
     else if (!(f.is_string() && f.get<std::string>().empty()))
-      bad("'format' must be \"json\" or a JSON schema object");
+      bad_request("'format' must be \"json\" or a JSON schema object");
   }
 }
 
 CompletionRequest parse_as_openai(const ojson& body, RequestKind kind) {
   try {
-    return parse_request(body.dump(), kind);
+    return request_from_json(body, kind);
   } catch (ApiError& e) {
     // The OpenAI field names mean little to an Ollama client: say it in Ollama's terms.
     std::string message = e.what();
@@ -96,13 +92,13 @@ CompletionRequest parse_ollama_chat(std::string_view text) {
   const ojson in = body_of(text);
   ojson out = ojson::object();
   if (!in.contains("messages") || !in["messages"].is_array())
-    bad("'messages' is required: an array of {\"role\", \"content\"} objects");
+    bad_request("'messages' is required: an array of {\"role\", \"content\"} objects");
   ojson messages = ojson::array();
   for (const auto& m : in["messages"]) {
-    if (!m.is_object()) bad("every message must be an object with role and content");
+    if (!m.is_object()) bad_request("every message must be an object with role and content");
     ojson msg = {{"role", m.value("role", "")}, {"content", m.value("content", "")}};
     if (m.contains("images") && !m["images"].empty())
-      bad("this server has no image input (a message has 'images')");
+      bad_request("this server has no image input (a message has 'images')");
     if (m.contains("tool_calls") && m["tool_calls"].is_array()) {
       ojson calls = ojson::array();
       for (const auto& c : m["tool_calls"])
@@ -126,8 +122,8 @@ bool ollama_is_load_only(std::string_view text) {
 
 CompletionRequest parse_ollama_generate(std::string_view text) {
   const ojson in = body_of(text);
-  if (!in.contains("prompt") || !in["prompt"].is_string()) bad("'prompt' must be a string");
-  if (in.contains("images") && !in["images"].empty()) bad("this server has no image input");
+  if (!in.contains("prompt") || !in["prompt"].is_string()) bad_request("'prompt' must be a string");
+  if (in.contains("images") && !in["images"].empty()) bad_request("this server has no image input");
   ojson out = ojson::object();
   map_options(in, out);
   if (in.value("raw", false)) {

@@ -6,7 +6,7 @@
 //                                        num_predict, seed, stop, repeat_penalty, repeat_last_n,
 //                                        presence_penalty, frequency_penalty), "format" ("json"
 //                                        or a JSON schema, enforced), "tools" on /api/chat.
-// Requests are turned into the OpenAI chat/completions shape and read by parse_request, so
+// Requests are turned into the OpenAI chat/completions shape and read by request_from_json, so
 // every rule (and every error message) is the same; errors come back as {"error": "..."}.
 #pragma once
 

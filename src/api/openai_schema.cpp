@@ -16,25 +16,21 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-[[noreturn]] void bad(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, "invalid_request_error", param);
-}
-
-double number_field(const json& body, const char* key, double lo, double hi, double fallback) {
+double number_field(const ojson& body, const char* key, double lo, double hi, double fallback) {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) return fallback;
-  if (!it->is_number()) bad(key, fmt::format("'{}' must be a number", key));
+  if (!it->is_number()) bad_request(fmt::format("'{}' must be a number", key), key);
   const double v = it->get<double>();
   if (!std::isfinite(v) || v < lo || v > hi)
-    bad(key, fmt::format("'{}' is {}, but must be between {} and {}", key, v, lo, hi));
+    bad_request(fmt::format("'{}' is {}, but must be between {} and {}", key, v, lo, hi), key);
   return v;
 }
 
-std::int64_t int_field(const json& body, const char* key, std::int64_t lo, std::int64_t hi,
+std::int64_t int_field(const ojson& body, const char* key, std::int64_t lo, std::int64_t hi,
                        std::int64_t fallback) {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) return fallback;
-  if (!it->is_number_integer()) bad(key, fmt::format("'{}' must be an integer", key));
+  if (!it->is_number_integer()) bad_request(fmt::format("'{}' must be an integer", key), key);
   // Seeds are often sent as large unsigned numbers.
   const std::int64_t v =
       it->is_number_unsigned()
@@ -42,53 +38,50 @@ std::int64_t int_field(const json& body, const char* key, std::int64_t lo, std::
                 it->get<std::uint64_t>(), std::numeric_limits<std::int64_t>::max()))
           : it->get<std::int64_t>();
   if (v < lo || v > hi)
-    bad(key, fmt::format("'{}' is {}, but must be between {} and {}", key, v, lo, hi));
+    bad_request(fmt::format("'{}' is {}, but must be between {} and {}", key, v, lo, hi), key);
   return v;
 }
 
 // OpenAI content: a string, or an array of parts of which only {"type":"text"} is understood.
-std::string message_content(const json& content, std::size_t index) {
+std::string message_content(const ojson& content, std::size_t index) {
   const std::string param = fmt::format("messages[{}].content", index);
   if (content.is_null()) return "";
   if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) bad(param, param + " must be a string or an array of text parts");
+  if (!content.is_array()) bad_request(param + " must be a string or an array of text parts", param);
   std::string text;
-  for (const json& part : content) {
+  for (const ojson& part : content) {
     if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
         !part["text"].is_string())
-      bad(param, param +
+      bad_request(param +
                      ": only parts of the form {\"type\":\"text\",\"text\":\"...\"} are "
-                     "supported (this server has no image or audio input)");
+                     "supported (this server has no image or audio input)", param);
     text += part["text"].get<std::string>();
   }
   return text;
 }
 
-std::vector<model::ChatMessage> parse_messages(const json& body) {
+std::vector<model::ChatMessage> parse_messages(const ojson& body) {
   auto it = body.find("messages");
   if (it == body.end() || it->is_null())
-    bad("messages", "'messages' is required: an array of {\"role\", \"content\"} objects");
+    bad_request("'messages' is required: an array of {\"role\", \"content\"} objects", "messages");
   if (!it->is_array() || it->empty())
-    bad("messages", "'messages' must be a non-empty array of {\"role\", \"content\"} objects");
+    bad_request("'messages' must be a non-empty array of {\"role\", \"content\"} objects", "messages");
   std::vector<model::ChatMessage> out;
   for (std::size_t i = 0; i < it->size(); ++i) {
-    const json& m = (*it)[i];
+    const ojson& m = (*it)[i];
     if (!m.is_object())
-      bad(fmt::format("messages[{}]", i), fmt::format("messages[{}] must be an object", i));
+      bad_request(fmt::format("messages[{}] must be an object", i), fmt::format("messages[{}]", i));
     auto role = m.find("role");
     if (role == m.end() || !role->is_string())
-      bad(fmt::format("messages[{}].role", i),
-          fmt::format("messages[{}].role must be a string", i));
+      bad_request(fmt::format("messages[{}].role must be a string", i), fmt::format("messages[{}].role", i));
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";  // OpenAI's newer name for the system role
     if (r != "system" && r != "user" && r != "assistant" && r != "tool")
-      bad(fmt::format("messages[{}].role", i),
-          fmt::format("messages[{}].role '{}' is not one of system, user, assistant, tool", i, r));
+      bad_request(fmt::format("messages[{}].role '{}' is not one of system, user, assistant, tool", i, r), fmt::format("messages[{}].role", i));
     if (r == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null() &&
         !m["tool_calls"].is_array())
-      bad(fmt::format("messages[{}].tool_calls", i),
-          fmt::format("messages[{}].tool_calls must be an array", i));
-    out.push_back({r, message_content(m.value("content", json()), i)});
+      bad_request(fmt::format("messages[{}].tool_calls must be an array", i), fmt::format("messages[{}].tool_calls", i));
+    out.push_back({r, message_content(m.value("content", ojson()), i)});
   }
   return out;
 }
@@ -108,11 +101,11 @@ ojson messages_json(const ojson& body, const std::vector<model::ChatMessage>& pa
         const std::string where = fmt::format("messages[{}].tool_calls[{}]", i, k);
         if (!c.is_object() || !c.contains("function") || !c["function"].is_object() ||
             !c["function"].contains("name") || !c["function"]["name"].is_string())
-          bad(where, where + " must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}");
+          bad_request(where + " must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}", where);
         ojson args = c["function"].value("arguments", ojson::object());
         if (args.is_string()) args = ojson::parse(args.get<std::string>(), nullptr, false);
         if (!args.is_object())
-          bad(where + ".function.arguments", where + ".function.arguments must be a JSON object (as a string)");
+          bad_request(where + ".function.arguments must be a JSON object (as a string)", where + ".function.arguments");
         calls.push_back({{"id", c.value("id", "")},
                          {"type", "function"},
                          {"function", {{"name", c["function"]["name"]}, {"arguments", args}}}});
@@ -130,24 +123,24 @@ std::shared_ptr<const grammar::Schema> compiled(const ojson& schema, const std::
   try {
     return std::make_shared<const grammar::Schema>(grammar::compile_schema(schema));
   } catch (const InvalidArgument& e) {
-    bad(param, fmt::format("{}: {}", param, e.what()));
+    bad_request(fmt::format("{}: {}", param, e.what()), param);
   }
 }
 
 // tools, tool_choice and response_format (OpenAI's shapes).
 void parse_tools_and_format(const ojson& body, CompletionRequest& request) {
   if (auto t = body.find("tools"); t != body.end() && !t->is_null()) {
-    if (!t->is_array()) bad("tools", "'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
+    if (!t->is_array()) bad_request("'tools' must be an array of {\"type\": \"function\", \"function\": {...}}", "tools");
     for (std::size_t i = 0; i < t->size(); ++i) {
       const ojson& tool = (*t)[i];
       const std::string where = fmt::format("tools[{}]", i);
       if (!tool.is_object() || tool.value("type", "") != "function" || !tool.contains("function") ||
           !tool["function"].is_object())
-        bad(where, where + " must be {\"type\": \"function\", \"function\": {\"name\", \"parameters\"}}");
+        bad_request(where + " must be {\"type\": \"function\", \"function\": {\"name\", \"parameters\"}}", where);
       const ojson& f = tool["function"];
       if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty() ||
           f["name"].get<std::string>().size() > 64)
-        bad(where + ".function.name", where + ".function.name must be a name of 1 to 64 characters");
+        bad_request(where + ".function.name must be a name of 1 to 64 characters", where + ".function.name");
       if (f.contains("parameters") && !f["parameters"].is_null())
         compiled(f["parameters"], where + ".function.parameters");  // refused here, not later
       request.tools.push_back(tool);
@@ -159,7 +152,7 @@ void parse_tools_and_format(const ojson& body, CompletionRequest& request) {
       if (v == "auto") request.tool_choice = ToolChoice::kAuto;
       else if (v == "none") request.tool_choice = ToolChoice::kNone;
       else if (v == "required") request.tool_choice = ToolChoice::kRequired;
-      else bad("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}");
+      else bad_request("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}", "tool_choice");
     } else if (c->is_object() && c->contains("function") && (*c)["function"].is_object() &&
                (*c)["function"].contains("name") && (*c)["function"]["name"].is_string()) {
       request.tool_choice = ToolChoice::kNamed;
@@ -167,12 +160,12 @@ void parse_tools_and_format(const ojson& body, CompletionRequest& request) {
       bool found = false;
       for (const auto& tool : request.tools) found = found || tool["function"]["name"] == request.tool_name;
       if (!found)
-        bad("tool_choice", fmt::format("tool_choice names the function '{}', which is not among 'tools'", request.tool_name));
+        bad_request(fmt::format("tool_choice names the function '{}', which is not among 'tools'", request.tool_name), "tool_choice");
     } else {
-      bad("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}");
+      bad_request("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}", "tool_choice");
     }
     if (request.tools.empty() && (request.tool_choice == ToolChoice::kRequired))
-      bad("tool_choice", "tool_choice \"required\" needs 'tools'");
+      bad_request("tool_choice \"required\" needs 'tools'", "tool_choice");
   }
   if (request.forced_call()) {
     request.output_schema = compiled(forced_call_schema(request.tools, request.tool_name), "tools");
@@ -185,38 +178,37 @@ void parse_tools_and_format(const ojson& body, CompletionRequest& request) {
     } else if (type == "json_schema") {
       const ojson js = f->value("json_schema", ojson());
       if (!js.is_object() || !js.contains("schema") || !js["schema"].is_object())
-        bad("response_format.json_schema", "response_format.json_schema must be {\"name\", \"schema\": {...}}");
+        bad_request("response_format.json_schema must be {\"name\", \"schema\": {...}}", "response_format.json_schema");
       request.output_schema = compiled(js["schema"], "response_format.json_schema.schema");
     } else if (type != "text") {
-      bad("response_format", "response_format.type must be \"text\", \"json_object\" or \"json_schema\"");
+      bad_request("response_format.type must be \"text\", \"json_object\" or \"json_schema\"", "response_format");
     }
   }
 }
 
-void parse_prompt(const json& body, CompletionRequest& request) {
+void parse_prompt(const ojson& body, CompletionRequest& request) {
   auto it = body.find("prompt");
   if (it == body.end() || it->is_null())
-    bad("prompt", "'prompt' is required: a string or an array of token ids");
+    bad_request("'prompt' is required: a string or an array of token ids", "prompt");
   if (it->is_string()) {
     request.prompt = it->get<std::string>();
   } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
-    for (const json& id : *it) {
+    for (const ojson& id : *it) {
       if (!id.is_number_integer() || id.get<std::int64_t>() < 0 ||
           id.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
-        bad("prompt", "'prompt' as an array must hold non-negative token ids only");
+        bad_request("'prompt' as an array must hold non-negative token ids only", "prompt");
       request.prompt_ids.push_back(id.get<std::int32_t>());
     }
   } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
     request.prompt = (*it)[0].get<std::string>();
   } else {
-    bad("prompt",
-        "'prompt' must be a string, a one-element array of strings, or an array of token "
-        "ids (several prompts per request are not supported)");
+    bad_request("'prompt' must be a string, a one-element array of strings, or an array of token "
+        "ids (several prompts per request are not supported)", "prompt");
   }
-  if (request.prompt.empty() && request.prompt_ids.empty()) bad("prompt", "'prompt' is empty");
+  if (request.prompt.empty() && request.prompt_ids.empty()) bad_request("'prompt' is empty", "prompt");
 }
 
-std::vector<std::string> parse_stop(const json& body) {
+std::vector<std::string> parse_stop(const ojson& body) {
   auto it = body.find("stop");
   if (it == body.end() || it->is_null()) return {};
   if (it->is_string()) {
@@ -224,16 +216,16 @@ std::vector<std::string> parse_stop(const json& body) {
     return {it->get<std::string>()};
   }
   if (!it->is_array() || it->size() > 16)
-    bad("stop", "'stop' must be a string or an array of at most 16 strings");
+    bad_request("'stop' must be a string or an array of at most 16 strings", "stop");
   std::vector<std::string> out;
-  for (const json& s : *it) {
-    if (!s.is_string()) bad("stop", "'stop' must be a string or an array of strings");
+  for (const ojson& s : *it) {
+    if (!s.is_string()) bad_request("'stop' must be a string or an array of strings", "stop");
     if (!s.get<std::string>().empty()) out.push_back(s.get<std::string>());
   }
   return out;
 }
 
-void parse_sampling(const json& body, CompletionRequest& request) {
+void parse_sampling(const ojson& body, CompletionRequest& request) {
   auto& p = request.params;
   auto& s = p.sampling;
   std::int64_t max_tokens = int_field(body, "max_tokens", 1, 1 << 24, -1);
@@ -241,7 +233,7 @@ void parse_sampling(const json& body, CompletionRequest& request) {
   p.max_tokens = static_cast<int>(max_tokens);  // -1: until the context is full (OpenAI's default)
   s.temperature = static_cast<float>(number_field(body, "temperature", 0.0, 2.0, s.temperature));
   s.top_p = static_cast<float>(number_field(body, "top_p", 0.0, 1.0, s.top_p));
-  if (s.top_p == 0.0f) bad("top_p", "'top_p' must be greater than 0");
+  if (s.top_p == 0.0f) bad_request("'top_p' must be greater than 0", "top_p");
   s.top_k = static_cast<int>(int_field(body, "top_k", 0, 1 << 20, s.top_k));
   s.min_p = static_cast<float>(number_field(body, "min_p", 0.0, 1.0, s.min_p));
   s.presence_penalty =
@@ -253,7 +245,7 @@ void parse_sampling(const json& body, CompletionRequest& request) {
   s.repeat_last_n = static_cast<int>(int_field(body, "repeat_last_n", 0, 1 << 20, s.repeat_last_n));
   auto seed = body.find("seed");
   if (seed != body.end() && !seed->is_null()) {
-    if (!seed->is_number_integer()) bad("seed", "'seed' must be an integer");
+    if (!seed->is_number_integer()) bad_request("'seed' must be an integer", "seed");
     s.seed = seed->is_number_unsigned() ? seed->get<std::uint64_t>()
                                         : static_cast<std::uint64_t>(seed->get<std::int64_t>());
   }
@@ -261,41 +253,44 @@ void parse_sampling(const json& body, CompletionRequest& request) {
   p.ignore_eos = body.value("ignore_eos", false);
   // llama.cpp server's switch: false computes the whole prompt even where a cached prefix exists.
   if (auto c = body.find("cache_prompt"); c != body.end()) {
-    if (!c->is_boolean()) bad("cache_prompt", "'cache_prompt' must be true or false");
+    if (!c->is_boolean()) bad_request("'cache_prompt' must be true or false", "cache_prompt");
     p.cache_prompt = c->get<bool>();
   }
-  if (int_field(body, "n", 1, 1, 1) != 1) bad("n", "'n' must be 1");
+  if (int_field(body, "n", 1, 1, 1) != 1) bad_request("'n' must be 1", "n");
 }
 
 }  // namespace
 
 CompletionRequest parse_request(std::string_view body, RequestKind kind) {
   check_json_depth(body);
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // Ordered: schemas and tools are written in the order the client gave their keys.
+  const ojson j = ojson::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded())
-    bad("",
+    bad_request(
         "the request body is not valid JSON (send Content-Type: application/json with a JSON "
         "object)");
-  if (!j.is_object()) bad("", "the request body must be a JSON object");
+  return request_from_json(j, kind);
+}
+
+CompletionRequest request_from_json(const ojson& j, RequestKind kind) {
+  if (!j.is_object()) bad_request("the request body must be a JSON object");
   CompletionRequest request;
   request.kind = kind;
   request.params.sampling.seed = engine::kRandomSeed;
   if (auto m = j.find("model"); m != j.end() && !m->is_null()) {
-    if (!m->is_string()) bad("model", "'model' must be a string");
+    if (!m->is_string()) bad_request("'model' must be a string", "model");
     request.model = m->get<std::string>();
   }
   if (kind == RequestKind::kChat) {
     request.messages = parse_messages(j);
-    // Again with the keys in the client's order: schemas and tools are written in it.
-    const ojson ordered = ojson::parse(body);
-    request.messages_json = messages_json(ordered, request.messages);
-    parse_tools_and_format(ordered, request);
+    request.messages_json = messages_json(j, request.messages);
+    parse_tools_and_format(j, request);
   } else {
     parse_prompt(j, request);
   }
   parse_sampling(j, request);
   if (auto s = j.find("stream"); s != j.end() && !s->is_null()) {
-    if (!s->is_boolean()) bad("stream", "'stream' must be true or false");
+    if (!s->is_boolean()) bad_request("'stream' must be true or false", "stream");
     request.stream = s->get<bool>();
   }
   if (auto o = j.find("stream_options"); o != j.end() && o->is_object())

@@ -36,6 +36,11 @@ class ApiError : public std::runtime_error {
   int retry_after_s = 0;  // > 0: sent as a Retry-After header (429, 503)
 };
 
+// ApiError 400 (invalid_request_error) naming `param` when given: a request the client got wrong.
+[[noreturn]] inline void bad_request(const std::string& message, const std::string& param = "") {
+  throw ApiError(400, message, "invalid_request_error", param);
+}
+
 enum class RequestKind { kChat, kCompletion };
 
 // tool_choice: auto (the model decides), none (no calls), required (one call of any tool), or a
@@ -71,6 +76,8 @@ struct CompletionRequest {
 // Parse and validate a body of POST /v1/chat/completions or /v1/completions. Throws ApiError(400)
 // naming the field for malformed JSON, missing messages/prompt, wrong types or out-of-range values.
 CompletionRequest parse_request(std::string_view body, RequestKind kind);
+// The same from a parsed body (the other APIs' adapters build one in this shape).
+CompletionRequest request_from_json(const nlohmann::ordered_json& body, RequestKind kind);
 
 // {"error": {"message", "type", "param", "code"}} as OpenAI sends it (null param/code when empty).
 nlohmann::json error_body(std::string_view message, std::string_view type = "invalid_request_error",

@@ -9,20 +9,16 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-[[noreturn]] void bad(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, "invalid_request_error", param);
-}
-
 // A string, or parts of type input_text / output_text / text, joined.
 std::string text_of(const ojson& content, const std::string& where) {
   if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) bad(where, where + " must be a string or an array of text parts");
+  if (!content.is_array()) bad_request(where + " must be a string or an array of text parts", where);
   std::string text;
   for (const auto& p : content) {
     const std::string type = p.is_object() ? p.value("type", "") : "";
     if ((type != "input_text" && type != "output_text" && type != "text") || !p.contains("text") ||
         !p["text"].is_string())
-      bad(where, where + ": only text parts are supported (this server has no image or file input)");
+      bad_request(where + ": only text parts are supported (this server has no image or file input)", where);
     text += p["text"].get<std::string>();
   }
   return text;
@@ -33,11 +29,10 @@ std::string text_of(const ojson& content, const std::string& where) {
 CompletionRequest parse_responses_request(std::string_view body) {
   check_json_depth(body);
   const ojson in = ojson::parse(body, nullptr, false);
-  if (in.is_discarded() || !in.is_object()) bad("", "the request body must be a JSON object");
+  if (in.is_discarded() || !in.is_object()) bad_request("the request body must be a JSON object");
   if (in.contains("previous_response_id") && !in["previous_response_id"].is_null())
-    bad("previous_response_id",
-        "previous_response_id is not supported: this server keeps no responses; send the whole "
-        "conversation as input");
+    bad_request("previous_response_id is not supported: this server keeps no responses; send the whole "
+        "conversation as input", "previous_response_id");
   ojson out = {{"stream", in.value("stream", false)}};
   if (in.contains("model")) out["model"] = in["model"];
   for (const char* key : {"temperature", "top_p"})
@@ -48,7 +43,7 @@ CompletionRequest parse_responses_request(std::string_view body) {
   ojson messages = ojson::array();
   if (in.contains("instructions") && in["instructions"].is_string())
     messages.push_back({{"role", "system"}, {"content", in["instructions"]}});
-  if (!in.contains("input")) bad("input", "'input' is required: a string or a list of items");
+  if (!in.contains("input")) bad_request("'input' is required: a string or a list of items", "input");
   const ojson& input = in["input"];
   if (input.is_string()) {
     messages.push_back({{"role", "user"}, {"content", input}});
@@ -56,12 +51,12 @@ CompletionRequest parse_responses_request(std::string_view body) {
     for (std::size_t i = 0; i < input.size(); ++i) {
       const ojson& item = input[i];
       const std::string where = fmt::format("input[{}]", i);
-      if (!item.is_object()) bad(where, where + " must be an object");
+      if (!item.is_object()) bad_request(where + " must be an object", where);
       const std::string type = item.value("type", "message");
       if (type == "message") {
         std::string role = item.value("role", "");
         if (role == "developer") role = "system";
-        if (!item.contains("content")) bad(where, where + " needs \"content\"");
+        if (!item.contains("content")) bad_request(where + " needs \"content\"", where);
         messages.push_back({{"role", role}, {"content", text_of(item["content"], where + ".content")}});
       } else if (type == "function_call") {
         ojson call = {{"id", item.value("call_id", "")},
@@ -78,22 +73,21 @@ CompletionRequest parse_responses_request(std::string_view body) {
                             {"tool_call_id", item.value("call_id", "")},
                             {"content", output.is_string() ? output.get<std::string>() : output.dump()}});
       } else {
-        bad(where, where + ": item type '" + type + "' is not supported");
+        bad_request(where + ": item type '" + type + "' is not supported", where);
       }
     }
   } else {
-    bad("input", "'input' must be a string or a non-empty list of items");
+    bad_request("'input' must be a string or a non-empty list of items", "input");
   }
   out["messages"] = messages;
 
   if (in.contains("tools") && !in["tools"].is_null()) {
-    if (!in["tools"].is_array()) bad("tools", "'tools' must be an array");
+    if (!in["tools"].is_array()) bad_request("'tools' must be an array", "tools");
     ojson tools = ojson::array();
     for (std::size_t i = 0; i < in["tools"].size(); ++i) {
       const ojson& t = in["tools"][i];
       if (!t.is_object() || t.value("type", "") != "function")
-        bad(fmt::format("tools[{}]", i),
-            fmt::format("tools[{}]: only function tools are supported (no built-in tools)", i));
+        bad_request(fmt::format("tools[{}]: only function tools are supported (no built-in tools)", i), fmt::format("tools[{}]", i));
       ojson f = {{"name", t.value("name", "")}};
       if (t.contains("description")) f["description"] = t["description"];
       if (t.contains("parameters") && !t["parameters"].is_null()) f["parameters"] = t["parameters"];
@@ -119,7 +113,7 @@ CompletionRequest parse_responses_request(std::string_view body) {
       out["response_format"] = f;
   }
   try {
-    return parse_request(out.dump(), RequestKind::kChat);
+    return request_from_json(out, RequestKind::kChat);
   } catch (ApiError& e) {
     if (e.param == "max_tokens") e.param = "max_output_tokens";
     if (e.param.rfind("response_format", 0) == 0) e.param = "text.format";

@@ -4,7 +4,7 @@
 // tool_choice, text.format (text, json_object, json_schema: enforced), streamed as its events
 // (response.created, response.output_item.added, response.output_text.delta,
 // response.function_call_arguments.delta, ..., response.completed). Stateless: no
-// previous_response_id. Requests are turned into the chat shape and read by parse_request.
+// previous_response_id. Requests are turned into the chat shape and read by request_from_json.
 #pragma once
 
 #include <nlohmann/json.hpp>

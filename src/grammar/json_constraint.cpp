@@ -1,5 +1,6 @@
 #include "grammar/json_constraint.h"
 
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -15,13 +16,21 @@ class JsonConstraintState : public engine::ConstraintState {
   void mask(std::span<float> logits, std::int64_t tokens_left) override {
     constexpr float kNever = -std::numeric_limits<float>::infinity();
     const bool whole = matcher_.accepting();
+    // The bytes that may come next, tried once: a token whose first byte is not among them is
+    // out without copying the matcher for it (most tokens, in a large vocabulary).
+    std::array<bool, 256> first{};
+    for (int c = 0; c < 256; ++c) {
+      JsonMatcher next = matcher_;
+      first[static_cast<std::size_t>(c)] = next.feed(static_cast<unsigned char>(c));
+    }
     bool any = false;
     for (std::size_t id = 0; id < logits.size(); ++id) {
       if (logits[id] == kNever) continue;
       bool allowed = false;
       if (id < c_.vocab_->ends.size() && c_.vocab_->ends[id]) {
         allowed = whole;
-      } else if (id < c_.vocab_->pieces.size() && !c_.vocab_->pieces[id].empty()) {
+      } else if (id < c_.vocab_->pieces.size() && !c_.vocab_->pieces[id].empty() &&
+                 first[static_cast<unsigned char>(c_.vocab_->pieces[id][0])]) {
         JsonMatcher next = matcher_;
         allowed = next.feed(c_.vocab_->pieces[id]) && next.min_remaining() <= tokens_left - 1;
       }

@@ -5,9 +5,8 @@
 // the models herd reads, so bytes bound tokens). End-of-generation tokens are allowed once the
 // document is whole; the generation ends by itself when nothing may follow.
 //
-// Cost: every candidate token is tried on a copy of the matcher, so one step is about
-// n_vocab × (token length) matcher steps — well under a millisecond for small vocabularies,
-// some milliseconds for 150k-token ones.
+// Cost: the 256 possible next bytes are tried once per step; every candidate token whose first
+// byte passes is then tried whole on a copy of the matcher.
 #pragma once
 
 #include <memory>

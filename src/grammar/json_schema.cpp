@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <climits>
 #include <set>
+#include <tuple>
+#include <utility>
 
 #include "util/error.h"
 
@@ -66,6 +68,15 @@ class Compiler {
     if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > INT_MAX)
       refuse(child(path, key), "must be a non-negative integer");
     return static_cast<int>(v.get<std::int64_t>());
+  }
+
+  // A minimum (default 0) and a maximum (default -1: none) that must not be below it.
+  std::pair<int, int> bounds(const json& s, const char* min_key, const char* max_key,
+                             const std::string& path) {
+    const int lo = non_negative(s, min_key, path, 0);
+    const int hi = non_negative(s, max_key, path, -1);
+    if (hi >= 0 && hi < lo) refuse(path, fmt::format("{} is below {}", max_key, min_key));
+    return {lo, hi};
   }
 
   const json& resolve(const std::string& ref, const std::string& path) {
@@ -150,10 +161,7 @@ class Compiler {
     SchemaNode n;
     if (type == "string") {
       n.kind = SchemaNode::Kind::kString;
-      n.min_length = non_negative(s, "minLength", path, 0);
-      n.max_length = non_negative(s, "maxLength", path, -1);
-      if (n.max_length >= 0 && n.max_length < n.min_length)
-        refuse(path, "maxLength is below minLength");
+      std::tie(n.min_length, n.max_length) = bounds(s, "minLength", "maxLength", path);
       return add(std::move(n));
     }
     if (type == "number") return add({.kind = SchemaNode::Kind::kNumber});
@@ -162,10 +170,7 @@ class Compiler {
     if (type == "null") return literals({nullptr}, path);
     if (type == "array") {
       n.kind = SchemaNode::Kind::kArray;
-      n.min_items = non_negative(s, "minItems", path, 0);
-      n.max_items = non_negative(s, "maxItems", path, -1);
-      if (n.max_items >= 0 && n.max_items < n.min_items)
-        refuse(path, "maxItems is below minItems");
+      std::tie(n.min_items, n.max_items) = bounds(s, "minItems", "maxItems", path);
       if (s.contains("items")) {
         if (s["items"].is_array()) refuse(child(path, "items"), "tuple items are not supported");
         n.items = compile(s["items"], child(path, "items"), ref_depth);
