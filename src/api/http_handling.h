@@ -31,6 +31,8 @@ void guarded(httplib::Response& res, ErrorStyle style, Fn&& fn) {
     send_error(res, style, e.status, e.what(), e.type, e.param, e.code, e.retry_after_s);
   } catch (const InvalidArgument& e) {
     send_error(res, style, 400, e.what(), "invalid_request_error");
+  } catch (const Unavailable& e) {
+    send_error(res, style, 503, e.what(), "service_unavailable");
   } catch (const nlohmann::json::exception& e) {
     // A field of the request with another JSON type than the API has (read with .value() or
     // .get<>() in an adapter): the client's mistake, not the server's.

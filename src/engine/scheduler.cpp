@@ -31,18 +31,37 @@ struct Scheduler::Sequence {
   std::int32_t next = -1;       // sampled token still to be run (decode), -1 while prefilling
   int in_flight = 0;  // batches in flight that carry its tokens
   bool done = false;
+  // Started over on a new pipeline (pipeline_recovery.h): `prompt` then holds the prompt and the
+  // tokens generated before the change, and admission keeps the request's stats and sampler.
+  bool resumed = false;
+  int resumes = 0;
   GenerationResult result;
   Clock::time_point arrived, admitted, first_token_at, last_token_at;
 };
 
+namespace {
+
+// A sequence whose pipeline fails this many times fails too: something other than a lost node
+// (a bug, a poisoned input) would otherwise be retried forever.
+constexpr int kMaxResumes = 3;
+
+}  // namespace
+
 Scheduler::Scheduler(const model::Tokenizer& tokenizer, Pipeline& pipeline,
-                     SchedulerOptions options, Now now)
-    : tokenizer_(tokenizer), pipeline_(pipeline), options_(options), now_(std::move(now)) {
-  options_.max_running = std::clamp(options_.max_running, 1, pipeline_.n_seqs());
+                     SchedulerOptions options, Now now, PipelineRecovery* recovery)
+    : tokenizer_(tokenizer),
+      pipeline_(&pipeline),
+      recovery_(recovery),
+      n_ctx_(pipeline.n_ctx()),
+      n_vocab_(pipeline.n_vocab()),
+      options_(options),
+      wanted_running_(std::max(options.max_running, 1)),
+      now_(std::move(now)) {
+  options_.max_running = std::clamp(options_.max_running, 1, pipeline_->n_seqs());
   options_.batch_tokens = std::max(options_.batch_tokens, 1);
   options_.min_chunk = std::clamp(options_.min_chunk, 1, options_.batch_tokens);
   options_.max_waiting = std::max(options_.max_waiting, 0);
-  slots_.resize(static_cast<std::size_t>(pipeline_.n_seqs()));
+  slots_.resize(static_cast<std::size_t>(pipeline_->n_seqs()));
   metrics_.max_running = options_.max_running;
 }
 
@@ -53,13 +72,16 @@ Scheduler::~Scheduler() {
 std::shared_ptr<Ticket> Scheduler::submit(std::vector<std::int32_t> prompt,
                                           GenerationParams params) {
   const std::int64_t max_tokens =
-      checked_max_tokens(prompt, params, pipeline_.n_ctx(), pipeline_.n_vocab());
+      checked_max_tokens(prompt, params, n_ctx_, n_vocab_);
   auto seq = std::make_unique<Sequence>(std::move(prompt), std::move(params), max_tokens);
   seq->arrived = now_();
   std::shared_ptr<Ticket> ticket = seq->ticket;
   {
     std::lock_guard lock(mutex_);
     if (stop_) throw ShuttingDown("the server is shutting down");
+    // No pipeline: refused, unless one is about to be built (then the request waits for it).
+    if (!unavailable_.empty() && !(recovery_ && recovery_->wants_rebuild()))
+      throw Unavailable(unavailable_);
     // Room: the free slots (admitted at the next step) plus the queue behind them.
     const int room = options_.max_waiting + std::max(options_.max_running - metrics_.running, 0);
     if (static_cast<int>(waiting_.size()) >= room) {
@@ -193,21 +215,36 @@ void Scheduler::admit(std::unique_lock<std::mutex>& lock) {
     Slot& sl = slots_[slot];
     try {
       if (copy_from >= 0) {
-        pipeline_.copy_prefix(copy_from, slot, keep);
+        pipeline_->copy_prefix(copy_from, slot, keep);
         sl.tokens.assign(slots_[copy_from].tokens.begin(), slots_[copy_from].tokens.begin() + keep);
       } else {
-        pipeline_.forget(slot, keep);
+        pipeline_->forget(slot, keep);
         sl.tokens.resize(static_cast<std::size_t>(keep));
       }
-    } catch (...) {
+    } catch (const InvalidArgument&) {
       s->ticket->fail(std::current_exception());
       lock.lock();
       continue;
+    } catch (...) {
+      // The pipeline broke (a node lost): the request waits for the next one, or fails with it.
+      sl.tokens.clear();
+      lock.lock();
+      waiting_.push_front(std::move(s));
+      if (!recovery_) {
+        waiting_.front()->ticket->fail(std::current_exception());
+        waiting_.pop_front();
+      }
+      throw;
     }
     sl.owner = s.get();
     sl.last_used = ++tick_;
     s->slot = slot;
     s->prefilled = keep;
+    if (s->resumed) {
+      lock.lock();
+      running_.push_back(std::move(s));
+      continue;
+    }
     s->admitted = now_();
     s->result.stats.prompt_tokens = static_cast<std::int32_t>(s->prompt.size());
     s->result.stats.cached_prompt_tokens = keep;
@@ -257,7 +294,7 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
   }
   // With several batches in flight, the decoders are shared out between them, so that every
   // stage has work (all of them in one batch would leave the other stages idle).
-  const int depth = std::max(pipeline_.max_in_flight(), 1);
+  const int depth = std::max(pipeline_->max_in_flight(), 1);
   const int per_batch = (decoding_total + depth - 1) / depth;
   std::sort(decoders.begin(), decoders.end(), [](const Sequence* a, const Sequence* b) {
     return a->last_token_at < b->last_token_at;  // the longest waiting first
@@ -298,17 +335,27 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
 }
 
 bool Scheduler::step() {
-  {
-    std::unique_lock lock(mutex_);
-    admit(lock);
+  // A pipeline is replaced with nothing in flight: a planned change waits for the batches in
+  // flight to come back (no new ones are submitted meanwhile).
+  if (recovery_ && in_flight_.empty() && (!pipeline_ || recovery_->wants_rebuild())) {
+    replace_pipeline(nullptr);
   }
+  if (!pipeline_) {
+    reap();
+    return false;
+  }
+  const bool draining = recovery_ && recovery_->wants_rebuild();
   try {
+    if (!draining) {
+      std::unique_lock lock(mutex_);
+      admit(lock);
+    }
     Batch batch;
     InFlight flight;
-    while (pipeline_.in_flight() < std::max(pipeline_.max_in_flight(), 1) &&
+    while (!draining && pipeline_->in_flight() < std::max(pipeline_->max_in_flight(), 1) &&
            build_batch(batch, flight)) {
       flight.submitted = now_();
-      pipeline_.submit(batch);
+      pipeline_->submit(batch);
       {
         std::lock_guard lock(mutex_);
         ++metrics_.steps;
@@ -321,9 +368,9 @@ bool Scheduler::step() {
     }
     if (in_flight_.empty()) {
       reap();
-      return false;
+      return draining;
     }
-    pipeline_.collect(logits_);
+    pipeline_->collect(logits_);
     InFlight done = std::move(in_flight_.front());
     in_flight_.pop_front();
     const Clock::time_point now = now_();
@@ -334,10 +381,114 @@ bool Scheduler::step() {
     learn_step_cost(done, std::chrono::duration<double>(now - began).count());
     process(done, logits_);
   } catch (...) {
-    fail_all(std::current_exception());
+    on_failure(std::current_exception());
   }
   reap();
   return true;
+}
+
+void Scheduler::on_failure(std::exception_ptr error) {
+  bool recoverable = recovery_ != nullptr;
+  std::string what = "unknown error";
+  try {
+    std::rethrow_exception(error);
+  } catch (const InvalidArgument& e) {
+    recoverable = false;  // the request's fault, not the pipeline's
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  if (!recoverable) {
+    fail_all(error);
+    return;
+  }
+  log::warn("scheduler: the pipeline failed ({}); rebuilding it, {} request(s) go on after it",
+            what, running_.size());
+  replace_pipeline(error);
+}
+
+void Scheduler::replace_pipeline(std::exception_ptr failure) {
+  Pipeline* before = pipeline_;
+  if (failure) {
+    in_flight_.clear();
+    if (pipeline_) pipeline_->drop_in_flight();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    unavailable_.clear();
+    metrics_.unavailable.clear();
+  }
+  Pipeline* next = nullptr;
+  try {
+    next = &recovery_->rebuild(failure);
+  } catch (const std::exception& e) {
+    // Nothing can serve: everything fails with the reason; new requests get it at once until
+    // the recovery says a pipeline can be built again.
+    pipeline_ = nullptr;
+    const std::string why = e.what();
+    log::error("scheduler: no pipeline can serve: {}", why);
+    const auto error = std::make_exception_ptr(Unavailable(why));
+    in_flight_.clear();
+    for (auto& s : running_) s->ticket->fail(error);
+    running_.clear();
+    for (Slot& slot : slots_) slot = Slot{};
+    std::lock_guard lock(mutex_);
+    for (auto& s : waiting_) s->ticket->fail(error);
+    waiting_.clear();
+    unavailable_ = why;
+    metrics_.unavailable = why;
+    metrics_.running = 0;
+    metrics_.waiting = 0;
+    return;
+  }
+  pipeline_ = next;
+  if (!failure && next == before) return;  // the same pipeline: the caches are as they were
+  {
+    std::lock_guard lock(mutex_);
+    ++(failure ? metrics_.recoveries : metrics_.replans);
+  }
+  resume_all();
+}
+
+void Scheduler::resume_all() {
+  const int n_seqs = pipeline_->n_seqs();
+  options_.max_running = std::clamp(wanted_running_, 1, n_seqs);
+  slots_.assign(static_cast<std::size_t>(n_seqs), Slot{});
+  in_flight_.clear();
+  std::sort(running_.begin(), running_.end(),
+            [](const auto& a, const auto& b) { return a->order < b->order; });
+  std::vector<std::unique_ptr<Sequence>> again;
+  for (auto& s : running_) {
+    s->in_flight = 0;
+    s->slot = -1;
+    if (!s->done && s->ticket->cancelled()) finish(*s, "cancelled");
+    if (s->done) {
+      s->ticket->finish(std::move(s->result));
+      continue;
+    }
+    if (++s->resumes > kMaxResumes) {
+      s->ticket->fail(std::make_exception_ptr(
+          Error(fmt::format("the request lost its pipeline {} times; giving up", s->resumes))));
+      continue;
+    }
+    // Its cache is rebuilt from the prompt and every token sampled so far: the last of them
+    // (not yet run) gives the logits of the next sample, as its decode step would have.
+    s->prompt.resize(static_cast<std::size_t>(s->result.stats.prompt_tokens));
+    s->prompt.insert(s->prompt.end(), s->result.tokens.begin(), s->result.tokens.end());
+    s->prefilled = 0;
+    s->next = -1;
+    s->resumed = true;
+    again.push_back(std::move(s));
+  }
+  running_.clear();
+  std::lock_guard lock(mutex_);
+  metrics_.resumed += again.size();
+  metrics_.max_running = options_.max_running;
+  // Ahead of every waiting request, oldest first.
+  for (auto it = again.rbegin(); it != again.rend(); ++it) waiting_.push_front(std::move(*it));
+  metrics_.running = 0;
+  metrics_.waiting = static_cast<int>(waiting_.size());
 }
 
 // A step costs a base (the weights streamed once, whatever the batch) plus a cost per prompt
@@ -358,7 +509,7 @@ void Scheduler::learn_step_cost(const InFlight& flight, double seconds) {
 }
 
 void Scheduler::process(InFlight& flight, const std::vector<float>& logits) {
-  const std::size_t n_vocab = static_cast<std::size_t>(pipeline_.n_vocab());
+  const std::size_t n_vocab = static_cast<std::size_t>(n_vocab_);
   if (logits.size() != flight.logits_of.size() * n_vocab) {
     fail("the pipeline returned {} logits for {} rows of {}", logits.size(),
          flight.logits_of.size(), n_vocab);
@@ -377,7 +528,7 @@ void Scheduler::sample(Sequence& s, const float* row) {
     finish(s, "cancelled");
     return;
   }
-  const auto n_vocab = static_cast<std::size_t>(pipeline_.n_vocab());
+  const auto n_vocab = static_cast<std::size_t>(n_vocab_);
   std::span<const float> logits(row, n_vocab);
   if (s.constraint) {
     s.masked.assign(row, row + n_vocab);
@@ -470,7 +621,8 @@ void Scheduler::reap() {
 void Scheduler::fail_all(std::exception_ptr error, bool reset_caches) {
   // The batches in flight are lost and every cache's content is unknown: forget them all.
   in_flight_.clear();
-  if (reset_caches) pipeline_.drop_in_flight();
+  if (!pipeline_) reset_caches = false;
+  if (reset_caches) pipeline_->drop_in_flight();
   for (auto& s : running_) {
     s->ticket->fail(error);
   }
@@ -480,7 +632,7 @@ void Scheduler::fail_all(std::exception_ptr error, bool reset_caches) {
     slot.tokens.clear();
   }
   try {
-    for (int i = 0; reset_caches && i < static_cast<int>(slots_.size()); ++i) pipeline_.forget(i, 0);
+    for (int i = 0; reset_caches && i < static_cast<int>(slots_.size()); ++i) pipeline_->forget(i, 0);
   } catch (const std::exception& e) {
     log::warn("scheduler: could not reset the caches after a failure: {}", e.what());
   }

@@ -27,6 +27,7 @@
 
 #include "engine/generator.h"
 #include "engine/pipeline.h"
+#include "engine/pipeline_recovery.h"
 #include "engine/sampler.h"
 #include "engine/text_stream.h"
 #include "engine/ticket.h"
@@ -80,6 +81,10 @@ struct SchedulerMetrics {
   std::uint64_t cancelled = 0;
   std::uint64_t cached_prompt_tokens = 0;
   std::uint64_t generated_tokens = 0;
+  std::uint64_t recoveries = 0;   // pipelines rebuilt after a failure (a node lost)
+  std::uint64_t replans = 0;      // pipelines changed at a quiet moment (a node joined)
+  std::uint64_t resumed = 0;      // sequences whose cache was rebuilt to go on after a change
+  std::string unavailable;        // why no pipeline serves now ("" while one does)
   RateHistory generated{60};  // tokens sampled per second, over the last minute
   Histogram itl{{0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5}};
   Histogram batch_size{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}};  // tokens per batch
@@ -91,16 +96,18 @@ class Scheduler {
   using Now = std::function<Clock::time_point()>;
 
   // Both must outlive the scheduler, which is the pipeline's only user. `now` is the clock
-  // (tests pass a fake one).
+  // (tests pass a fake one). With `recovery` (which must outlive the scheduler too), a pipeline
+  // that fails is rebuilt and the running requests go on (pipeline_recovery.h); without, they
+  // fail with the pipeline's error.
   Scheduler(const model::Tokenizer& tokenizer, Pipeline& pipeline, SchedulerOptions options,
-            Now now = Clock::now);
+            Now now = Clock::now, PipelineRecovery* recovery = nullptr);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Queues a request. InvalidArgument when the prompt is empty, holds ids outside the vocabulary
   // or does not fit the context with max_tokens; Overloaded when the queue is full; ShuttingDown
-  // after stop().
+  // after stop(); Unavailable while no pipeline can be built.
   std::shared_ptr<Ticket> submit(std::vector<std::int32_t> prompt, GenerationParams params);
 
   // Runs steps on a thread of the scheduler's own until stop() (or destruction). stop() fails
@@ -139,12 +146,24 @@ class Scheduler {
   void finish(Sequence& s, const char* reason);
   void reap();
   void fail_all(std::exception_ptr error, bool reset_caches = true);
+  // A pipeline error: rebuilt through recovery_ when there is one, else every request fails.
+  void on_failure(std::exception_ptr error);
+  // Asks recovery_ for the next pipeline (failure null: a planned change, nothing in flight) and
+  // resumes the running sequences on it; without one, fails everything with the reason.
+  void replace_pipeline(std::exception_ptr failure);
+  // Every running sequence starts over on the new pipeline: its prompt and what it generated
+  // are prefilled again (its sampler, constraint and text so far are kept).
+  void resume_all();
   void learn_step_cost(const InFlight& flight, double seconds);
   void loop();
 
   const model::Tokenizer& tokenizer_;
-  Pipeline& pipeline_;
+  Pipeline* pipeline_;  // null while none can serve (recovery_ failed to build one)
+  PipelineRecovery* recovery_;
+  const std::int32_t n_ctx_;
+  const std::int32_t n_vocab_;
   SchedulerOptions options_;
+  int wanted_running_;  // options_.max_running as asked; a smaller pipeline may lower it
   Now now_;
 
   mutable std::mutex mutex_;  // guards waiting_, metrics_, stop_
@@ -152,6 +171,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   SchedulerMetrics metrics_;
   bool stop_ = false;
+  std::string unavailable_;  // why submit() refuses: no pipeline ("" while one serves)
   std::thread thread_;
 
   // Owned by the stepping thread.

@@ -30,6 +30,13 @@ class InvalidArgument : public Error {
   using Error::Error;
 };
 
+// The service cannot serve for now, through no fault of the request (a cluster whose surviving
+// nodes cannot hold the model): HTTP 503. The message says what is missing.
+class Unavailable : public Error {
+ public:
+  using Error::Error;
+};
+
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
   throw Error(fmt::format(format, std::forward<Args>(args)...));
