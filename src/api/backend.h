@@ -61,17 +61,19 @@ class Backend {
 // A Backend over a Pipeline in this process (a LocalPipeline or the coordinator's ClusterPipeline).
 class PipelineBackend : public Backend {
  public:
-  // All three must outlive the backend. `cluster_view` fills GET /v1/cluster. Starts the
-  // scheduler's thread.
+  // All three must outlive the backend, and `recovery` too (where the pipeline can be rebuilt
+  // after a failure: engine/pipeline_recovery.h). `cluster_view` fills GET /v1/cluster. Starts
+  // the scheduler's thread.
   PipelineBackend(std::string model_id, std::string model_file, const model::Tokenizer& tokenizer,
                   const model::ChatTemplate& chat, engine::Pipeline& pipeline,
                   engine::SchedulerOptions scheduling,
                   std::function<nlohmann::json()> cluster_view,
-                  std::function<std::vector<StageTiming>()> stage_timings = {});
+                  std::function<std::vector<StageTiming>()> stage_timings = {},
+                  engine::PipelineRecovery* recovery = nullptr);
 
   std::string model_id() const override { return model_id_; }
   std::string model_file() const override { return model_file_; }
-  std::int32_t n_ctx() const override { return pipeline_.n_ctx(); }
+  std::int32_t n_ctx() const override { return n_ctx_; }
   std::vector<std::int32_t> prepare(const CompletionRequest& request) override;
   std::shared_ptr<engine::Ticket> submit(const std::vector<std::int32_t>& prompt,
                                          const engine::GenerationParams& params) override;
@@ -91,7 +93,7 @@ class PipelineBackend : public Backend {
   std::string model_file_;
   const model::Tokenizer& tokenizer_;
   const model::ChatTemplate& chat_;
-  engine::Pipeline& pipeline_;
+  std::int32_t n_ctx_;
   std::function<nlohmann::json()> cluster_view_;
   std::function<std::vector<StageTiming>()> stage_timings_;
   std::once_flag pieces_once_;

@@ -11,15 +11,14 @@ PipelineBackend& NodeBackend::inner() {
   if (!inner_) {
     inner_ = std::make_unique<PipelineBackend>(
         node_.model_id(), node_.model_file_name(), node_.tokenizer(), node_.chat_template(),
-        node_.pipeline(), node_.scheduling(), [this] { return node_.cluster_view(); });
+        node_.pipeline(), node_.scheduling(), [this] { return node_.cluster_view(); },
+        std::function<std::vector<StageTiming>()>{}, node_.recovery());
   }
   return *inner_;
 }
 
 std::int32_t NodeBackend::n_ctx() const {
-  return const_cast<NodeBackend*>(this)->node_.ready() && node_.is_coordinator()
-             ? const_cast<NodeBackend*>(this)->node_.pipeline().n_ctx()
-             : 0;
+  return node_.ready() && node_.is_coordinator() ? node_.n_ctx() : 0;
 }
 
 std::vector<std::int32_t> NodeBackend::prepare(const CompletionRequest& request) {

@@ -10,15 +10,16 @@ PipelineBackend::PipelineBackend(std::string model_id, std::string model_file,
                                  const model::Tokenizer& tokenizer, const model::ChatTemplate& chat,
                                  engine::Pipeline& pipeline, engine::SchedulerOptions scheduling,
                                  std::function<nlohmann::json()> cluster_view,
-                                 std::function<std::vector<StageTiming>()> stage_timings)
+                                 std::function<std::vector<StageTiming>()> stage_timings,
+                                 engine::PipelineRecovery* recovery)
     : model_id_(std::move(model_id)),
       model_file_(std::move(model_file)),
       tokenizer_(tokenizer),
       chat_(chat),
-      pipeline_(pipeline),
+      n_ctx_(pipeline.n_ctx()),
       cluster_view_(std::move(cluster_view)),
       stage_timings_(std::move(stage_timings)),
-      scheduler_(tokenizer, pipeline, scheduling) {
+      scheduler_(tokenizer, pipeline, scheduling, engine::Scheduler::Clock::now, recovery) {
   scheduler_.start();
 }
 

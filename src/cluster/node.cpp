@@ -179,6 +179,7 @@ bool Node::failed() const {
 std::string Node::status() const {
   std::lock_guard lock(mutex_);
   if (!failure_.empty()) return "failed: " + failure_;
+  if (ready_ && !impl_->recovering.empty()) return "ready (" + impl_->recovering + ")";
   if (ready_) return "ready";
   return status_;
 }
@@ -207,7 +208,9 @@ std::string Node::model_file_name() const {
 
 engine::Pipeline& Node::pipeline() {
   HERD_CHECK(ready_);
+  std::lock_guard lock(mutex_);
   if (impl_->cluster_pipeline) return *impl_->cluster_pipeline;
+  HERD_CHECK(impl_->local != nullptr);
   return *impl_->local;
 }
 
@@ -280,6 +283,7 @@ std::optional<std::string> Node::coordinator_api() const {
 
 void Node::stop() {
   if (stopping_.exchange(true)) return;
+  impl_->leave_stage = true;
   impl_->cv.notify_all();
   if (impl_->setup_thread.joinable()) impl_->setup_thread.join();
   if (impl_->cluster_pipeline) impl_->cluster_pipeline->shutdown();

@@ -31,6 +31,7 @@
 #include "cluster/control/membership.h"
 #include "cluster/placement/placement.h"
 #include "engine/pipeline.h"
+#include "engine/pipeline_recovery.h"
 #include "engine/scheduler.h"
 #include "model/chat_template.h"
 #include "model/model.h"
@@ -72,10 +73,15 @@ void put_coordinator_first(Plan& plan, const std::string& coordinator_id,
                            const std::vector<std::uint64_t>& layer_bytes,
                            std::uint64_t usable_bytes);
 
-class Node {
+struct Assignment;
+
+// A clustered coordinator heals (node_recovery.cpp): as the scheduler's PipelineRecovery it
+// re-plans over the members still alive when a node is lost, and moves to a better plan at a
+// quiet moment when one joins.
+class Node final : public engine::PipelineRecovery {
  public:
   explicit Node(NodeOptions options);
-  ~Node();
+  ~Node() override;
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
@@ -98,8 +104,16 @@ class Node {
   nlohmann::json cluster_view() const;
   std::optional<Plan> placement() const;
 
-  // Coordinator, once ready().
+  // Coordinator, once ready(). The pipeline may change after a node is lost or joins: the one
+  // scheduler that uses it gets the new one from rebuild().
   engine::Pipeline& pipeline();
+  // What the scheduler asks when the pipeline fails or could be better; null for a node serving
+  // alone (nothing to heal).
+  engine::PipelineRecovery* recovery() { return clustered_ && is_coordinator() ? this : nullptr; }
+  bool wants_rebuild() const override;
+  engine::Pipeline& rebuild(std::exception_ptr failure) override;
+  // Positions per sequence (the same for every plan), once ready().
+  int n_ctx() const;
   // How the coordinator's scheduler runs (parallel resolved from memory), once ready().
   engine::SchedulerOptions scheduling() const;
   const model::Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -118,12 +132,26 @@ class Node {
   void install_routes();   // node_stages.cpp: /v1/node/* on the cluster HTTP server
   void control_loop();     // node_stages.cpp: heartbeats, discovery, membership
   void run_coordinator();  // node_stages.cpp
+  // node_stages.cpp: the plan over `infos` (links measured; sets the sequences served at once)
+  // and setting it up: the workers' assignments, the chain, this node's own stage.
+  Plan plan_for(const std::map<std::string, NodeInfo>& infos);
+  void deploy(const std::map<std::string, NodeInfo>& infos, const Plan& plan);
+  // node_recovery.cpp: the members that answer now (the failed ones become suspects), ...
+  std::map<std::string, NodeInfo> live_members();
+  // ... this node's pipeline taken down (before a new plan is deployed), ...
+  void tear_down_pipeline();
+  // ... reactions to membership events (under mutex_), and the coordinator's watch, after the
+  // first plan, for suspects that answer again.
+  void react_to_events(const std::vector<MemberEvent>& events);
+  void watch_suspects();
   // node_tensor.cpp: the coordinator's setup of a plan with tensor-parallel groups (a pipeline
   // of groups; the coordinator leads the first).
   void run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& plan);
   // node_links.cpp: every pair of members' link, measured by UDP probes.
   LinkTable measure_links(const std::map<std::string, NodeInfo>& infos);
-  void run_worker();       // node_stages.cpp
+  void run_worker();       // node_worker.cpp: takes assignments until the node stops
+  void load_assignment(const Assignment& a);
+  void serve_assignment(const Assignment& a);
   void set_status(std::string text);
   void set_failed(const std::string& why);
   // This node as members see it: address, memory offered, threads, CPU, measured bandwidth.

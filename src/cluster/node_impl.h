@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <set>
 
 #include "cluster/control/auth.h"
 #include "cluster/runtime/cluster_pipeline.h"
@@ -24,6 +25,9 @@ namespace herd::cluster {
 
 // What the coordinator tells a worker (POST /v1/node/assign).
 struct Assignment {
+  // The coordinator's plan number: a new plan's assignment replaces an older one, and a worker
+  // answers connect messages and state queries for its current one only.
+  std::uint64_t epoch = 0;
   std::string coordinator_host;
   int coordinator_port = 0;  // its cluster (weights) port
   int coordinator_api_port = 0;
@@ -40,6 +44,7 @@ struct Assignment {
 // A worker's progress, reported by GET /v1/node/state.
 struct WorkerState {
   std::string state = "idle";  // idle, fetching, loaded, serving, stopped, failed
+  std::uint64_t epoch = 0;     // the assignment this state is of
   std::string error;
   std::string address_hex;  // its transport address once loaded
 };
@@ -76,12 +81,26 @@ struct Node::Impl {
   std::unique_ptr<TransportReducer> reducer;  // the coordinator's, in a tensor-parallel group
   std::unique_ptr<ClusterPipeline> cluster_pipeline;
   std::optional<Plan> plan;  // under Node::mutex_
+  std::uint64_t epoch = 0;   // plans deployed so far (Assignment::epoch)
+  ModelShape shape;          // of the model, for every plan
+  std::int64_t n_vocab = 0;
+  // Healing (node_recovery.cpp). A node joined, or one that failed answers again: the scheduler
+  // is asked for a quiet moment to re-plan.
+  std::atomic<bool> want_rebuild{false};
+  // Members that stopped answering during a failure, left out of plans until they answer again
+  // (a killed node's heartbeats time out only after seconds; a restarted one may come back
+  // sooner, with no membership event). Under Node::mutex_.
+  std::set<std::string> suspects;
+  std::string recovering;  // what a rebuild is doing now ("" when none), under Node::mutex_
 
   // Worker.
   std::thread stage_thread;
   std::condition_variable cv;  // with Node::mutex_: assignment / connect info arrived, stopping
   std::optional<Assignment> assignment;
   std::optional<std::pair<std::string, std::string>> connect;  // coordinator, next (hex; "" = none)
+  std::uint64_t connect_epoch = 0;
+  // Set by a new assignment (or stop()): the stage being served ends and the worker takes it.
+  std::atomic<bool> leave_stage{false};
   std::vector<std::string> connect_group;  // tensor parallelism: every rank's address (hex)
   WorkerState worker;
 };
@@ -92,13 +111,14 @@ UcxOptions data_plane_options(const std::string& host);
 std::vector<std::uint8_t> hex_bytes(const std::string& hex);
 std::string hex_of(const std::vector<std::uint8_t>& bytes);
 
-// Polls the /v1/node/state of the plan's workers (stages 1..) until each reports `wanted`;
+// Polls the /v1/node/state of the plan's workers (stages 1..) until each reports `wanted` for
+// assignment `epoch`;
 // their transport addresses (hex), by stage ("" for stage 0). Error when one fails, or after
 // 600 s. node_stages.cpp.
 std::vector<std::string> wait_for_workers(const HttpAuth& auth,
                                           const std::map<std::string, NodeInfo>& infos,
-                                          const Plan& plan, const char* wanted,
-                                          const std::atomic<bool>& stopping);
+                                          const Plan& plan, std::uint64_t epoch,
+                                          const char* wanted, const std::atomic<bool>& stopping);
 
 // Probes the link from this host to each {"id", "host", "port"} of `targets`; one
 // {"id", "latency_s", "bandwidth"} per link measured (node_links.cpp).

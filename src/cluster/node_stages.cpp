@@ -112,6 +112,7 @@ void Node::install_routes() {
                   return;
                 }
                 Assignment a;
+                a.epoch = j.value("epoch", std::uint64_t{0});
                 a.coordinator_host = j.value("coordinator_host", "");
                 a.coordinator_port = j.value("coordinator_port", 0);
                 a.coordinator_api_port = j.value("coordinator_api_port", 0);
@@ -126,7 +127,15 @@ void Node::install_routes() {
                 }
                 {
                   std::lock_guard lock(mutex_);
+                  if (impl_->assignment && impl_->assignment->epoch > a.epoch) {
+                    res.status = 409;
+                    res.set_content(json{{"error", "a newer plan was assigned"}}.dump(),
+                                    "application/json");
+                    return;
+                  }
                   impl_->assignment = a;
+                  impl_->connect.reset();
+                  impl_->leave_stage = true;  // a stage served now ends: this one replaces it
                 }
                 impl_->cv.notify_all();
                 res.set_content(json{{"state", "assigned"}}.dump(), "application/json");
@@ -141,6 +150,14 @@ void Node::install_routes() {
                 }
                 {
                   std::lock_guard lock(mutex_);
+                  const auto epoch = j.value("epoch", std::uint64_t{0});
+                  if (!impl_->assignment || impl_->assignment->epoch != epoch) {
+                    res.status = 409;
+                    res.set_content(json{{"error", "not the plan assigned"}}.dump(),
+                                    "application/json");
+                    return;
+                  }
+                  impl_->connect_epoch = epoch;
                   impl_->connect = {j.value("coordinator", ""), j.value("next", "")};
                   impl_->connect_group.clear();
                   if (j.contains("group") && j["group"].is_array()) {
@@ -169,7 +186,11 @@ void Node::install_routes() {
     if (!authorized(req, res)) return;
     std::lock_guard lock(mutex_);
     const WorkerState& w = impl_->worker;
-    res.set_content(json{{"state", w.state}, {"error", w.error}, {"address", w.address_hex}}.dump(),
+    res.set_content(json{{"state", w.state},
+                         {"epoch", w.epoch},
+                         {"error", w.error},
+                         {"address", w.address_hex}}
+                        .dump(),
                     "application/json");
   });
 }
@@ -190,7 +211,9 @@ void Node::control_loop() {
         self.live.power_watts = d.power.watts().value_or(-1);
         record_member_events(d, id_, d.membership->update_self(self));
         m.node = d.membership->self();
-        record_member_events(d, id_, d.membership->tick(now));
+        const auto events = d.membership->tick(now);
+        record_member_events(d, id_, events);
+        react_to_events(events);
       }
       m.seq = ++d.seq;
       d.discovery->broadcast(seal(m, *d.secret, now));
@@ -211,14 +234,16 @@ void Node::control_loop() {
     if (opened.message->node.id == id_) continue;
     d.discovery->add_peer(dgram->from);
     std::lock_guard lock(mutex_);
-    record_member_events(d, id_, d.membership->on_message(*opened.message, wall_ms()));
+    const auto events = d.membership->on_message(*opened.message, wall_ms());
+    record_member_events(d, id_, events);
+    react_to_events(events);
   }
 }
 
 std::vector<std::string> wait_for_workers(const HttpAuth& auth,
                                           const std::map<std::string, NodeInfo>& infos,
-                                          const Plan& plan, const char* wanted,
-                                          const std::atomic<bool>& stopping) {
+                                          const Plan& plan, std::uint64_t epoch,
+                                          const char* wanted, const std::atomic<bool>& stopping) {
   std::vector<std::string> addresses(plan.stages.size(), "");
   const auto until = std::chrono::steady_clock::now() + 600s;
   for (std::size_t i = 1; i < plan.stages.size(); ++i) {
@@ -227,8 +252,9 @@ std::vector<std::string> wait_for_workers(const HttpAuth& auth,
       if (stopping) fail("stopping");
       json st = get_signed(auth, w.address.host, w.address.cluster_port, "/v1/node/state");
       const std::string state = st.value("state", "");
-      if (state == "failed") fail("node '{}' failed: {}", w.id, st.value("error", ""));
-      if (state == wanted) {
+      const bool current = st.value("epoch", std::uint64_t{0}) == epoch;
+      if (current && state == "failed") fail("node '{}' failed: {}", w.id, st.value("error", ""));
+      if (current && state == wanted) {
         addresses[i] = st.value("address", "");
         break;
       }
@@ -265,35 +291,45 @@ void Node::run_coordinator() {
   const int n_layer = probe->n_layer();
   const int train = probe->hparams().n_ctx_train;
   d.n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(train > 0 ? train : 4096, 4096);
-  ModelShape shape;
+  ModelShape& shape = d.shape;
   for (int il = 0; il < n_layer; ++il) shape.layer_bytes.push_back(probe->layer_bytes(il));
   shape.embedding_bytes = probe->embedding_bytes();
   shape.head_bytes = probe->head_bytes();
   shape.kv_bytes_per_token_per_layer = probe->kv_bytes_per_token_per_layer();
   shape.n_ctx = d.n_ctx;
   shape.activation_bytes = static_cast<std::uint64_t>(probe->n_embd()) * 4;
-  std::vector<PlacementMember> members;
+  d.n_vocab = probe->n_vocab();
   std::map<std::string, NodeInfo> infos;
   {
     std::lock_guard lock(mutex_);
-    for (const auto& [id, m] : d.membership->members()) {
-      members.push_back({id,
-                         m.info.resources.usable_memory_bytes,
-                         m.info.resources.profile.memory_gb_per_s * 1e9,
-                         {}});
-      infos[id] = m.info;
-    }
+    for (const auto& [id, m] : d.membership->members()) infos[id] = m.info;
+  }
+  deploy(infos, plan_for(infos));
+  ready_ = true;
+  watch_suspects();
+}
+
+Plan Node::plan_for(const std::map<std::string, NodeInfo>& infos) {
+  auto& d = *impl_;
+  ModelShape shape = d.shape;
+  std::vector<PlacementMember> members;
+  for (const auto& [id, info] : infos) {
+    members.push_back({id,
+                       info.resources.usable_memory_bytes,
+                       info.resources.profile.memory_gb_per_s * 1e9,
+                       {}});
   }
   PlacementOptions po;
   po.per_node_overhead_bytes = 0;  // --memory-limit is what a node offers for weights + KV cache
   // Every stage holds a KV slot per sequence served at once. Unless --parallel says, take the
   // most sequences (8, 4, 2, then 1) whose caches the cluster can hold next to the weights.
-  auto most_sequences = [&](auto&& plan_for) {
+  int n_seqs = 1;
+  auto most_sequences = [&](auto&& plan_with) {
     for (int p = options_.parallel > 0 ? options_.parallel : kMaxDefaultParallel;; p /= 2) {
       shape.n_ctx = static_cast<std::int64_t>(d.n_ctx) * p;
       try {
-        Plan planned = plan_for();
-        d.n_seqs = p;
+        Plan planned = plan_with();
+        n_seqs = p;
         return planned;
       } catch (const InvalidArgument&) {
         throw;
@@ -313,15 +349,23 @@ void Node::run_coordinator() {
   Plan plan;
   if (options_.parallel_mode == "auto" && members.size() > 1) {
     plan = most_sequences(
-        [&] { return plan_auto(shape, members, id_, links, probe->n_vocab(), po); });
+        [&] { return plan_auto(shape, members, id_, links, d.n_vocab, po); });
   } else if (options_.parallel_mode == "tensor" && members.size() > 1) {
     plan = most_sequences([&] { return plan_tensor(shape, members, id_, po); });
   } else {
     plan = most_sequences([&] { return cluster::plan(shape, members, po); });
-    put_coordinator_first(plan, id_, shape.layer_bytes, infos[id_].resources.usable_memory_bytes);
+    put_coordinator_first(plan, id_, shape.layer_bytes,
+                          infos.at(id_).resources.usable_memory_bytes);
     for (std::size_t i = 0; i < plan.stages.size(); ++i) plan.stages[i].group = static_cast<int>(i);
   }
-  log::info("node {}: placement\n{}", id_, plan.explain());
+  d.n_seqs = n_seqs;
+  return plan;
+}
+
+void Node::deploy(const std::map<std::string, NodeInfo>& infos, const Plan& plan) {
+  auto& d = *impl_;
+  ++d.epoch;
+  log::info("node {}: placement (plan {})\n{}", id_, d.epoch, plan.explain());
   {
     std::lock_guard lock(mutex_);
     d.plan = plan;
@@ -330,102 +374,12 @@ void Node::run_coordinator() {
     run_groups(infos, plan);
     return;
   }
-  model_ = model::Model::load(file_, model::LayerRange{plan.stages[0].first_layer,
-                                                       plan.stages[0].last_layer});
-  d.local = std::make_unique<engine::LocalPipeline>(model_, d.n_ctx, *d.pool, d.n_seqs);
-  ready_ = true;
-}
-
-void Node::run_worker() {
-  auto& d = *impl_;
-  auto set_worker = [&](const char* state, std::string error = "") {
-    std::lock_guard lock(mutex_);
-    d.worker.state = state;
-    d.worker.error = std::move(error);
-  };
-  try {
-    Assignment a;
-    {
-      std::unique_lock lock(mutex_);
-      status_ = "waiting for the coordinator's assignment";
-      d.cv.wait(lock, [&] { return stopping_ || d.assignment.has_value(); });
-      if (stopping_) return;
-      a = *d.assignment;
-      d.worker.state = "fetching";
-      status_ = fmt::format("fetching layers {}-{}", a.range.first, a.range.last - 1);
-    }
-    FetchOptions fo;
-    fo.host = a.coordinator_host;
-    fo.port = a.coordinator_port;
-    fo.model_hash = a.model_hash;
-    fo.range = a.range;
-    fo.data_dir = options_.data_dir.empty()
-                      ? std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/tmp") /
-                            ".cache" / "herd" / id_
-                      : options_.data_dir;
-    fo.auth = d.http_auth;
-    FetchResult fetched = fetch_shard(fo);
-    auto shard = std::make_shared<const gguf::File>(gguf::File::open(fetched.path.string()));
-    const bool tensor = a.tensor_weights.size() > 1;
-    std::optional<model::TensorShare> share;
-    if (tensor) share = model::TensorShare{a.tensor_rank, a.tensor_weights};
-    model_ = model::Model::load(shard, a.range, share);
-    if (tensor) log::info("node {}: tensor parallel, {}", id_, model_->slice().describe());
-    d.transport = std::make_unique<UcxTransport>(data_plane_options(options_.host));
-    {
-      std::lock_guard lock(mutex_);
-      d.worker.address_hex = hex_of(d.transport->local_address());
-      d.worker.state = "loaded";
-      status_ = fmt::format("layers {}-{} loaded, waiting for the chain", a.range.first,
-                            a.range.last - 1);
-    }
-    std::pair<std::string, std::string> links;
-    std::vector<std::string> group;
-    {
-      std::unique_lock lock(mutex_);
-      d.cv.wait(lock, [&] { return stopping_ || d.connect.has_value(); });
-      if (stopping_) return;
-      links = *d.connect;
-      group = d.connect_group;
-    }
-    // links.first: whom this node answers — the coordinator, or its group's leader when it is a
-    // tensor-parallel follower (rank > 0).
-    StageLinks sl;
-    sl.coordinator = d.transport->connect(
-        hex_bytes(links.first), a.tensor_rank > 0 ? "its group's leader" : "the coordinator");
-    if (!links.second.empty())
-      sl.next = d.transport->connect(hex_bytes(links.second), "the next stage");
-    // A rank of a tensor-parallel group: the leader (rank 0) passes every batch on to the
-    // others; all of them add up their partial sums with each other.
-    std::unique_ptr<TransportReducer> reducer;
-    if (tensor) {
-      const int n = static_cast<int>(a.tensor_weights.size());
-      if (static_cast<int>(group.size()) != n)
-        fail("the coordinator sent {} addresses for a tensor-parallel group of {}", group.size(),
-             n);
-      ReduceGroup rg{a.tensor_rank, {}, n};
-      for (int r = 0; r < n; ++r) {
-        if (r == a.tensor_rank) continue;
-        rg.peers.push_back(d.transport->connect(hex_bytes(group[r]),
-                                                fmt::format("tensor rank {} of the group", r)));
-        if (a.tensor_rank == 0) sl.followers.push_back(rg.peers.back());
-      }
-      sl.follower = a.tensor_rank > 0;
-      reducer = std::make_unique<TransportReducer>(*d.transport, rg);
-    }
-    StageServer server(model_, a.n_ctx, *d.pool, *d.transport, sl, StageServerOptions{},
-                       a.n_seqs, reducer.get());
-    set_worker("serving");
-    ready_ = true;
-    server.serve(&stopping_);
-    if (reducer)
-      log::info("node {}: {} all-reduces took {:.3f} s (exchange and waiting for other ranks)", id_,
-                reducer->reductions(), reducer->seconds());
-    set_worker("stopped");
-  } catch (const std::exception& e) {
-    set_worker("failed", e.what());
-    set_failed(e.what());
-  }
+  auto model = model::Model::load(
+      file_, model::LayerRange{plan.stages[0].first_layer, plan.stages[0].last_layer});
+  auto local = std::make_unique<engine::LocalPipeline>(model, d.n_ctx, *d.pool, d.n_seqs);
+  std::lock_guard lock(mutex_);
+  model_ = std::move(model);
+  d.local = std::move(local);
 }
 
 }  // namespace herd::cluster

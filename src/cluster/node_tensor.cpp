@@ -44,9 +44,13 @@ void Node::run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& 
   HERD_CHECK(!groups.empty() && plan.stages[0].node_id == id_);
   std::optional<model::TensorShare> mine;
   if (groups[0].weights.size() > 1) mine = model::TensorShare{0, groups[0].weights};
-  model_ = model::Model::load(
+  auto model = model::Model::load(
       file_, model::LayerRange{plan.stages[0].first_layer, plan.stages[0].last_layer}, mine);
-  if (mine) log::info("node {}: tensor parallel, {}", id_, model_->slice().describe());
+  if (mine) log::info("node {}: tensor parallel, {}", id_, model->slice().describe());
+  {
+    std::lock_guard lock(mutex_);
+    model_ = model;
+  }
 
   // 1. Every worker fetches its group's layers and binds its slice.
   set_status("workers are fetching their layers");
@@ -55,7 +59,8 @@ void Node::run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& 
       if (i == 0) continue;
       const Stage& s = plan.stages[i];
       const NodeInfo& w = infos.at(s.node_id);
-      json assign = {{"coordinator_host", options_.host},
+      json assign = {{"epoch", d.epoch},
+                     {"coordinator_host", options_.host},
                      {"coordinator_port", options_.cluster_port},
                      {"coordinator_api_port", options_.api_port},
                      {"model_hash", d.weights->model_hash()},
@@ -72,7 +77,7 @@ void Node::run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& 
     }
   }
   std::vector<std::string> addresses =
-      wait_for_workers(*d.http_auth, infos, plan, "loaded", stopping_);
+      wait_for_workers(*d.http_auth, infos, plan, d.epoch, "loaded", stopping_);
   d.transport = std::make_unique<UcxTransport>(data_plane_options(options_.host));
   addresses[0] = hex_of(d.transport->local_address());
 
@@ -87,14 +92,15 @@ void Node::run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& 
       const bool leader = i == g.first;
       const std::string next =
           leader && gi + 1 < groups.size() ? addresses[groups[gi + 1].first] : "";
-      json connect = {{"coordinator", leader ? addresses[0] : addresses[g.first]},
+      json connect = {{"epoch", d.epoch},
+                      {"coordinator", leader ? addresses[0] : addresses[g.first]},
                       {"next", next}};
       if (g.weights.size() > 1) connect["group"] = ranks;
       post_signed(*d.http_auth, w.address.host, w.address.cluster_port, "/v1/node/connect",
                   connect);
     }
   }
-  wait_for_workers(*d.http_auth, infos, plan, "serving", stopping_);
+  wait_for_workers(*d.http_auth, infos, plan, d.epoch, "serving", stopping_);
 
   // 3. Our own group's followers, and the chain of the other groups' leaders.
   auto chain_node = [&](std::size_t i) {
@@ -116,18 +122,20 @@ void Node::run_groups(const std::map<std::string, NodeInfo>& infos, const Plan& 
   }
   std::vector<ChainNode> chain;
   for (std::size_t gi = 1; gi < groups.size(); ++gi) chain.push_back(chain_node(groups[gi].first));
-  d.cluster_pipeline = std::make_unique<ClusterPipeline>(model_, d.n_ctx, *d.pool, *d.transport,
-                                                         std::move(chain),
-                                                         ClusterPipelineOptions{}, d.n_seqs,
-                                                         std::move(group));
+  auto pipeline = std::make_unique<ClusterPipeline>(model, d.n_ctx, *d.pool, *d.transport,
+                                                    std::move(chain), ClusterPipelineOptions{},
+                                                    d.n_seqs, std::move(group));
+  {
+    std::lock_guard lock(mutex_);
+    d.cluster_pipeline = std::move(pipeline);
+  }
   // Serving the workers the file pulled it into this process's page tables: drop those pages
   // (clean and file-backed; our own weights fault theirs back in on use).
   if (const MappedFile* m = file_->mapping()) {
     madvise(const_cast<std::uint8_t*>(m->data()), m->size(), MADV_DONTNEED);
   }
-  ready_ = true;
-  log::info("node {}: ready, {} group(s) over {} nodes ({})", id_, groups.size(),
-            plan.stages.size(), plan.mode);
+  log::info("node {}: ready, {} group(s) over {} nodes ({}, plan {})", id_, groups.size(),
+            plan.stages.size(), plan.mode, d.epoch);
 }
 
 }  // namespace herd::cluster

@@ -66,6 +66,21 @@ void ClusterPipeline::fail_node(const ChainNode& node, const std::string& during
   fail("node '{}' ({}) stopped answering during {}: {}", node.name, node.where, during, why);
 }
 
+void ClusterPipeline::abandon(const std::string& why) {
+  {
+    std::lock_guard lock(abandon_mutex_);
+    if (abandoned_) return;
+    abandon_reason_ = why;
+  }
+  abandoned_ = true;
+}
+
+void ClusterPipeline::throw_if_abandoned() const {
+  if (!abandoned_) return;
+  std::lock_guard lock(abandon_mutex_);
+  fail("{}", abandon_reason_);
+}
+
 void ClusterPipeline::run(const engine::Batch& batch, std::vector<float>& logits) {
   HERD_CHECK(pending_.empty());
   submit(batch);
@@ -78,6 +93,7 @@ int ClusterPipeline::in_flight() const {
 
 void ClusterPipeline::submit(const engine::Batch& batch) {
   if (batch.empty()) fail_argument("forward needs at least one token");
+  throw_if_abandoned();
   stage_.check_batch(batch);
   const int n = static_cast<int>(batch.tokens.size());
   Pending p;
@@ -148,6 +164,7 @@ void ClusterPipeline::wait_for_logits(const Pending& pending, std::vector<float>
   const std::string& during = pending.during;
   const auto deadline = Clock::now() + options_.reply_timeout;
   for (;;) {
+    throw_if_abandoned();
     const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
     auto received =
         transport_.try_receive(kStageTag, std::nullopt, std::clamp(left, Millis(0), Millis(100)));
@@ -243,6 +260,7 @@ void ClusterPipeline::check_chain() {
 
 void ClusterPipeline::send_control(StageHeader& h, const std::string& what) {
   if (chain_.empty() && followers_.empty()) return;
+  throw_if_abandoned();
   // No reply is awaited: messages on one link stay in order, so every node applies this before
   // it sees the next forward; a failure there comes back as a kError with this request's id.
   h.request_id = next_request_++;

@@ -6,8 +6,10 @@
 // reply_timeout (+ a probe), never a hang.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -68,6 +70,10 @@ class ClusterPipeline final : public engine::Pipeline {
   void check_chain();
   // Tells the chain to stop serving (each node passes it on). Best effort: errors are logged.
   void shutdown();
+  // A node of this pipeline is known to be gone (the membership timed it out, or it left): the
+  // batch awaited now, and every later call, fails with `why` at once instead of waiting for a
+  // reply that cannot come. Thread-safe.
+  void abandon(const std::string& why);
 
  private:
   struct Pending {
@@ -84,6 +90,7 @@ class ClusterPipeline final : public engine::Pipeline {
   int node_index(PeerId peer) const;
   [[noreturn]] void fail_node(const ChainNode& node, const std::string& during,
                               const std::string& why) const;
+  void throw_if_abandoned() const;
 
   engine::Stage stage_;
   Transport& transport_;
@@ -95,6 +102,9 @@ class ClusterPipeline final : public engine::Pipeline {
   std::deque<Pending> pending_;        // submitted, not collected, oldest first
   std::vector<float> hidden_;          // [n_tokens, n_embd]
   std::vector<std::uint8_t> out_;
+  std::atomic<bool> abandoned_{false};
+  mutable std::mutex abandon_mutex_;
+  std::string abandon_reason_;  // under abandon_mutex_
 };
 
 }  // namespace herd::cluster
