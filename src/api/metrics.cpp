@@ -93,6 +93,12 @@ std::string Metrics::render(const std::vector<StageTiming>& stages,
            m.rejected);
     single("herd_requests_cancelled_total", "counter", "Requests whose client went away.",
            m.cancelled);
+    single("herd_pipeline_recoveries_total", "counter",
+           "Pipelines rebuilt after a node was lost (its requests resumed).", m.recoveries);
+    single("herd_pipeline_replans_total", "counter",
+           "Pipelines changed at a quiet moment after a node joined.", m.replans);
+    single("herd_sequences_resumed_total", "counter",
+           "Requests whose cache was rebuilt to go on after a pipeline change.", m.resumed);
     single("herd_generated_tokens_per_second", "gauge",
            "Tokens sampled per second over the last 3 s, all requests together.",
            power.tokens_per_s);

@@ -85,10 +85,23 @@ void ApiServer::serve_generation(const httplib::Request& http, CompletionRequest
                     "application/json");
     return;
   }
+  // The stream starts with the first piece of text (or the end): an error before it (the cluster
+  // cannot serve the model, the request failed) is then a proper HTTP status, not an event in a
+  // stream that already said 200.
+  auto first = std::make_shared<std::string>();
+  bool finished_early = false;
+  while (!(finished_early = ticket->wait(*first, std::chrono::milliseconds(100))) &&
+         first->empty()) {
+    if (probe->closed()) {
+      ticket->cancel();
+      return;
+    }
+  }
+  if (finished_early && first->empty()) ticket->rethrow();
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       format->stream_content_type(),
-      [this, request, format, ticket, probe](std::size_t, httplib::DataSink& sink) {
+      [this, request, format, ticket, probe, first](std::size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& text) {
           return text.empty() || sink.write(text.data(), text.size());
         };
@@ -97,7 +110,8 @@ void ApiServer::serve_generation(const httplib::Request& http, CompletionRequest
         bool open = write(format->start(hold));
         bool finished = false;
         while (open && !finished) {
-          std::string piece;
+          std::string piece = std::move(*first);
+          first->clear();
           finished = ticket->wait(piece, std::chrono::milliseconds(100));
           if (!piece.empty() && !hold) open = write(format->piece(piece));
           if (probe->closed()) open = false;

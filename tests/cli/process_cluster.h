@@ -64,7 +64,25 @@ class ProcessCluster {
   // the PID is the node's.
   Node start(const std::string& name, std::vector<std::string> extra,
              std::filesystem::path secret = {}, std::vector<std::string> wrapper = {}) {
-    Node n{free_port(), free_port(), 0, dir_ / (name + ".log")};
+    return start_on(free_port(), free_port(), name, std::move(extra), std::move(secret),
+                    std::move(wrapper));
+  }
+  // The same node again (its ports, name and data dir), e.g. after it was killed; its log goes
+  // to NAME.N.log.
+  Node restart(const Node& old, const std::string& name, std::vector<std::string> extra) {
+    return start_on(old.api, old.cluster, name, std::move(extra), {}, {},
+                    name + "." + std::to_string(++restarts_));
+  }
+  // Sends `sig` (SIGKILL: the node dies at once) and waits for the process to end.
+  void signal_and_wait(const Node& n, int sig) {
+    kill(n.pid, sig);
+    waitpid(n.pid, nullptr, 0);
+    std::erase(pids_, n.pid);
+  }
+  Node start_on(int api, int cluster, const std::string& name, std::vector<std::string> extra,
+                std::filesystem::path secret = {}, std::vector<std::string> wrapper = {},
+                const std::string& log_name = "") {
+    Node n{api, cluster, 0, dir_ / ((log_name.empty() ? name : log_name) + ".log")};
     std::vector<std::string> args = wrapper;
     std::vector<std::string> herd = {herd_binary().string(),
                                      "--log",
@@ -151,6 +169,7 @@ class ProcessCluster {
   std::filesystem::path dir_;
   std::filesystem::path secret_;
   std::vector<pid_t> pids_;
+  int restarts_ = 0;
 };
 
 inline std::string run_capture(const std::string& command) {
