@@ -52,6 +52,10 @@ class Backend {
   virtual std::optional<engine::SchedulerMetrics> scheduler_metrics() const { return {}; }
   // Stops generating (what runs or waits fails); call before the pipeline goes away.
   virtual void stop() {}
+  // Graceful shutdown: new requests get 503, queued and running ones go on; idle() once none is
+  // left.
+  virtual void stop_admitting() {}
+  virtual bool idle() const { return true; }
 
   // GET /v1/cluster: {"self", "coordinator", "members":[...], "placement":{...}}.
   virtual nlohmann::json cluster_view() const = 0;
@@ -83,6 +87,8 @@ class PipelineBackend : public Backend {
     return scheduler_.metrics();
   }
   void stop() override { scheduler_.stop(); }
+  void stop_admitting() override { scheduler_.stop_admitting(); }
+  bool idle() const override { return scheduler_.idle(); }
   nlohmann::json cluster_view() const override { return cluster_view_(); }
   std::vector<StageTiming> stage_timings() const override {
     return stage_timings_ ? stage_timings_() : std::vector<StageTiming>{};

@@ -13,6 +13,7 @@ PipelineBackend& NodeBackend::inner() {
         node_.model_id(), node_.model_file_name(), node_.tokenizer(), node_.chat_template(),
         node_.pipeline(), node_.scheduling(), [this] { return node_.cluster_view(); },
         std::function<std::vector<StageTiming>()>{}, node_.recovery());
+    if (!admitting_) inner_->stop_admitting();
   }
   return *inner_;
 }
@@ -28,6 +29,17 @@ std::vector<std::int32_t> NodeBackend::prepare(const CompletionRequest& request)
 std::shared_ptr<engine::Ticket> NodeBackend::submit(const std::vector<std::int32_t>& prompt,
                                                     const engine::GenerationParams& params) {
   return inner().submit(prompt, params);
+}
+
+void NodeBackend::stop_admitting() {
+  std::lock_guard lock(mutex_);
+  if (inner_) inner_->stop_admitting();
+  admitting_ = false;
+}
+
+bool NodeBackend::idle() const {
+  std::lock_guard lock(mutex_);
+  return !inner_ || inner_->idle();
 }
 
 void NodeBackend::stop() {

@@ -29,6 +29,8 @@ class NodeBackend : public Backend {
   }
   std::optional<engine::SchedulerMetrics> scheduler_metrics() const override;
   void stop() override;
+  void stop_admitting() override;
+  bool idle() const override;
   nlohmann::json cluster_view() const override { return node_.cluster_view(); }
   std::vector<StageTiming> stage_timings() const override;
 
@@ -38,7 +40,8 @@ class NodeBackend : public Backend {
   cluster::Node& node_;
   mutable std::mutex mutex_;
   std::unique_ptr<PipelineBackend> inner_;
-  bool stopped_ = false;  // made when the node is first ready
+  bool stopped_ = false;
+  bool admitting_ = true;  // made when the node is first ready
 };
 
 }  // namespace herd::api

@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <ctime>
 
 #include "api/node_backend.h"
@@ -23,7 +25,40 @@ struct ServeOptions {
   std::string peers;
   std::string memory_limit;
   std::string api_key;
+  int shutdown_timeout_s = 30;
 };
+
+// The first SIGTERM/SIGINT: a coordinator takes no new request and finishes those it has; a
+// worker leaves the cluster and waits until the coordinator has moved its layers to the others.
+// At most `seconds`; a second signal ends the wait at once.
+void shut_down_gracefully(cluster::Node& node, api::Backend& backend, sigset_t& signals,
+                          int seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  std::function<bool()> busy;
+  if (node.is_coordinator() && node.ready()) {
+    backend.stop_admitting();
+    if (backend.idle()) return;
+    fmt::print(stderr,
+               "herd serve: finishing the requests in progress (at most {} s; signal again to "
+               "stop at once)\n",
+               seconds);
+    busy = [&] { return !backend.idle(); };
+  } else if (node.clustered() && !node.is_coordinator()) {
+    node.announce_leave();
+    if (!node.serving_stage()) return;
+    fmt::print(stderr,
+               "herd serve: leaving the cluster, waiting for the coordinator to move this node's "
+               "layers (at most {} s; signal again to stop at once)\n",
+               seconds);
+    busy = [&] { return node.serving_stage(); };
+  } else {
+    return;
+  }
+  while (busy() && std::chrono::steady_clock::now() < until) {
+    timespec tick{0, 100'000'000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) return;
+  }
+}
 
 int run_serve(ServeOptions o) {
   if (!o.peers.empty()) {
@@ -68,10 +103,15 @@ int run_serve(ServeOptions o) {
   int rc = 0;
   for (;;) {
     timespec tick{0, 200'000'000};
-    if (sigtimedwait(&signals, nullptr, &tick) > 0) break;
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      shut_down_gracefully(node, backend, signals, o.shutdown_timeout_s);
+      break;
+    }
     if (node.ready() && !reported) {
       fmt::print(stderr, "herd serve: ready\n");
       reported = true;
+      // The scheduler starts now, not with the first request: a cluster heals even while idle.
+      if (node.is_coordinator()) backend.scheduler_metrics();
     }
     if (node.failed()) {
       fmt::print(stderr, "herd serve: {}\n", node.status());
@@ -133,6 +173,12 @@ CommandFn add_serve_command(CLI::App& app) {
   cmd->add_option("--wait-timeout", n.wait_timeout_s, "Seconds to wait for them")
       ->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or HERD_API_KEY)");
+  cmd->add_option("--shutdown-timeout", o->shutdown_timeout_s,
+                  "On SIGTERM/SIGINT, seconds to finish the requests in progress (coordinator) or "
+                  "to hand this node's layers over to the others (worker); a second signal stops "
+                  "at once")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
   return [o] { return run_serve(*o); };
 }
 

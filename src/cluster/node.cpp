@@ -281,20 +281,34 @@ std::optional<std::string> Node::coordinator_api() const {
   return fmt::format("{}:{}", c->info.address.host, c->info.address.api_port);
 }
 
+void Node::send_leave(const std::string& reason) {
+  if (!impl_->discovery || !impl_->secret) return;
+  Message leave;
+  leave.type = MessageType::kLeave;
+  leave.node.id = id_;
+  leave.seq = ++impl_->seq;
+  leave.reason = reason;
+  impl_->discovery->broadcast(seal(leave, *impl_->secret, wall_ms()));
+}
+
+void Node::announce_leave() {
+  if (leaving_.exchange(true)) return;
+  log::info("node {}: leaving the cluster (its layers move to the others)", id_);
+  send_leave("shutting down");
+}
+
+bool Node::serving_stage() const {
+  std::lock_guard lock(mutex_);
+  return impl_->worker.state == "serving";
+}
+
 void Node::stop() {
   if (stopping_.exchange(true)) return;
   impl_->leave_stage = true;
   impl_->cv.notify_all();
   if (impl_->setup_thread.joinable()) impl_->setup_thread.join();
   if (impl_->cluster_pipeline) impl_->cluster_pipeline->shutdown();
-  if (impl_->discovery && impl_->secret) {
-    Message leave;
-    leave.type = MessageType::kLeave;
-    leave.node.id = id_;
-    leave.seq = ++impl_->seq;
-    leave.reason = "shutting down";
-    impl_->discovery->broadcast(seal(leave, *impl_->secret, wall_ms()));
-  }
+  if (!leaving_) send_leave("shutting down");
   impl_->http.stop();
   if (impl_->http_thread.joinable()) impl_->http_thread.join();
   if (impl_->control_thread.joinable()) impl_->control_thread.join();

@@ -90,6 +90,12 @@ class Node final : public engine::PipelineRecovery {
   void start();
   // Tells the cluster (Leave, stage shutdown) and joins every thread. Idempotent.
   void stop();
+  // A worker's graceful leave (SIGTERM): tells the cluster it goes and sends no more heartbeats,
+  // so that the coordinator moves its layers to the others at a quiet moment (nothing in flight
+  // is lost); serving_stage() stays true until the coordinator has released its stage. Then
+  // stop().
+  void announce_leave();
+  bool serving_stage() const;
 
   bool clustered() const { return clustered_; }
   bool is_coordinator() const { return !options_.model_path.empty(); }
@@ -139,7 +145,8 @@ class Node final : public engine::PipelineRecovery {
   // node_recovery.cpp: the members that answer now (the failed ones become suspects), ...
   std::map<std::string, NodeInfo> live_members();
   // ... this node's pipeline taken down (before a new plan is deployed), ...
-  void tear_down_pipeline();
+  void tear_down_pipeline(bool tell_chain);
+  void send_leave(const std::string& reason);
   // ... reactions to membership events (under mutex_), and the coordinator's watch, after the
   // first plan, for suspects that answer again.
   void react_to_events(const std::vector<MemberEvent>& events);
@@ -162,6 +169,7 @@ class Node final : public engine::PipelineRecovery {
   bool clustered_ = false;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> leaving_{false};  // Leave sent: no more heartbeats
   mutable std::mutex mutex_;
   std::string status_ = "starting";
   std::string failure_;

@@ -98,8 +98,11 @@ std::map<std::string, NodeInfo> Node::live_members() {
   return infos;
 }
 
-void Node::tear_down_pipeline() {
+void Node::tear_down_pipeline(bool tell_chain) {
   auto& d = *impl_;
+  // A planned change: the stages end their serving (a node that leaves gracefully waits for
+  // this before it exits).
+  if (tell_chain && d.cluster_pipeline) d.cluster_pipeline->shutdown();
   std::unique_ptr<ClusterPipeline> cluster;
   std::unique_ptr<engine::LocalPipeline> local;
   {
@@ -126,18 +129,23 @@ engine::Pipeline& Node::rebuild(std::exception_ptr failure) {
     if (stopping_) throw Unavailable("the node is shutting down");
     set_recovering(failure ? "a node was lost: re-planning" : "re-planning");
     const std::map<std::string, NodeInfo> infos = live_members();
+    // A node of the current plan left (gracefully: it serves until we are done) or was lost.
+    bool broken = false;
+    if (d.plan) {
+      for (const auto& id : nodes_of(*d.plan)) broken = broken || !infos.contains(id);
+    }
+    const bool serving = d.cluster_pipeline || d.local;
     Plan plan;
     try {
       plan = plan_for(infos);
     } catch (const Error& e) {
       set_recovering("");
-      const bool serving = d.cluster_pipeline || d.local;
-      if (!failure && serving) {
+      if (!failure && serving && !broken) {
         log::info("node {}: no new plan over {} ({}); the current one stays", id_, ids_of(infos),
                   e.what());
         return pipeline();
       }
-      tear_down_pipeline();
+      tear_down_pipeline(!failure);
       {
         std::lock_guard lock(mutex_);
         d.plan.reset();
@@ -147,7 +155,7 @@ engine::Pipeline& Node::rebuild(std::exception_ptr failure) {
           "it ({}). It serves again by itself when a node with enough memory joins.",
           infos.size(), ids_of(infos), e.what()));
     }
-    if (!failure && (d.cluster_pipeline || d.local) && d.plan) {
+    if (!failure && serving && d.plan && !broken) {
       const bool changed = nodes_of(plan) != nodes_of(*d.plan);
       if (!changed || plan.seconds_per_token > kBetterBy * d.plan->seconds_per_token) {
         set_recovering("");
@@ -157,14 +165,14 @@ engine::Pipeline& Node::rebuild(std::exception_ptr failure) {
         return pipeline();
       }
     }
-    tear_down_pipeline();
+    tear_down_pipeline(!failure);
     try {
       deploy(infos, plan);
     } catch (const Error& e) {
       log::warn("node {}: plan {} over {} failed: {}", id_, d.epoch, ids_of(infos), e.what());
       if (stopping_ || attempt >= kDeployAttempts) {
         set_recovering("");
-        tear_down_pipeline();
+        tear_down_pipeline(false);
         throw Unavailable(fmt::format("the cluster could not be set up again after {} tries: {}",
                                       attempt, e.what()));
       }
@@ -204,13 +212,12 @@ void Node::react_to_events(const std::vector<MemberEvent>& events) {
       case MemberEventType::kTimedOut: {
         d.suspects.erase(e.node_id);
         if (!d.plan || !nodes_of(*d.plan).contains(e.node_id)) break;
-        // The pipeline cannot work without it: what waits on it fails now, and an idle cluster
-        // heals before the next request.
-        if (d.cluster_pipeline)
+        // A node that leaves serves until the re-plan at the next quiet moment releases it. One
+        // that went silent cannot: what waits on it fails now, and an idle cluster heals
+        // before the next request.
+        if (d.cluster_pipeline && e.type == MemberEventType::kTimedOut)
           d.cluster_pipeline->abandon(fmt::format("node '{}' {}", e.node_id,
-                                                  e.type == MemberEventType::kLeft
-                                                      ? "left the cluster"
-                                                      : "stopped sending heartbeats"));
+                                                  "stopped sending heartbeats"));
         d.want_rebuild = true;
         break;
       }

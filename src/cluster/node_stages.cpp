@@ -201,7 +201,7 @@ void Node::control_loop() {
   int beats = 0;
   while (!stopping_) {
     const std::int64_t now = wall_ms();
-    if (now >= next_beat) {
+    if (now >= next_beat && !leaving_) {
       Message m;
       m.type = beats++ < 3 ? MessageType::kAnnounce : MessageType::kHeartbeat;
       {

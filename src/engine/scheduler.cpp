@@ -79,6 +79,9 @@ std::shared_ptr<Ticket> Scheduler::submit(std::vector<std::int32_t> prompt,
   {
     std::lock_guard lock(mutex_);
     if (stop_) throw ShuttingDown("the server is shutting down");
+    if (!admitting_)
+      throw ShuttingDown(
+          "the server is shutting down: it finishes the requests it has and takes no new ones");
     // No pipeline: refused, unless one is about to be built (then the request waits for it).
     if (!unavailable_.empty() && !(recovery_ && recovery_->wants_rebuild()))
       throw Unavailable(unavailable_);
@@ -106,6 +109,16 @@ void Scheduler::start() {
   if (thread_.joinable()) return;
   stop_ = false;
   thread_ = std::thread([this] { loop(); });
+}
+
+void Scheduler::stop_admitting() {
+  std::lock_guard lock(mutex_);
+  admitting_ = false;
+}
+
+bool Scheduler::idle() const {
+  std::lock_guard lock(mutex_);
+  return waiting_.empty() && metrics_.running == 0;
 }
 
 void Scheduler::stop() {

@@ -114,6 +114,10 @@ class Scheduler {
   // what is still queued or running and returns once the thread no longer touches the pipeline.
   void start();
   void stop();
+  // Graceful shutdown: no new request is taken (ShuttingDown); those queued and running go on.
+  void stop_admitting();
+  // Nothing queued or running.
+  bool idle() const;
   // One step: admit waiting requests, submit batches, collect one batch's logits and sample.
   // Returns false when there was nothing to do.
   bool step();
@@ -171,6 +175,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   SchedulerMetrics metrics_;
   bool stop_ = false;
+  bool admitting_ = true;
   std::string unavailable_;  // why submit() refuses: no pipeline ("" while one serves)
   std::thread thread_;
 

@@ -245,5 +245,64 @@ TEST(Healing, ConcurrentStreamsSurviveAKillAndARejoin) {
   EXPECT_EQ(stream(c.coord.api, n).text, expected);
 }
 
+// SIGTERM on a worker: it leaves, the coordinator moves its layers at a quiet moment (nothing in
+// flight fails), the stream goes on with the same text, and the worker exits 0 once released.
+TEST(Healing, AWorkerStoppedWithSigtermHandsOverItsLayers) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  const int n = 600;
+  const std::string expected = one_node_text(model, n);
+  ThreeNodes c("heal-sigterm", model, 0.6, "pipeline", 1);
+  ASSERT_TRUE(c.cluster.wait_ready(c.coord, 90)) << read_text(c.coord.log);
+  const std::string victim =
+      cluster_view(c.coord.api)["placement"]["stages"].back().value("node_id", "");
+  const Cluster::Node& leaving = victim == "n1" ? c.w1 : c.w2;
+  int exit_code = -2;
+  std::thread stopper;
+  const Streamed s = stream(c.coord.api, n, [&](int chunk) {
+    if (chunk != 60) return;
+    kill(leaving.pid, SIGTERM);
+    stopper = std::thread([&] { exit_code = c.cluster.wait_exit(leaving, 30); });
+  });
+  if (stopper.joinable()) stopper.join();
+  EXPECT_EQ(exit_code, 0) << read_text(leaving.log);
+  EXPECT_EQ(s.error, "");
+  EXPECT_EQ(s.text, expected);
+  const json after = cluster_view(c.coord.api);
+  EXPECT_FALSE(planned_nodes(after).contains(victim));
+  EXPECT_EQ(after["serving"].value("recoveries", -1), 0) << "nothing in flight should fail";
+  EXPECT_GE(after["serving"].value("replans", 0), 1);
+  std::printf("stream paused %.2f s at most while %s handed over its layers\n", s.longest_gap_s,
+              victim.c_str());
+}
+
+// SIGTERM on the coordinator: new requests get 503 at once, the running one finishes, then it
+// exits 0.
+TEST(Healing, ACoordinatorStoppedWithSigtermFinishesWhatItRuns) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  const int n = 1000;
+  const std::string expected = one_node_text(model, n);
+  ThreeNodes c("heal-drain", model, 0.6, "pipeline", 2);
+  ASSERT_TRUE(c.cluster.wait_ready(c.coord, 90)) << read_text(c.coord.log);
+  Streamed refused;
+  int exit_code = -2;
+  std::thread stopper;
+  const Streamed s = stream(c.coord.api, n, [&](int chunk) {
+    if (chunk != 10) return;
+    kill(c.coord.pid, SIGTERM);
+    // Asked again and again from now on: refused as soon as the signal is handled.
+    for (int i = 0; i < 200; ++i) {
+      refused = stream(c.coord.api, 2);
+      if (!refused.error.empty()) break;
+    }
+    stopper = std::thread([&] { exit_code = c.cluster.wait_exit(c.coord, 30); });
+  });
+  if (stopper.joinable()) stopper.join();
+  EXPECT_EQ(s.error, "");
+  EXPECT_EQ(s.text, expected);
+  EXPECT_NE(refused.error.find("HTTP 503"), std::string::npos) << refused.error;
+  EXPECT_NE(refused.error.find("shutting down"), std::string::npos) << refused.error;
+  EXPECT_EQ(exit_code, 0) << read_text(c.coord.log);
+}
+
 }  // namespace
 }  // namespace herd::testing
