@@ -250,6 +250,25 @@ void parse_sampling(const ojson& body, CompletionRequest& request) {
                                         : static_cast<std::uint64_t>(seed->get<std::int64_t>());
   }
   p.stop = parse_stop(body);
+  if (auto bias = body.find("logit_bias"); bias != body.end() && !bias->is_null()) {
+    if (!bias->is_object())
+      bad_request("'logit_bias' must be an object of token ids to numbers in [-100, 100]",
+                  "logit_bias");
+    for (const auto& [key, value] : bias->items()) {
+      std::size_t used = 0;
+      long id = -1;
+      try {
+        id = std::stol(key, &used);
+      } catch (const std::exception&) {
+      }
+      if (used != key.size() || id < 0 || id > (1L << 30))
+        bad_request(fmt::format("'logit_bias' key '{}' is not a token id", key), "logit_bias");
+      if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100))
+        bad_request(fmt::format("'logit_bias' of token {} must be a number in [-100, 100]", key),
+                    "logit_bias");
+      p.logit_bias.emplace_back(static_cast<std::int32_t>(id), value.get<float>());
+    }
+  }
   p.ignore_eos = body.value("ignore_eos", false);
   // llama.cpp server's switch: false computes the whole prompt even where a cached prefix exists.
   if (auto c = body.find("cache_prompt"); c != body.end()) {

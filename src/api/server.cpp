@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "api/anthropic_api.h"
+#include "api/connection_pool.h"
 #include "api/http_handling.h"
 #include "api/responses_api.h"
 #include "api/sockets.h"
@@ -67,7 +68,12 @@ void ApiServer::stop() {
 
 void ApiServer::install_routes() {
   auto& s = *server_;
-  s.new_task_queue = [n = options_.threads] { return new httplib::ThreadPool(n); };
+  s.new_task_queue = [n = options_.threads, max = options_.max_connections] {
+    return new ConnectionPool(static_cast<std::size_t>(n),
+                              static_cast<std::size_t>(std::max(n, max)));
+  };
+  s.set_read_timeout(options_.idle_timeout_s, 0);
+  s.set_keep_alive_timeout(options_.idle_timeout_s);
   s.set_payload_max_length(std::size_t{64} << 20);
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (options_.api_key.empty() || req.path == "/" || req.path == "/health")

@@ -42,9 +42,15 @@ struct ApiOptions {
   // "host:port" of the API to forward completions to, or nullopt to serve them here. Asked per
   // request, so a node follows a coordinator change.
   std::function<std::optional<std::string>()> upstream;
-  // Connections served at once: at least the scheduler's running + queued requests, so that a
+  // Connection threads kept ready: at least the scheduler's running + queued requests, so that a
   // full queue is answered 429 at once instead of waiting for a connection thread.
   int threads = 8;
+  // Connections served at once; more threads are started as connections come (slow clients
+  // hold one each without stopping anyone else), beyond this they wait (connection_pool.h).
+  int max_connections = 1024;
+  // A connection that sends nothing for this long, in a request or between two (keep-alive),
+  // is closed.
+  int idle_timeout_s = 10;
 };
 
 class ApiServer {

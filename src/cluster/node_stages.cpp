@@ -199,6 +199,9 @@ void Node::control_loop() {
   auto& d = *impl_;
   std::int64_t next_beat = 0;
   int beats = 0;
+  // Refused datagrams are logged at most once a second (a flood of them says so in one line).
+  std::int64_t refusal_logged_ms = 0;
+  int refusals_unlogged = 0;
   while (!stopping_) {
     const std::int64_t now = wall_ms();
     if (now >= next_beat && !leaving_) {
@@ -227,8 +230,18 @@ void Node::control_loop() {
     }
     Opened opened = open(dgram->bytes, *d.secret, d.guard, wall_ms(), dgram->from.to_string());
     if (!opened) {
-      log::warn("node {}: refused a message from {}: {} (is its --secret-file the same?)", id_,
-                dgram->from.to_string(), opened.reason);
+      const std::int64_t t = wall_ms();
+      if (t - refusal_logged_ms < 1000) {
+        ++refusals_unlogged;
+        continue;
+      }
+      log::warn("node {}: refused a message from {}: {} (is its --secret-file the same?){}", id_,
+                dgram->from.to_string(), opened.reason,
+                refusals_unlogged > 0
+                    ? fmt::format(" [and {} more refused in the last second]", refusals_unlogged)
+                    : std::string());
+      refusal_logged_ms = t;
+      refusals_unlogged = 0;
       continue;
     }
     if (opened.message->node.id == id_) continue;

@@ -28,6 +28,11 @@ std::int64_t checked_max_tokens(std::span<const std::int32_t> prompt,
       fail_argument("prompt token id {} is outside the vocabulary (0..{})", id, n_vocab - 1);
     }
   }
+  for (const auto& [id, bias] : params.logit_bias) {
+    if (id < 0 || id >= n_vocab)
+      fail_argument("logit_bias names token id {}, outside the vocabulary (0..{})", id,
+                    n_vocab - 1);
+  }
   const std::int64_t max_tokens = params.max_tokens < 0 ? n_ctx - n_prompt : params.max_tokens;
   if (n_prompt + max_tokens > n_ctx || (params.max_tokens < 0 && max_tokens <= 0)) {
     fail_argument(

@@ -30,6 +30,8 @@ struct GenerationParams {
   bool parse_special = true;  // text prompts: "<|im_start|>" etc. become special tokens
   bool ignore_eos = false;    // keep going past end-of-generation tokens
   bool cache_prompt = true;   // reuse a cached prefix of the prompt (the scheduler's slots)
+  // Added to a token's logit before sampling (OpenAI's logit_bias): -100 bans it, +100 forces it.
+  std::vector<std::pair<std::int32_t, float>> logit_bias;
   // What the text must be (e.g. JSON of a schema); null: anything. Enforced by the scheduler.
   std::shared_ptr<const TokenConstraint> constraint;
 };

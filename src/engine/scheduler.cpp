@@ -543,9 +543,10 @@ void Scheduler::sample(Sequence& s, const float* row) {
   }
   const auto n_vocab = static_cast<std::size_t>(n_vocab_);
   std::span<const float> logits(row, n_vocab);
-  if (s.constraint) {
+  if (s.constraint || !s.params.logit_bias.empty()) {
     s.masked.assign(row, row + n_vocab);
-    s.constraint->mask(s.masked, s.max_tokens - s.result.stats.generated_tokens);
+    for (const auto& [id, bias] : s.params.logit_bias) s.masked[static_cast<std::size_t>(id)] += bias;
+    if (s.constraint) s.constraint->mask(s.masked, s.max_tokens - s.result.stats.generated_tokens);
     logits = s.masked;
   }
   const std::int32_t token = s.sampler.sample(logits);

@@ -2,8 +2,15 @@
 // compared with `herd run` on one node. Every child is killed by PID at the end, even on failure.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
+
+#include "cluster/control/auth.h"
 
 #include "cli/process_cluster.h"
 #include "support/test_data.h"
@@ -195,6 +202,85 @@ TEST(Cluster, MalformedRequestsGet4xxAndTheServerKeepsServing) {
     ASSERT_TRUE(ok);
     EXPECT_EQ(ok->status, 200) << ok->body;
   }
+}
+
+// 10^4 malformed datagrams on a live node's control port (garbage, wrong secret, a valid MAC
+// over a payload that breaks the schema, replays, oversized): the node refuses each (and logs a
+// flood as a few lines), its membership stays as it was and it keeps serving exactly.
+TEST(Cluster, ControlPortSurvivesTenThousandMalformedDatagrams) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  Cluster cluster("udp-fuzz");
+  const std::string limit = std::to_string(fs::file_size(model));
+  auto coord = cluster.start("n0", {"--model", model.string(), "--wait-nodes", "2", "--ctx", "128",
+                                    "--memory-limit", limit, "--parallel-mode", "pipeline"});
+  auto worker = cluster.start("n1", {"--peers", "127.0.0.1:" + std::to_string(coord.cluster),
+                                     "--memory-limit", limit});
+  ASSERT_TRUE(cluster.wait_ready(coord, 60)) << read_log(coord.log);
+  const std::string before = cluster_text(coord.api, 24);
+
+  const cluster::Secret secret("cluster-test-secret-0123456789abcdef");
+  const cluster::Secret stranger("some-other-cluster-secret-0123456789");
+  auto envelope = [](const cluster::Secret& key, const std::string& payload, std::int64_t ts,
+                     const std::string& nonce) {
+    const std::string mac = cluster::to_hex(cluster::hmac_sha256(
+        key, "herd/1\n" + nonce + "\n" + std::to_string(ts) + "\n" + payload));
+    return json{{"v", 1}, {"payload", payload}, {"nonce", nonce}, {"ts", ts}, {"mac", mac}}
+        .dump();
+  };
+  const std::vector<std::string> bad_payloads = {
+      "", "{}", "[]", R"({"type":"heartbeat"})", R"({"type":"heartbeat","seq":"x","id":"a"})",
+      R"({"type":"nope","seq":1,"id":"a"})", R"({"type":"leave","seq":1,"id":"bad id!"})",
+      R"({"type":"join","seq":1,"id":"a","address":{"host":5}})", std::string(20000, '{')};
+  std::mt19937 rng(77);
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(coord.cluster));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  const std::string replayed = envelope(secret, bad_payloads[1], now, cluster::make_nonce());
+  for (int i = 0; i < 10000; ++i) {
+    std::string d;
+    switch (i % 6) {
+      case 0:
+        d.resize(rng() % 1500);
+        for (char& c : d) c = static_cast<char>(rng());
+        break;
+      case 1:
+        d = envelope(stranger, R"({"type":"heartbeat","seq":1,"id":"x"})", now,
+                     cluster::make_nonce());
+        break;
+      case 2:
+        d = envelope(secret, bad_payloads[rng() % bad_payloads.size()], now, cluster::make_nonce());
+        break;
+      case 3:
+        d = replayed;
+        break;
+      case 4:
+        d = envelope(secret, bad_payloads[1], now - 120000, cluster::make_nonce());  // stale
+        break;
+      default:
+        d = std::string(60000, 'x');
+        break;
+    }
+    sendto(fd, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    if (i % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  close(fd);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(cluster_text(coord.api, 24), before);
+  httplib::Client c("127.0.0.1", coord.api);
+  const json view = json::parse(c.Get("/v1/cluster")->body);
+  EXPECT_EQ(view["members"].size(), 2u) << view["members"].dump();
+  // A flood is a few log lines, not ten thousand.
+  const std::string log = read_log(coord.log);
+  std::size_t lines = 0;
+  for (std::size_t at = 0; (at = log.find("refused a message", at)) != std::string::npos; ++at)
+    ++lines;
+  EXPECT_GT(lines, 0u);
+  EXPECT_LT(lines, 30u);
 }
 
 }  // namespace

@@ -302,6 +302,25 @@ TEST(Scheduler, APipelineFailureFailsTheRunningRequestsAndServingGoesOn) {
   EXPECT_EQ(after->result().text, "bcd");
 }
 
+// OpenAI's logit_bias: -100 bans a token (the greedy choice moves to the next best), and an id
+// outside the vocabulary is the request's error.
+TEST(Scheduler, LogitBiasBansATokenAndIsChecked) {
+  ByteTokenizer tok;
+  FakePipeline pipe(64, counting(), 1);
+  Scheduler s(tok, pipe, {});
+  GenerationParams p = greedy(3);
+  p.logit_bias = {{'c', -100.0f}};
+  auto t = s.submit(bytes("a"), p);
+  run_until_idle(s);
+  ASSERT_TRUE(t->finished());
+  // 'b' (the script's choice), then 'c' is banned: the fake's other logits are all 0, so the
+  // lowest id wins.
+  EXPECT_EQ(t->result().text.substr(0, 1), "b");
+  EXPECT_EQ(t->result().text.find('c'), std::string::npos);
+  p.logit_bias = {{kVocab, 1.0f}};
+  EXPECT_THROW(s.submit(bytes("a"), p), InvalidArgument);
+}
+
 TEST(Scheduler, RejectsPromptsThatCannotFit) {
   ByteTokenizer tok;
   FakePipeline pipe(16, counting(), 1);

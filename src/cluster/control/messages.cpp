@@ -178,7 +178,8 @@ std::string seal(const Message& message, const Secret& secret, std::int64_t now_
 
 namespace {
 Opened reject(std::string_view from, std::string reason) {
-  log::warn("cluster: rejected message from {}: {}", from.empty() ? "?" : from, reason);
+  // The caller logs (the node at most once a second: a flood of bad datagrams is one line).
+  log::debug("cluster: rejected message from {}: {}", from.empty() ? "?" : from, reason);
   Opened result;
   result.reason = std::move(reason);
   return result;

@@ -149,8 +149,16 @@ TEST(Envelope, GarbageNeverCrashesAndIsRejected) {
                                      std::string("\0\xff\xfe", 3),
                                      "{\"v\":2,\"payload\":\"x\"}",
                                      R"({"v":1,"payload":1,"nonce":"x","ts":1,"mac":"y"})"};
+  // Sealed with another secret, and replays of a message already opened once.
+  const Secret stranger("another-cluster-secret-0123456789");
+  ReplayGuard seen;
+  ASSERT_TRUE(open(good, secret(), seen, kNow));
   std::mt19937 rng(7);
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 200; ++i) {
+    inputs.push_back(seal(sample(), stranger, kNow));
+  }
+  // 10^4 in all: flipped bytes (1 to 4) and truncations of a good envelope.
+  for (int i = 0; i < 5000; ++i) {
     auto s = good;
     int flips = 1 + static_cast<int>(rng() % 4);
     for (int f = 0; f < flips; ++f) {
@@ -161,11 +169,13 @@ TEST(Envelope, GarbageNeverCrashesAndIsRejected) {
     inputs.push_back(s);
     inputs.push_back(good.substr(0, rng() % good.size()));
   }
+  ASSERT_GE(inputs.size(), 10000u);
   for (const auto& input : inputs) {
     auto opened = open(input, secret(), guard, kNow);
     EXPECT_FALSE(opened);
     EXPECT_FALSE(opened.reason.empty());
   }
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(open(good, secret(), seen, kNow)) << "a replay";
 }
 
 }  // namespace

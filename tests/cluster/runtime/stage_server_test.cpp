@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "cluster/runtime/stage_protocol.h"
 #include "cluster/transport/transport_loopback.h"
 #include "gguf/reader.h"
@@ -162,6 +164,69 @@ TEST(StageServer, BadRequestsBecomeErrorRepliesAndServingGoesOn) {
   m = rig.serve_and_read(*rig.coordinator);
   EXPECT_EQ(m.header.op, StageOp::kPong);
   EXPECT_EQ(m.header.request_id, 99u);
+}
+
+// 10^4 malformed messages (mutations of every kind of valid message: flipped bytes, truncated,
+// extended), from the coordinator: none crashes the server or changes the answer to a correct
+// forward afterwards.
+TEST(StageServer, TenThousandMalformedMessagesLeaveItServingExactly) {
+  Rig rig({0, 2});  // embedding, both layers and the head
+  const std::vector<std::int32_t> prompt = {1, 2, 3};
+  rig.send(tokens_message(prompt, 0, 1));
+  const StageMessage first = rig.serve_and_read(*rig.coordinator);
+  ASSERT_EQ(first.header.op, StageOp::kLogits);
+  const std::vector<std::uint8_t> expected(first.payload.begin(), first.payload.end());
+
+  StageHeader truncate;
+  truncate.op = StageOp::kTruncate;
+  truncate.pos0 = 0;
+  StageHeader copy;
+  copy.op = StageOp::kCopy;
+  copy.pos0 = 1;
+  StageHeader ping;
+  ping.op = StageOp::kPing;
+  std::vector<float> hidden(2 * 32, 0.5f);
+  const std::vector<std::vector<std::uint8_t>> valid = {
+      tokens_message({4, 5}, 0, 7), encode_stage_message(truncate), encode_stage_message(copy),
+      encode_stage_message(ping),
+      forward_message(forward_header(PayloadKind::kHidden, 2, 32, 0, 8),
+                      as_bytes(std::span<const float>(hidden)))};
+  std::mt19937 rng(1207);
+  int sent = 0;
+  while (sent < 10000) {
+    std::vector<std::uint8_t> bytes = valid[rng() % valid.size()];
+    switch (rng() % 3) {
+      case 0:
+        for (int e = 0; e < 1 + static_cast<int>(rng() % 6); ++e)
+          bytes[rng() % bytes.size()] = static_cast<std::uint8_t>(rng());
+        break;
+      case 1:
+        bytes.resize(rng() % bytes.size());
+        break;
+      default:
+        for (int e = 0; e < 1 + static_cast<int>(rng() % 64); ++e)
+          bytes.push_back(static_cast<std::uint8_t>(rng()));
+        break;
+    }
+    // A mutation that happens to read as a valid shutdown would end the server, as it should.
+    try {
+      if (parse_stage_message(bytes).header.op == StageOp::kShutdown) continue;
+    } catch (const FormatError&) {
+    }
+    rig.send(bytes);
+    ASSERT_TRUE(rig.server->serve_once(1s));
+    while (rig.coordinator->try_receive(kStageTag, std::nullopt, 0ms)) {
+    }
+    ++sent;
+  }
+  rig.send(encode_stage_message(truncate));
+  ASSERT_TRUE(rig.server->serve_once(1s));
+  while (rig.coordinator->try_receive(kStageTag, std::nullopt, 0ms)) {
+  }
+  rig.send(tokens_message(prompt, 0, 9));
+  const StageMessage again = rig.serve_and_read(*rig.coordinator);
+  ASSERT_EQ(again.header.op, StageOp::kLogits);
+  EXPECT_EQ(std::vector<std::uint8_t>(again.payload.begin(), again.payload.end()), expected);
 }
 
 TEST(StageServer, TruncateAndShutdownTravelDownTheChain) {
