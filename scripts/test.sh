@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite (unit, golden-model, multi-process) with ctest,
 # then the file-format corruption tests, the tensor/kernel tests, the scheduler/API tests and the
-# peer-message parsers again
-# under AddressSanitizer + UBSan, then the kernel tests cross-compiled for aarch64 under qemu (NEON kernels) where that
-# toolchain is installed.
+# peer-message parsers again under AddressSanitizer + UBSan, then the kernel tests cross-compiled
+# for aarch64 under qemu (NEON kernels) where that toolchain is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test-deps
