@@ -23,6 +23,9 @@ struct Batch {
   std::vector<BatchRun> runs;
   // Logits of every token (herd logits, tests) instead of one row per run with `logits`.
   bool all_logits = false;
+  // Every token computed as its own decode step would compute it (kernels/decode_shaped.h):
+  // a cache rebuilt after a pipeline change then holds exactly what it held before.
+  bool decode_shaped = false;
 
   // Appends a run of `ids` at pos0 of sequence `seq`.
   void add(std::int32_t seq, std::int32_t pos0, std::span<const std::int32_t> ids, bool logits);

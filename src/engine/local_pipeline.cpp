@@ -1,5 +1,7 @@
 #include "engine/local_pipeline.h"
 
+#include "kernels/decode_shaped.h"
+
 #include <algorithm>
 
 #include "util/error.h"
@@ -29,6 +31,7 @@ void LocalPipeline::run(const Batch& batch, std::vector<float>& logits) {
   // prompt is never held whole (a 4000-token prompt of a 1B model: 32 MiB). The whole batch is
   // checked first: a bad token or a full context fails before any piece fills the cache.
   stage_.check_batch(batch);
+  const kernels::DecodeShaped shape(batch.decode_shaped);
   const int n = static_cast<int>(batch.tokens.size());
   const std::size_t n_vocab = static_cast<std::size_t>(stage_.model().n_vocab());
   logits.resize(static_cast<std::size_t>(batch.logit_rows()) * n_vocab);

@@ -35,6 +35,12 @@ struct Scheduler::Sequence {
   // tokens generated before the change, and admission keeps the request's stats and sampler.
   bool resumed = false;
   int resumes = 0;
+  // How its prompt was first prefilled (chunk lengths): a resumed sequence prefills its prompt in
+  // the same chunks, and from replay_from on (the tokens it had generated) decode-shaped, so that
+  // its cache is rebuilt bit for bit (kernels/decode_shaped.h). -1: nothing to replay so.
+  std::vector<int> prompt_chunks;
+  std::size_t next_chunk = 0;
+  int replay_from = -1;
   GenerationResult result;
   Clock::time_point arrived, admitted, first_token_at, last_token_at;
 };
@@ -219,7 +225,9 @@ void Scheduler::admit(std::unique_lock<std::mutex>& lock) {
     waiting_.pop_front();
     int keep = 0;
     int copy_from = -1;
-    const int slot = choose_slot(s->prompt, s->params.cache_prompt, keep, copy_from);
+    // A resumed request rebuilds its whole cache the way it was first computed (no reuse).
+    const int slot =
+        choose_slot(s->prompt, s->params.cache_prompt && !s->resumed, keep, copy_from);
     if (slot < 0) {
       waiting_.push_front(std::move(s));
       break;
@@ -253,6 +261,7 @@ void Scheduler::admit(std::unique_lock<std::mutex>& lock) {
     sl.last_used = ++tick_;
     s->slot = slot;
     s->prefilled = keep;
+    if (keep > 0 && !s->resumed) s->prompt_chunks.push_back(keep);  // computed elsewhere
     if (s->resumed) {
       lock.lock();
       running_.push_back(std::move(s));
@@ -292,6 +301,7 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
   flight = InFlight{};
   std::vector<Sequence*> decoders;
   std::vector<Sequence*> prompts;
+  std::vector<Sequence*> replays;  // resumed sequences re-running what they had generated
   int decoding_total = 0;
   for (auto& s : running_) {
     if (s->done || s->ticket->cancelled()) continue;
@@ -302,8 +312,15 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
     if (s->next >= 0 && s->in_flight == 0) {
       decoders.push_back(s.get());
     } else if (prompt_left) {
-      prompts.push_back(s.get());
+      (s->replay_from >= 0 && s->prefilled >= s->replay_from ? replays : prompts)
+          .push_back(s.get());
     }
+  }
+  // A batch is decode-shaped as a whole: replays go in batches of their own (with the decoders,
+  // whose single tokens compute the same either way), prompt chunks wait for the next batch.
+  if (!replays.empty()) {
+    prompts = std::move(replays);
+    batch.decode_shaped = true;
   }
   // With several batches in flight, the decoders are shared out between them, so that every
   // stage has work (all of them in one batch would leave the other stages idle).
@@ -329,7 +346,18 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
   for (Sequence* s : prompts) {
     if (chunk_room <= 0) break;
     const int left = static_cast<int>(s->prompt.size()) - s->prefilled;
-    const int n = std::min(left, chunk_room);
+    int n = std::min(left, chunk_room);
+    if (s->resumed && !batch.decode_shaped && s->next_chunk < s->prompt_chunks.size()) {
+      // The prompt again in the chunks it first ran in; one that does not fit waits.
+      const int chunk = s->prompt_chunks[s->next_chunk];
+      if (chunk > chunk_room && !(flight.prompt_tokens == 0 && chunk <= budget)) continue;
+      n = std::min(chunk, left);
+      ++s->next_chunk;
+    } else if (s->resumed && !batch.decode_shaped && s->replay_from >= 0) {
+      n = std::min(n, s->replay_from - s->prefilled);  // the generated part goes decode-shaped
+    } else if (!s->resumed) {
+      s->prompt_chunks.push_back(n);
+    }
     const bool last = n == left;
     const auto ids = std::span(s->prompt).subspan(static_cast<std::size_t>(s->prefilled), n);
     batch.add(s->slot, s->prefilled, ids, last);
@@ -344,6 +372,7 @@ bool Scheduler::build_batch(Batch& batch, InFlight& flight) {
     ++s->in_flight;
     slots_[s->slot].last_used = ++tick_;
   }
+  flight.decode_shaped = batch.decode_shaped;
   return !batch.empty();
 }
 
@@ -391,7 +420,8 @@ bool Scheduler::step() {
     // previous collection.
     const Clock::time_point began = std::max(done.submitted, last_collect_);
     last_collect_ = now;
-    learn_step_cost(done, std::chrono::duration<double>(now - began).count());
+    if (!done.decode_shaped)
+      learn_step_cost(done, std::chrono::duration<double>(now - began).count());
     process(done, logits_);
   } catch (...) {
     on_failure(std::current_exception());
@@ -489,6 +519,8 @@ void Scheduler::resume_all() {
     // (not yet run) gives the logits of the next sample, as its decode step would have.
     s->prompt.resize(static_cast<std::size_t>(s->result.stats.prompt_tokens));
     s->prompt.insert(s->prompt.end(), s->result.tokens.begin(), s->result.tokens.end());
+    s->replay_from = s->result.tokens.empty() ? -1 : s->result.stats.prompt_tokens;
+    s->next_chunk = 0;
     s->prefilled = 0;
     s->next = -1;
     s->resumed = true;

@@ -137,6 +137,7 @@ class Scheduler {
     std::vector<Sequence*> members;
     int prompt_tokens = 0;
     int decode_tokens = 0;
+    bool decode_shaped = false;  // a replay: slower per token than a prefill, not learnt from
     Clock::time_point submitted;
   };
 

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "kernels/attention_isa.h"
+#include "kernels/decode_shaped.h"
 #include "kernels/attention_neon.h"
 #include "tensor/fp16.h"
 #include "util/error.h"
@@ -420,6 +421,18 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
   HERD_CHECK(a.k_block == 1 || a.k_block == kKeyBlock);
   HERD_CHECK(a.n_tokens >= 0 && a.pos0 >= 0 && a.scratch);
   if (a.n_tokens == 0) return;
+  if (a.n_tokens > 1 && decode_shaped()) {
+    // Token t sees positions [0, pos0 + t], as its own decode step did (decode_shaped.h).
+    for (int t = 0; t < a.n_tokens; ++t) {
+      AttentionArgs one = a;
+      one.q = a.q + static_cast<std::int64_t>(t) * a.q_stride;
+      one.out = a.out + static_cast<std::int64_t>(t) * a.out_stride;
+      one.n_tokens = 1;
+      one.pos0 = a.pos0 + t;
+      attention(one, pool);
+    }
+    return;
+  }
   const AttentionLoops& L = attention_loops(active_isa());
   const int n_threads = pool.size();
   const Plan p = make_plan(a, n_threads, L.scores_wide != nullptr);

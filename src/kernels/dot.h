@@ -67,6 +67,10 @@ using QuantizeRowFn = void (*)(const float* x, void* out, std::int64_t n);
 struct DotKernel {
   ActivationFormat activation = ActivationFormat::kF32;
   DotTileFn tile = nullptr;  // null: this instruction set has no kernel for the type
+  // Each token's sum is rounded the same whatever the tile's width (one accumulator chain per
+  // token): a decode-shaped product may then take tiles of several tokens (decode_shaped.h).
+  // False: it runs one token per tile.
+  bool same_sums_at_any_width = false;
 };
 
 inline constexpr std::size_t kTypeSlots = 32;  // GGML type ids below this index the table

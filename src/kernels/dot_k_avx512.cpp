@@ -289,9 +289,9 @@ void dispatch_q45k(std::int64_t n, const void* w, const void* x, std::size_t s, 
 
 void add_avx512_k_kernels(KernelTable& t) {
   using tensor::Type;
-  t.by_type[static_cast<std::size_t>(Type::kQ4_K)] = {ActivationFormat::kQ8K, dispatch_q45k<false>};
-  t.by_type[static_cast<std::size_t>(Type::kQ5_K)] = {ActivationFormat::kQ8K, dispatch_q45k<true>};
-  t.by_type[static_cast<std::size_t>(Type::kQ6_K)] = {ActivationFormat::kQ8K, dispatch<Q6K>};
+  t.by_type[static_cast<std::size_t>(Type::kQ4_K)] = {ActivationFormat::kQ8K, dispatch_q45k<false>, true};
+  t.by_type[static_cast<std::size_t>(Type::kQ5_K)] = {ActivationFormat::kQ8K, dispatch_q45k<true>, true};
+  t.by_type[static_cast<std::size_t>(Type::kQ6_K)] = {ActivationFormat::kQ8K, dispatch<Q6K>, true};
 }
 
 }  // namespace herd::kernels

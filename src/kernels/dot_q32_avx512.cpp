@@ -178,8 +178,8 @@ void dispatch(std::int64_t n, const void* w, const void* x, std::size_t s, int n
 
 void add_avx512_q32_kernels(KernelTable& t) {
   using tensor::Type;
-  t.by_type[static_cast<std::size_t>(Type::kQ4_0)] = {ActivationFormat::kQ8X, dispatch<Q4_0x>};
-  t.by_type[static_cast<std::size_t>(Type::kQ8_0)] = {ActivationFormat::kQ8X, dispatch<Q8_0x>};
+  t.by_type[static_cast<std::size_t>(Type::kQ4_0)] = {ActivationFormat::kQ8X, dispatch<Q4_0x>, true};
+  t.by_type[static_cast<std::size_t>(Type::kQ8_0)] = {ActivationFormat::kQ8X, dispatch<Q8_0x>, true};
   t.quantize_q8x = quantize_q8x;
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/decode_shaped.h"
 #include "kernels/dot.h"
 #include "kernels/gemm.h"
 #include "tensor/type.h"
@@ -88,13 +89,20 @@ Activations prepare_activations(const Plan& plan, std::int64_t cols, const float
   return {out, stride};
 }
 
+// Tokens per tile: one where the product must round as a decode step does (decode_shaped.h) and
+// the kernel's sums depend on the tile's width. Asked on the calling thread (the flag is its own).
+int tile_tokens(const Plan& plan) {
+  return decode_shaped() && !plan.kernel->same_sums_at_any_width ? 1 : kMaxTileTokens;
+}
+
 void run_tiles(const Plan& plan, const Matrix& w, const Activations& act, std::int64_t n_tokens,
-               float* y, std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end) {
+               float* y, std::int64_t ldy, std::int64_t row_begin, std::int64_t row_end,
+               int max_tile = kMaxTileTokens) {
   const DotTileFn tile = plan.kernel->tile;
   for (std::int64_t g = row_begin; g < row_end; g += kRowGroup) {
     const std::int64_t g_end = std::min(row_end, g + kRowGroup);
-    for (std::int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTileTokens) {
-      const int nc = static_cast<int>(std::min<std::int64_t>(kMaxTileTokens, n_tokens - t0));
+    for (std::int64_t t0 = 0; t0 < n_tokens; t0 += max_tile) {
+      const int nc = static_cast<int>(std::min<std::int64_t>(max_tile, n_tokens - t0));
       const std::uint8_t* x = act.data + static_cast<std::size_t>(t0) * act.stride;
       for (std::int64_t r = g; r < g_end; ++r) {
         tile(w.cols, w.row(r), x, act.stride, nc, y + t0 * ldy + r, ldy);
@@ -106,7 +114,7 @@ void run_tiles(const Plan& plan, const Matrix& w, const Activations& act, std::i
 // For weight types without a dot kernel: dequantize each row, then float dots.
 void dequantized_rows(const tensor::TypeTraits& t, const Matrix& w, const float* x,
                       std::int64_t n_tokens, std::int64_t ldx, float* y, std::int64_t ldy,
-                      std::int64_t row_begin, std::int64_t row_end) {
+                      std::int64_t row_begin, std::int64_t row_end, int max_tile) {
   std::vector<float> row(static_cast<std::size_t>(w.cols));
   const Matrix as_f32{tensor::Type::kF32, row.data(), 1, w.cols, row.size() * sizeof(float)};
   const Plan f32 = plan_for(tensor::Type::kF32);
@@ -114,7 +122,7 @@ void dequantized_rows(const tensor::TypeTraits& t, const Matrix& w, const float*
                         static_cast<std::size_t>(ldx) * sizeof(float)};
   for (std::int64_t r = row_begin; r < row_end; ++r) {
     t.dequantize(w.row(r), row.data(), w.cols);
-    run_tiles(f32, as_f32, act, n_tokens, y + r, ldy, 0, 1);
+    run_tiles(f32, as_f32, act, n_tokens, y + r, ldy, 0, 1, max_tile);
   }
 }
 
@@ -130,11 +138,12 @@ void matmul_rows(const Matrix& w, const float* x, std::int64_t n_tokens, std::in
   if (n_tokens <= 0 || row_begin >= row_end) return;
   const Plan plan = plan_for(w.type);
   if (!plan.kernel) {
-    dequantized_rows(t, w, x, n_tokens, ldx, y, ldy, row_begin, row_end);
+    dequantized_rows(t, w, x, n_tokens, ldx, y, ldy, row_begin, row_end,
+                     decode_shaped() ? 1 : kMaxTileTokens);
     return;
   }
   const Activations act = prepare_activations(plan, w.cols, x, n_tokens, ldx, nullptr);
-  run_tiles(plan, w, act, n_tokens, y, ldy, row_begin, row_end);
+  run_tiles(plan, w, act, n_tokens, y, ldy, row_begin, row_end, tile_tokens(plan));
 }
 
 void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t ldx, float* y,
@@ -142,21 +151,23 @@ void matmul(const Matrix& w, const float* x, std::int64_t n_tokens, std::int64_t
   const tensor::TypeTraits& t = checked_traits(w);
   HERD_CHECK(ldx >= w.cols && ldy >= w.rows);
   if (n_tokens <= 0 || w.rows <= 0) return;
-  if (n_tokens >= kGemmMinTokens && gemm_supported(w.type)) {
+  if (n_tokens >= kGemmMinTokens && gemm_supported(w.type) && !decode_shaped()) {
     const Product product{&w, y, ldy};
     gemm(std::span(&product, 1), x, n_tokens, ldx, pool);
     return;
   }
   const Plan plan = plan_for(w.type);
   if (!plan.kernel) {
+    const int max_tile = decode_shaped() ? 1 : kMaxTileTokens;
     pool.parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {
-      dequantized_rows(t, w, x, n_tokens, ldx, y, ldy, begin, end);
+      dequantized_rows(t, w, x, n_tokens, ldx, y, ldy, begin, end, max_tile);
     });
     return;
   }
   const Activations act = prepare_activations(plan, w.cols, x, n_tokens, ldx, &pool);
+  const int max_tile = tile_tokens(plan);
   pool.parallel_for(w.rows, 8, [&](std::int64_t begin, std::int64_t end) {
-    run_tiles(plan, w, act, n_tokens, y, ldy, begin, end);
+    run_tiles(plan, w, act, n_tokens, y, ldy, begin, end, max_tile);
   });
 }
 
@@ -175,7 +186,7 @@ void matmul_shared_input(std::span<const Product> products, const float* x, std:
     for (const Product& p : products) matmul(*p.w, x, n_tokens, ldx, p.y, p.ldy, pool);
     return;
   }
-  if (n_tokens >= kGemmMinTokens && gemm_supported(first.type)) {
+  if (n_tokens >= kGemmMinTokens && gemm_supported(first.type) && !decode_shaped()) {
     gemm(products, x, n_tokens, ldx, pool);
     return;
   }
@@ -184,11 +195,13 @@ void matmul_shared_input(std::span<const Product> products, const float* x, std:
   // every layer of every decoded token).
   std::int64_t total_rows = 0;
   for (const Product& p : products) total_rows += p.w->rows;
+  const int max_tile = tile_tokens(plan);
   pool.parallel_for(total_rows, 8, [&](std::int64_t begin, std::int64_t end) {
     std::int64_t row0 = 0;  // global index of the current product's row 0
     for (const Product& p : products) {
       const std::int64_t lo = std::max(begin, row0), hi = std::min(end, row0 + p.w->rows);
-      if (lo < hi) run_tiles(plan, *p.w, act, n_tokens, p.y, p.ldy, lo - row0, hi - row0);
+      if (lo < hi)
+        run_tiles(plan, *p.w, act, n_tokens, p.y, p.ldy, lo - row0, hi - row0, max_tile);
       row0 += p.w->rows;
     }
   });

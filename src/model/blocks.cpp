@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels/attention.h"
+#include "kernels/decode_shaped.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/model.h"
@@ -121,8 +122,10 @@ void swiglu_ffn(const LayerForward& f, const Matrix& gate, const Matrix& up, con
     std::fill(out, out + n_tokens * n_embd, 0.0f);
     return;
   }
+  // (Decode-shaped batches take one pass: the halves' sum rounds differently from a decode step.)
   const bool split = n_tokens >= kFfnSplitTokens && width % 2 == 0 &&
-                     (width / 2) % tensor::traits(down.type).block_size == 0;
+                     (width / 2) % tensor::traits(down.type).block_size == 0 &&
+                     !kernels::decode_shaped();
   const std::int64_t part = split ? width / 2 : width;
   float* g = f.ws.floats(gate_slot, static_cast<std::size_t>(n_tokens) * part);
   float* u = f.ws.floats(up_slot, static_cast<std::size_t>(n_tokens) * part);

@@ -105,6 +105,35 @@ TEST(SchedulerRecovery, RequestsGoOnAfterAFailureWithTheSameText) {
   }
 }
 
+// The cache is rebuilt in the shapes it was first computed in: the prompt in the chunks it ran
+// in, then the generated tokens decode-shaped (kernels/decode_shaped.h), before the next sample.
+TEST(SchedulerRecovery, TheCacheIsRebuiltInTheShapesItWasFirstComputedIn) {
+  ByteTokenizer tok;
+  FakePipeline first(256, history_dependent(), 1);
+  ScriptedRecovery recovery;
+  recovery.next.push_back(std::make_unique<FakePipeline>(256, history_dependent(), 1));
+  Scheduler s(tok, first, {.max_running = 1, .batch_tokens = 4}, Scheduler::Clock::now,
+              &recovery);
+  auto t = s.submit(bytes("abcdefghij"), greedy(12));  // prefilled in chunks of 4, 4, 2
+  for (int i = 0; i < 8; ++i) s.step();  // 3 prompt chunks, then 5 decode steps
+  first.fail_next = true;
+  run_until_idle(s);
+  ASSERT_TRUE(t->finished());
+  EXPECT_EQ(t->result().text, texts_alone({"abcdefghij"}, 12)[0]);
+  const auto& again = recovery.current->batches;
+  ASSERT_GE(again.size(), 4u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(again[i].decode_shaped) << i;
+    EXPECT_EQ(again[i].runs[0].n_tokens, i < 2 ? 4 : 2) << i;
+  }
+  // The tokens generated before the failure: decode-shaped, in batches of at most 4.
+  int replayed = 0;
+  std::size_t b = 3;
+  for (; b < again.size() && again[b].decode_shaped; ++b) replayed += again[b].runs[0].n_tokens;
+  EXPECT_EQ(replayed, 6);  // the first token came with the last prompt chunk, then 5 more
+  EXPECT_FALSE(again[b].decode_shaped);  // and decoding goes on as usual
+}
+
 TEST(SchedulerRecovery, APlannedChangeWaitsForTheBatchesInFlight) {
   const std::vector<std::string> prompts = {"one", "two"};
   const std::vector<std::string> expected = texts_alone(prompts, 30);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "cluster/runtime/stage_protocol.h"
+#include "kernels/decode_shaped.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -95,6 +96,7 @@ void ClusterPipeline::submit(const engine::Batch& batch) {
   if (batch.empty()) fail_argument("forward needs at least one token");
   throw_if_abandoned();
   stage_.check_batch(batch);
+  const kernels::DecodeShaped shape(batch.decode_shaped);
   const int n = static_cast<int>(batch.tokens.size());
   Pending p;
   p.request = next_request_++;
@@ -105,6 +107,7 @@ void ClusterPipeline::submit(const engine::Batch& batch) {
   h.op = StageOp::kForward;
   h.kind = PayloadKind::kHidden;
   h.all_logits = batch.all_logits;
+  h.decode_shaped = batch.decode_shaped;
   h.checksum = options_.checksum;
   h.request_id = p.request;
   h.pos0 = batch.runs.front().pos0;

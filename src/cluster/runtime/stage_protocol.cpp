@@ -18,6 +18,7 @@ constexpr std::uint32_t kRunLogits = 1;
 constexpr std::uint32_t kMaxRuns = 1u << 16;
 constexpr std::uint8_t kFlagAllLogits = 1;
 constexpr std::uint8_t kFlagChecksum = 2;
+constexpr std::uint8_t kFlagDecodeShaped = 4;
 
 template <typename T>
 void put(std::uint8_t* at, T value) {
@@ -102,7 +103,8 @@ void encode_stage_message(const StageHeader& h, std::span<const engine::BatchRun
   p[4] = static_cast<std::uint8_t>(h.op);
   p[5] = static_cast<std::uint8_t>(h.kind);
   p[6] = static_cast<std::uint8_t>((h.all_logits ? kFlagAllLogits : 0) |
-                                   (h.checksum ? kFlagChecksum : 0));
+                                   (h.checksum ? kFlagChecksum : 0) |
+                                   (h.decode_shaped ? kFlagDecodeShaped : 0));
   p[7] = 0;
   put<std::uint64_t>(p + 8, h.request_id);
   put<std::int32_t>(p + 16, h.pos0);
@@ -152,7 +154,7 @@ StageMessage parse_stage_message(std::span<const std::uint8_t> bytes) {
   }
   if (!known_op(p[4])) fail_format("stage message has unknown op {}", p[4]);
   if (!known_kind(p[5])) fail_format("stage message has unknown payload kind {}", p[5]);
-  if ((p[6] & ~(kFlagAllLogits | kFlagChecksum)) != 0) {
+  if ((p[6] & ~(kFlagAllLogits | kFlagChecksum | kFlagDecodeShaped)) != 0) {
     fail_format("stage message has unknown flags {:#x}", p[6]);
   }
   StageMessage m;
@@ -161,6 +163,7 @@ StageMessage parse_stage_message(std::span<const std::uint8_t> bytes) {
   h.kind = static_cast<PayloadKind>(p[5]);
   h.all_logits = (p[6] & kFlagAllLogits) != 0;
   h.checksum = (p[6] & kFlagChecksum) != 0;
+  h.decode_shaped = (p[6] & kFlagDecodeShaped) != 0;
   h.request_id = get<std::uint64_t>(p + 8);
   h.pos0 = get<std::int32_t>(p + 16);
   h.n_tokens = get<std::int32_t>(p + 20);

@@ -5,7 +5,7 @@
 //   0      4     magic "HSP2" (0x32505348 little-endian)
 //   4      1     op            (StageOp)
 //   5      1     payload kind  (PayloadKind)
-//   6      1     flags         (bit 0: all logits, bit 1: checksum present)
+//   6      1     flags         (bit 0: all logits, bit 1: checksum present, bit 2: decode-shaped)
 //   7      1     reserved, 0
 //   8      8     request id    (coordinator's counter; replies carry the request's id)
 //   16     4     pos0          (truncate: n_keep; copy: positions copied)
@@ -61,6 +61,7 @@ struct StageHeader {
   StageOp op = StageOp::kForward;
   PayloadKind kind = PayloadKind::kNone;
   bool all_logits = false;
+  bool decode_shaped = false;  // engine::Batch::decode_shaped
   bool checksum = false;  // when encoding: compute one; when parsed: one was present and matched
   std::uint64_t request_id = 0;
   std::int32_t pos0 = 0;

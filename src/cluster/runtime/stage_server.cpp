@@ -1,6 +1,7 @@
 #include "cluster/runtime/stage_server.h"
 
 #include "cluster/runtime/stage_protocol.h"
+#include "kernels/decode_shaped.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -93,6 +94,7 @@ bool StageServer::serve_once(Millis timeout) {
 
 void StageServer::on_forward(const StageMessage& message) {
   const StageHeader& h = message.header;
+  const kernels::DecodeShaped shape(h.decode_shaped);
   const int n = h.n_tokens;
   const int n_embd = stage_.n_embd();
   if (n <= 0) fail_argument("a forward of {} tokens", n);
