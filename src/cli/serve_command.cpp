@@ -131,7 +131,9 @@ CommandFn add_serve_command(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   auto* cmd = app.add_subcommand("serve", "Serve the OpenAI API; with peers, join a cluster");
   auto& n = o->node;
-  cmd->add_option("-m,--model", n.model_path, "GGUF model (this node coordinates)")
+  cmd->add_option("-m,--model", n.model_path,
+                  "GGUF model: this node coordinates (the lowest --name of the nodes that have "
+                  "one), or stands by to take over if the coordinator is lost")
       ->check(CLI::ExistingFile);
   cmd->add_option("--api-host,--host", n.host, "Address to bind and announce (API and cluster)")
       ->capture_default_str();

@@ -160,7 +160,7 @@ NodeInfo Node::describe_self() const {
   }
   self.resources.profile.memory_gb_per_s = gb_per_s;
   self.resources.profile.matvec_gflops = 1.0;
-  if (is_coordinator()) self.model = model_file_name();
+  if (holds_model()) self.model = model_file_name();
   self.live.rss_bytes = resident_bytes();
   return self;
 }
@@ -231,10 +231,10 @@ void Node::start() {
   const std::string port_text = std::to_string(options_.cluster_port);
   id_ = sanitize_id(options_.id.empty() ? hostname() + "-" + port_text : options_.id);
   clustered_ =
-      !is_coordinator() || !options_.peers.empty() || options_.multicast || options_.wait_nodes > 1;
+      !holds_model() || !options_.peers.empty() || options_.multicast || options_.wait_nodes > 1;
   impl_->pool = std::make_unique<ThreadPool>(
       options_.threads > 0 ? options_.threads : ThreadPool::default_thread_count());
-  if (is_coordinator()) {
+  if (holds_model()) {
     file_ = std::make_shared<const gguf::File>(gguf::File::open(options_.model_path));
     tokenizer_ = model::Tokenizer::from_gguf(file_->metadata());
     chat_ = std::make_unique<model::ChatTemplate>(model::ChatTemplate::for_model(
@@ -261,6 +261,7 @@ void Node::start_local() {
                                                                    : available_memory_bytes());
   impl_->local = std::make_unique<engine::LocalPipeline>(model_, impl_->n_ctx, *impl_->pool,
                                                          impl_->n_seqs);
+  coordinating_ = true;
   ready_ = true;
   log::info("node {}: serving {} alone ({} layers, context {}, {} sequences at once)", id_,
             options_.model_path, model_->n_layer(), impl_->n_ctx, impl_->n_seqs);
@@ -269,6 +270,8 @@ void Node::start_local() {
 std::optional<std::string> Node::coordinator_api() const {
   if (is_coordinator() || !impl_->membership) return std::nullopt;
   std::lock_guard lock(mutex_);
+  // A holder named coordinator but not serving yet (taking over): nobody to forward to.
+  if (holds_model() && impl_->membership->coordinator() == id_) return std::nullopt;
   const Member* c = impl_->membership->find(impl_->membership->coordinator());
   if (!c || c->info.model.empty()) {
     // Our table may not list the coordinator yet (its first heartbeat is up to a second away)

@@ -2,7 +2,10 @@
 // cluster pieces together. No HTTP API here (api/ sits above cluster/): the API asks the node for
 // its pipeline, its state and its view of the cluster.
 //
-// Roles. The node started with --model is the coordinator: it waits for the expected members,
+// Roles. A node started with --model is the coordinator when the membership names it (the
+// lowest id among the holders, or the one coordinating now; a holder that is not named serves
+// as a worker, on standby to take over: node_recovery.cpp, docs/cluster.md). The coordinator
+// waits for the expected members,
 // plans placement, serves the weights, tells each worker its layer range, and, once every worker
 // serves its stage, runs a ClusterPipeline (its own stage first: it always holds layer 0, which
 // embeds the tokens). A worker fetches its shard into its data dir, loads it, opens a UCX
@@ -98,7 +101,11 @@ class Node final : public engine::PipelineRecovery {
   bool serving_stage() const;
 
   bool clustered() const { return clustered_; }
-  bool is_coordinator() const { return !options_.model_path.empty(); }
+  // Coordinates now: it deployed a plan and serves the API's requests. A node started with
+  // --model coordinates when the membership says so (docs/cluster.md); another one that holds the
+  // file waits as a standby worker and takes over when the coordinator is lost.
+  bool is_coordinator() const { return coordinating_.load(); }
+  bool holds_model() const { return !options_.model_path.empty(); }
   const std::string& id() const { return id_; }
   bool ready() const { return ready_.load(); }
   bool failed() const;
@@ -170,6 +177,7 @@ class Node final : public engine::PipelineRecovery {
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> leaving_{false};  // Leave sent: no more heartbeats
+  std::atomic<bool> coordinating_{false};
   mutable std::mutex mutex_;
   std::string status_ = "starting";
   std::string failure_;

@@ -92,6 +92,10 @@ struct Node::Impl {
   // sooner, with no membership event). Under Node::mutex_.
   std::set<std::string> suspects;
   std::string recovering;  // what a rebuild is doing now ("" when none), under Node::mutex_
+  // A holder of the model that another holder coordinates: it serves as a worker until the
+  // membership names it coordinator (promote: its worker loop ends and it takes over).
+  bool standby = false;  // under Node::mutex_
+  std::atomic<bool> promote{false};
 
   // Worker.
   std::thread stage_thread;

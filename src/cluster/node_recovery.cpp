@@ -200,6 +200,17 @@ engine::Pipeline& Node::rebuild(std::exception_ptr failure) {
 
 void Node::react_to_events(const std::vector<MemberEvent>& events) {
   auto& d = *impl_;
+  if (d.standby && !is_coordinator()) {
+    // A standby holder named coordinator (the coordinator was lost): its worker loop ends and
+    // run_coordinator() takes over.
+    for (const auto& e : events) {
+      if (e.type != MemberEventType::kCoordinatorChanged || e.node_id != id_) continue;
+      d.promote = true;
+      d.leave_stage = true;
+      d.cv.notify_all();
+    }
+    return;
+  }
   if (!is_coordinator() || !ready_) return;
   for (const auto& e : events) {
     if (e.node_id == id_) continue;

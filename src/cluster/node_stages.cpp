@@ -55,7 +55,6 @@ void Node::start_cluster() {
   d.http_auth = std::make_shared<HttpAuth>(*d.secret);
 
   NodeInfo self = describe_self();
-  if (is_coordinator()) self.model = model_file_name();
   d.membership = std::make_unique<Membership>(self);
   d.seq = make_sequence_start();
 
@@ -66,7 +65,7 @@ void Node::start_cluster() {
   d.discovery = std::make_unique<Discovery>(dc);
 
   install_routes();
-  if (is_coordinator()) {
+  if (holds_model()) {
     FileHashCache hashes({}, d.pool->size());
     WeightServerOptions wo;
     wo.verify = d.http_auth->verifier();
@@ -79,7 +78,7 @@ void Node::start_cluster() {
          options_.host, options_.cluster_port);
   d.http_thread = std::thread([this] { impl_->http.listen_after_bind(); });
   d.control_thread = std::thread([this] { control_loop(); });
-  if (is_coordinator()) {
+  if (holds_model()) {
     d.setup_thread = std::thread([this] {
       try {
         run_coordinator();
@@ -210,6 +209,7 @@ void Node::control_loop() {
       {
         std::lock_guard lock(mutex_);
         NodeInfo self = d.membership->self();
+        self.coordinating = is_coordinator();
         self.live.rss_bytes = resident_bytes();
         self.live.power_watts = d.power.watts().value_or(-1);
         record_member_events(d, id_, d.membership->update_self(self));
@@ -281,6 +281,7 @@ std::vector<std::string> wait_for_workers(const HttpAuth& auth,
 
 void Node::run_coordinator() {
   auto& d = *impl_;
+  const auto started = std::chrono::steady_clock::now();
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(options_.wait_timeout_s);
   for (;;) {
@@ -289,7 +290,11 @@ void Node::run_coordinator() {
       std::lock_guard lock(mutex_);
       have = d.membership->members().size();
     }
-    if (have >= static_cast<std::size_t>(options_.wait_nodes)) break;
+    // Told no count to wait for, a holder with peers still listens for two heartbeats first: one
+    // of them may already coordinate (docs/cluster.md, "Coordinator").
+    const bool heard_enough = options_.wait_nodes > 1 || options_.peers.empty() ||
+                              std::chrono::steady_clock::now() > started + 2500ms;
+    if (have >= static_cast<std::size_t>(options_.wait_nodes) && heard_enough) break;
     if (stopping_) return;
     if (std::chrono::steady_clock::now() > deadline)
       fail(
@@ -312,13 +317,50 @@ void Node::run_coordinator() {
   shape.n_ctx = d.n_ctx;
   shape.activation_bytes = static_cast<std::uint64_t>(probe->n_embd()) * 4;
   d.n_vocab = probe->n_vocab();
+  std::string coordinator;
   std::map<std::string, NodeInfo> infos;
   {
     std::lock_guard lock(mutex_);
+    coordinator = d.membership->coordinator();
     for (const auto& [id, m] : d.membership->members()) infos[id] = m.info;
   }
-  deploy(infos, plan_for(infos));
+  if (coordinator != id_) {
+    // Another holder of the model coordinates (docs/cluster.md, "Coordinator"): this node
+    // serves as a worker and takes over when that one is lost.
+    log::info("node {}: standby: {} coordinates; this node holds the model file and takes over "
+              "if it goes",
+              id_, coordinator);
+    {
+      std::lock_guard lock(mutex_);
+      d.standby = true;
+    }
+    run_worker();  // until the node stops or the membership makes it the coordinator
+    if (stopping_) return;
+    set_status("taking over as coordinator");
+    log::warn("node {}: the coordinator is gone: this node takes over", id_);
+    // The nodes left may not hold the model: then it says so and tries again as they change.
+    for (;;) {
+      try {
+        infos = live_members();
+        deploy(infos, plan_for(infos));
+        break;
+      } catch (const InvalidArgument&) {
+        throw;
+      } catch (const Error& e) {
+        if (stopping_) return;
+        set_status(fmt::format("cannot serve the model yet: {} (trying again as nodes join)",
+                               e.what()));
+        tear_down_pipeline(false);
+        std::this_thread::sleep_for(2s);
+      }
+    }
+    log::info("node {}: coordinating since the coordinator was lost", id_);
+  } else {
+    deploy(infos, plan_for(infos));
+  }
+  coordinating_ = true;
   ready_ = true;
+  set_status("ready");
   watch_suspects();
 }
 
@@ -377,7 +419,9 @@ Plan Node::plan_for(const std::map<std::string, NodeInfo>& infos) {
 
 void Node::deploy(const std::map<std::string, NodeInfo>& infos, const Plan& plan) {
   auto& d = *impl_;
-  ++d.epoch;
+  // Epochs grow across coordinators too (a node that takes over starts from the clock), so a
+  // worker always takes the newest plan.
+  d.epoch = std::max<std::uint64_t>(d.epoch + 1, static_cast<std::uint64_t>(wall_ms()));
   log::info("node {}: placement (plan {})\n{}", id_, d.epoch, plan.explain());
   {
     std::lock_guard lock(mutex_);

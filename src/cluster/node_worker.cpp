@@ -34,9 +34,10 @@ void Node::run_worker() {
       std::unique_lock lock(mutex_);
       if (served == 0) status_ = "waiting for the coordinator's assignment";
       d.cv.wait(lock, [&] {
-        return stopping_ || (d.assignment.has_value() && d.assignment->epoch != served);
+        return stopping_ || d.promote ||
+               (d.assignment.has_value() && d.assignment->epoch != served);
       });
-      if (stopping_) return;
+      if (stopping_ || d.promote) return;
       a = *d.assignment;
       served = a.epoch;
       d.leave_stage = false;
@@ -61,7 +62,7 @@ void Node::run_worker() {
       status_ = fmt::format("failed: {} (waiting for the coordinator's next plan)", e.what());
     }
     d.transport.reset();
-    if (stopping_) return;
+    if (stopping_ || d.promote) return;
   }
 }
 
@@ -102,10 +103,10 @@ void Node::serve_assignment(const Assignment& a) {
     status_ = fmt::format("layers {}-{} loaded, waiting for the chain", a.range.first,
                           a.range.last - 1);
     d.cv.wait(lock, [&] {
-      return stopping_ || d.leave_stage ||
+      return stopping_ || d.leave_stage || d.promote ||
              (d.connect.has_value() && d.connect_epoch == a.epoch);
     });
-    if (stopping_ || d.leave_stage) return;
+    if (stopping_ || d.leave_stage || d.promote) return;
     links = *d.connect;
     group = d.connect_group;
   }

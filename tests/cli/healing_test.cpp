@@ -304,5 +304,61 @@ TEST(Healing, ACoordinatorStoppedWithSigtermFinishesWhatItRuns) {
   EXPECT_EQ(exit_code, 0) << read_text(c.coord.log);
 }
 
+// Another node holds the model file: when the coordinator is killed, it takes over (re-plans with
+// the workers left) and serves within 10 s; a worker's API follows it.
+TEST(Healing, AStandbyHolderTakesOverWhenTheCoordinatorIsKilled) {
+  HERD_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  const std::string expected = one_node_text(model, 40);
+  Cluster cluster("heal-failover");
+  const std::string limit = std::to_string(fs::file_size(model));  // two are needed
+  const std::vector<std::string> common = {"--ctx", std::to_string(kCtx), "--parallel", "1",
+                                           "--memory-limit", limit, "--parallel-mode",
+                                           "pipeline", "--wait-nodes", "3"};
+  const int p0 = free_port(), p1 = free_port(), p2 = free_port();
+  const int c0 = free_port(), c1 = free_port(), c2 = free_port();
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    return extra;
+  };
+  auto n0 = cluster.start_on(p0, c0, "n0",
+                             with({"--model", model.string(), "--peers",
+                                   fmt::format("127.0.0.1:{},127.0.0.1:{}", c1, c2)}));
+  auto n1 = cluster.start_on(p1, c1, "n1",
+                             with({"--model", model.string(), "--peers",
+                                   fmt::format("127.0.0.1:{},127.0.0.1:{}", c0, c2)}));
+  auto n2 = cluster.start_on(p2, c2, "n2",
+                             {"--peers", fmt::format("127.0.0.1:{},127.0.0.1:{}", c0, c1),
+                              "--memory-limit", limit});
+  ASSERT_TRUE(cluster.wait_ready(n0, 90)) << read_text(n0.log);
+  EXPECT_EQ(cluster_view(n0.api).value("coordinator", ""), "n0");
+  EXPECT_EQ(stream(n0.api, 40).text, expected);
+  EXPECT_EQ(stream(n1.api, 40).text, expected) << "the standby forwards to the coordinator";
+
+  cluster.signal_and_wait(n0, SIGKILL);
+  const auto killed = Clock::now();
+  std::string served;
+  while (Clock::now() - killed < std::chrono::seconds(30)) {
+    const Streamed s = stream(n1.api, 40);
+    if (s.error.empty()) {
+      served = s.text;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const double took = std::chrono::duration<double>(Clock::now() - killed).count();
+  std::printf("the standby served %.1f s after the coordinator was killed\n", took);
+  EXPECT_EQ(served, expected) << read_text(n1.log);
+  EXPECT_LT(took, 10.0);
+  EXPECT_EQ(cluster_view(n1.api).value("coordinator", ""), "n1");
+  EXPECT_EQ(stream(n2.api, 40).text, expected) << "a worker forwards to the new coordinator";
+  // The old coordinator comes back: the serving one keeps the role.
+  auto back = cluster.restart(n0, "n0", with({"--model", model.string(), "--peers",
+                                              fmt::format("127.0.0.1:{},127.0.0.1:{}", c1, c2)}));
+  ASSERT_TRUE(wait_for([&] { return is_member(cluster_view(n1.api), "n0"); }, 15));
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(cluster_view(n1.api).value("coordinator", ""), "n1");
+  EXPECT_EQ(stream(n1.api, 40).text, expected);
+}
+
 }  // namespace
 }  // namespace herd::testing

@@ -40,7 +40,10 @@ const Member* Membership::find(const std::string& id) const {
 }
 
 std::string Membership::coordinator() const {
-  // std::map iterates by ascending id, so the first model holder found is the lowest one.
+  // A holder that coordinates now keeps the role (the lowest id of them, should two claim it);
+  // otherwise the lowest id among the holders. std::map iterates by ascending id.
+  for (const auto& [id, m] : members_)
+    if (!m.info.model.empty() && m.info.coordinating) return id;
   for (const auto& [id, m] : members_)
     if (!m.info.model.empty()) return id;
   return members_.begin()->first;
@@ -99,7 +102,9 @@ std::vector<MemberEvent> Membership::on_message(const Message& message, std::int
   m.last_seen_ms = now_ms;
   m.last_seq = message.seq;
   bool model_changed = m.info.model != message.node.model;
+  const bool role_changed = m.info.coordinating != message.node.coordinating;
   m.info = message.node;
+  if (role_changed) note_coordinator(events);
   if (significant_change(reported_[id], message.node.resources) || model_changed) {
     reported_[id] = message.node.resources;
     events.push_back(
@@ -134,7 +139,9 @@ std::vector<MemberEvent> Membership::update_self(const NodeInfo& self) {
   std::vector<MemberEvent> events;
   Member& m = members_.at(self_id_);
   bool model_changed = m.info.model != self.model;
+  const bool role_changed = m.info.coordinating != self.coordinating;
   m.info = self;
+  if (role_changed) note_coordinator(events);
   if (significant_change(reported_[self_id_], self.resources) || model_changed) {
     reported_[self_id_] = self.resources;
     events.push_back({MemberEventType::kResourcesChanged, self_id_, "this node"});

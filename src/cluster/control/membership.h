@@ -54,8 +54,9 @@ class Membership {
   const Member* find(const std::string& id) const;
   const NodeInfo& self() const { return members_.at(self_id_).info; }
 
-  // The coordinator plans placement and owns the request queue: among live members, those that
-  // hold a model file first, then the lowest id. Everyone computes the same answer from the same
+  // The coordinator plans placement and owns the request queue: among live members that hold a
+  // model file, one that coordinates now (so that a former coordinator coming back does not take
+  // over a serving cluster), else the lowest id. Everyone computes the same answer from the same
   // table, so no election messages are needed; a table that briefly differs between nodes after
   // a join settles within one heartbeat.
   std::string coordinator() const;

@@ -97,6 +97,7 @@ std::string message_to_json(const Message& m) {
   const auto& n = m.node;
   j["name"] = n.name;
   j["model"] = n.model;
+  if (n.coordinating) j["coordinating"] = true;
   j["address"] = {{"host", n.address.host},
                   {"api_port", n.address.api_port},
                   {"cluster_port", n.address.cluster_port}};
@@ -126,6 +127,10 @@ Message message_from_json(std::string_view text) {
   }
   m.node.name = get_string(j, "name", 128);
   m.node.model = get_string(j, "model", 256);
+  if (auto c = j.find("coordinating"); c != j.end()) {
+    if (!c->is_boolean()) fail_format("field \"coordinating\" must be true or false");
+    m.node.coordinating = c->get<bool>() && !m.node.model.empty();
+  }
   const json& a = field(j, "address");
   if (!a.is_object()) fail_format("field \"address\" must be an object");
   m.node.address.host = get_string(a, "host", 255);

@@ -56,6 +56,9 @@ struct NodeInfo {
   NodeAddress address;
   NodeResources resources;
   std::string model;  // the model file this node holds (name or digest), empty when none
+  // It coordinates now (it serves the API's requests and has deployed a plan). A coordinator that
+  // serves keeps the role when a holder with a lower id comes back (Membership::coordinator).
+  bool coordinating = false;
   NodeLive live;
   bool operator==(const NodeInfo&) const = default;
 };

@@ -128,6 +128,24 @@ TEST(Membership, ModelHolderCoordinatesTiesByLowestIdAndFailsOver) {
   EXPECT_TRUE(table.is_coordinator());
 }
 
+// A holder that coordinates keeps the role when one with a lower id comes back (a restarted
+// former coordinator must not take over a serving cluster); a flag on a node without a model
+// means nothing.
+TEST(Membership, ACoordinatingHolderKeepsTheRole) {
+  Membership table(node("m"));
+  NodeInfo z = node("z", "model.gguf");
+  z.coordinating = true;
+  table.on_message(msg(MessageType::kJoin, z, 1), 0);
+  EXPECT_EQ(table.coordinator(), "z");
+  auto e = table.on_message(msg(MessageType::kJoin, node("a", "model.gguf"), 1), 0);
+  EXPECT_EQ(types(e), (std::vector<T>{T::kJoined}));
+  EXPECT_EQ(table.coordinator(), "z");
+  z.coordinating = false;  // it stops coordinating (shutting down): the lowest holder again
+  auto e2 = table.on_message(msg(MessageType::kHeartbeat, z, 2), 0);
+  ASSERT_EQ(types(e2), (std::vector<T>{T::kCoordinatorChanged}));
+  EXPECT_EQ(table.coordinator(), "a");
+}
+
 TEST(Membership, UpdateSelfReportsOnlySignificantChanges) {
   Membership table(node("m"));
   EXPECT_TRUE(table.update_self(node("m", "", (8ull << 30) - (1 << 20))).empty());

@@ -37,6 +37,7 @@ constexpr std::int64_t kNow = 1'700'000'000'000;
 TEST(Messages, JsonRoundTripKeepsEveryField) {
   for (auto type : {MessageType::kAnnounce, MessageType::kHeartbeat, MessageType::kJoin}) {
     auto m = sample(type);
+    m.node.coordinating = !m.node.model.empty();
     auto back = message_from_json(message_to_json(m));
     EXPECT_EQ(back.type, type);
     EXPECT_EQ(back.seq, 42u);
