@@ -4,10 +4,9 @@
 //
 // Roles. A node started with --model is the coordinator when the membership names it (the
 // lowest id among the holders, or the one coordinating now; a holder that is not named serves
-// as a worker, on standby to take over: node_recovery.cpp, docs/cluster.md). The coordinator
-// waits for the expected members,
-// plans placement, serves the weights, tells each worker its layer range, and, once every worker
-// serves its stage, runs a ClusterPipeline (its own stage first: it always holds layer 0, which
+// as a worker, on standby to take over: docs/cluster.md). The coordinator waits for the expected
+// members, plans placement, serves the weights, tells each worker its layer range, and, once
+// every worker serves its stage, runs a ClusterPipeline (its own stage first: it always holds layer 0, which
 // embeds the tokens). A worker fetches its shard into its data dir, loads it, opens a UCX
 // transport and runs a StageServer. Alone (no peers, --wait-nodes 1) a coordinator runs the whole
 // model in a LocalPipeline and never opens a cluster socket.
